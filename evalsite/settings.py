@@ -75,6 +75,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "evalsite.security.ContentSecurityPolicyMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -161,6 +162,9 @@ if CELERY_BROKER_URL.startswith("filesystem://"):
         "data_folder_in": str(CELERY_BROKER_DIR / "queue"),
         "data_folder_out": str(CELERY_BROKER_DIR / "queue"),
         "processed_folder": str(CELERY_BROKER_DIR / "processed"),
+        # Exchange tables for broadcasts (worker pings, remote control);
+        # kombu's default is a folder relative to the working directory.
+        "control_folder": str(CELERY_BROKER_DIR / "control"),
         "store_processed": False,
     }
 elif CELERY_BROKER_URL.startswith(("redis://", "rediss://")):
@@ -205,3 +209,14 @@ DATA_UPLOAD_MAX_MEMORY_SIZE = 2 * 1024 * 1024
 # Checkpoint uploads stream to temporary files on disk, never into memory.
 FILE_UPLOAD_MAX_MEMORY_SIZE = 2 * 1024 * 1024
 FILE_UPLOAD_TEMP_DIR = os.environ.get("FILE_UPLOAD_TEMP_DIR") or None
+
+# Generation (helper C). A running chunk whose heartbeat is older than
+# GENERATION_STALE_SECONDS is taken to be lost (worker killed) and re-queued
+# by `generate` / `generate --wait`; workers beat every GENERATION_HEARTBEAT_SECONDS.
+GENERATION_HEARTBEAT_SECONDS = env_int("GENERATION_HEARTBEAT_SECONDS", 10)
+GENERATION_STALE_SECONDS = env_int("GENERATION_STALE_SECONDS", 60)
+GENERATION_CHUNK_TIME_LIMIT = env_int("GENERATION_CHUNK_TIME_LIMIT", 6 * 3600)
+# Caps on uploaded checkpoint archives (uncompressed bytes, files, expansion ratio).
+CHECKPOINT_MAX_BYTES = env_int("CHECKPOINT_MAX_BYTES", 200 * 1024**3)
+CHECKPOINT_MAX_FILES = env_int("CHECKPOINT_MAX_FILES", 10_000)
+CHECKPOINT_MAX_RATIO = env_int("CHECKPOINT_MAX_RATIO", 100)
