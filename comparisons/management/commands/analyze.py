@@ -1,0 +1,70 @@
+"""``manage.py analyze VOTES.csv``: offline analysis of any vote file, with the same statistics as the results page.
+
+It reads the file, never the database: an export of this site or votes from elsewhere with at least
+``prompt_id, model_a, model_b, winner`` (see comparisons/stats/table.py for the optional columns).
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+
+from comparisons.stats import BOTH_BAD_MODES, CI_METHODS, VoteTableError, analyze, format_text, read_votes_csv
+
+
+class Command(BaseCommand):
+    help = (
+        "Analyse a vote CSV: win rates with cluster-bootstrap CIs over prompts, sign tests, a Bradley-Terry "
+        "ranking, rater agreement, position/length bias and a per-category breakdown. --json prints one object."
+    )
+    requires_system_checks: list[str] = []
+    requires_migrations_checks = False
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("votes", help="vote CSV (columns prompt_id, model_a, model_b, winner; others optional)")
+        parser.add_argument("--baseline", help="report every other model against this one")
+        parser.add_argument("--bootstrap", type=int, default=1000, help="bootstrap rounds (default 1000; 0 = no CI)")
+        parser.add_argument("--seed", type=int, default=0, help="seed of the bootstrap (default 0)")
+        parser.add_argument("--json", action="store_true", help="print one JSON object instead of tables")
+        parser.add_argument("--ci", choices=CI_METHODS, default="bca", help="interval method (default bca)")
+        parser.add_argument("--confidence", type=float, default=0.95, help="confidence level (default 0.95)")
+        parser.add_argument(
+            "--both-bad-as",
+            choices=BOTH_BAD_MODES,
+            default="tie",
+            help="count 'both_bad' votes as ties (default) or exclude them from win rates",
+        )
+        parser.add_argument(
+            "--exclude-flagged",
+            action="store_true",
+            help="drop votes with attention_failed or flagged true",
+        )
+        parser.add_argument("--min-seconds", type=float, help="drop votes that took fewer seconds than this")
+        parser.add_argument("--no-categories", action="store_true", help="skip the per-category breakdown")
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        if options["bootstrap"] < 0:
+            raise CommandError(f"--bootstrap must be 0 or more, not {options['bootstrap']}.")
+        try:
+            frame = read_votes_csv(options["votes"])
+            result = analyze(
+                frame,
+                baseline=options["baseline"],
+                n_boot=options["bootstrap"],
+                seed=options["seed"],
+                ci=options["ci"],
+                confidence=options["confidence"],
+                both_bad=options["both_bad_as"],
+                exclude_flagged=options["exclude_flagged"],
+                min_seconds=options["min_seconds"],
+                categories=not options["no_categories"],
+                first_line=2,
+            )
+        except VoteTableError as exc:
+            raise CommandError(str(exc)) from None
+        if options["json"]:
+            self.stdout.write(json.dumps(result, ensure_ascii=False, allow_nan=False))
+        else:
+            self.stdout.write(format_text(result))

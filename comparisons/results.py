@@ -1,0 +1,216 @@
+"""Reads for analysts: a campaign's analysis, the per-prompt table, AlpacaEval-style annotations, exports.
+
+The analysis always goes through ``comparisons.stats.analyze`` on ``selectors.vote_table``: the same
+numbers as ``manage.py analyze`` on the campaign's vote export with the same options.
+Exports are generators so views and commands can stream them with bounded memory.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from typing import Any
+
+from django.db.models import Count, F, Q, Sum
+
+from comparisons.models import Campaign, Comparison, Rater, Vote
+from comparisons.selectors import VOTE_COLUMNS, vote_rows, vote_table
+from comparisons.stats import SUMMARY_COLUMNS, analyze, csv_lines, summary_rows
+
+EXPORT_KINDS = ("votes", "prompts", "summary", "annotations")
+PROMPT_COLUMNS = [
+    "prompt_id",
+    "category",
+    "instruction",
+    "input",
+    "model_a",
+    "output_a",
+    "model_b",
+    "output_b",
+    "votes",
+    "votes_a",
+    "votes_b",
+    "ties",
+    "both_bad",
+    "majority",
+]
+
+
+def campaign_analysis(
+    *, campaign: Campaign, n_boot: int = 1000, seed: int = 0, exclude_flagged: bool = False, ci: str = "bca"
+) -> dict[str, Any] | None:
+    """``analyze`` on the campaign's votes (with response lengths); None while there is no vote.
+
+    ``exclude_flagged`` drops votes of raters who failed an attention check or whom an admin flagged.
+    The campaign's baseline, when set and already voted on, orients the pairs.
+    """
+    frame = vote_table(campaign=campaign, include_lengths=True)
+    if frame.empty:
+        return None
+    flagged = set(
+        Rater.objects.filter(flagged=True, assignments__comparison__campaign=campaign).values_list(
+            "user__username", flat=True
+        )
+    )
+    frame["flagged"] = frame["rater"].isin(flagged)
+    baseline = campaign.baseline.name if campaign.baseline is not None else None
+    if baseline is not None and baseline not in set(frame["model_a"]) | set(frame["model_b"]):
+        baseline = None
+    return analyze(frame, baseline=baseline, n_boot=n_boot, seed=seed, ci=ci, exclude_flagged=exclude_flagged)
+
+
+def votes_missing(*, campaign: Campaign) -> dict[str, int]:
+    """Votes wanted (k per real comparison), collected and still missing; one aggregate query."""
+    k = campaign.votes_per_comparison
+    totals = Comparison.objects.filter(campaign=campaign, is_attention_check=False).aggregate(
+        comparisons=Count("pk"),
+        collected=Sum("votes_count"),
+        complete=Count("pk", filter=Q(votes_count__gte=k)),
+    )
+    needed = totals["comparisons"] * k
+    collected = totals["collected"] or 0
+    return {
+        "needed": needed,
+        "collected": collected,
+        "missing": max(needed - collected, 0),
+        "comparisons": totals["comparisons"],
+        "comparisons_complete": totals["complete"],
+    }
+
+
+def _majority(model_a: str, model_b: str, counts: tuple[int, int, int, int]) -> str:
+    if sum(counts) == 0:
+        return ""
+    top = max(counts)
+    labels = [label for label, n in zip((model_a, model_b, "tie", "both_bad"), counts, strict=True) if n == top]
+    return labels[0] if len(labels) == 1 else "split"
+
+
+def prompt_rows(*, campaign: Campaign, chunk_size: int = 500) -> Iterator[list[Any]]:
+    """One row per compared pair of responses (PROMPT_COLUMNS): both texts, vote counts and the majority.
+
+    ``majority`` is the model name, ``tie`` or ``both_bad`` with the most votes, ``split`` when two
+    verdicts share the top, empty without votes. Attention-check pairs are left out.
+    """
+    vote = "assignments__vote"
+    qs = (
+        Comparison.objects.filter(campaign=campaign, is_attention_check=False)
+        .annotate(
+            n_a=Count(vote, filter=Q(assignments__vote__winner_response=F("response_a"))),
+            n_b=Count(vote, filter=Q(assignments__vote__winner_response=F("response_b"))),
+            n_tie=Count(vote, filter=Q(assignments__vote__choice=Vote.Choice.TIE)),
+            n_bad=Count(vote, filter=Q(assignments__vote__choice=Vote.Choice.BOTH_BAD)),
+        )
+        .order_by("prompt__position", "pk")
+        .values_list(
+            "prompt__external_id",
+            "prompt__category",
+            "prompt__instruction",
+            "prompt__input",
+            "response_a__model__name",
+            "response_a__text",
+            "response_b__model__name",
+            "response_b__text",
+            "n_a",
+            "n_b",
+            "n_tie",
+            "n_bad",
+        )
+    )
+    for prompt_id, category, instruction, input_text, model_a, out_a, model_b, out_b, *counts in qs.iterator(
+        chunk_size=chunk_size
+    ):
+        n_a, n_b, n_tie, n_bad = counts
+        yield [
+            prompt_id,
+            category,
+            instruction,
+            input_text,
+            model_a,
+            out_a,
+            model_b,
+            out_b,
+            n_a + n_b + n_tie + n_bad,
+            n_a,
+            n_b,
+            n_tie,
+            n_bad,
+            _majority(model_a, model_b, (n_a, n_b, n_tie, n_bad)),
+        ]
+
+
+def annotation_items(*, campaign: Campaign, chunk_size: int = 500) -> Iterator[dict[str, Any]]:
+    """One AlpacaEval-style annotation per vote (attention checks left out).
+
+    ``output_1``/``generator_1`` is the campaign's baseline when it is in the pair (AlpacaEval's
+    reference side), otherwise response A; ``preference`` is 1 or 2 for the better output, 1.5 for a
+    tie or both bad. ``instruction`` is the instruction, a blank line and the input when there is one.
+    """
+    baseline_id = campaign.baseline_id
+    qs = (
+        Vote.objects.filter(assignment__comparison__campaign=campaign, assignment__comparison__is_attention_check=False)
+        .order_by("assignment__comparison__prompt__position", "assignment__comparison_id", "submitted_at", "pk")
+        .values_list(
+            "assignment__comparison__prompt__external_id",
+            "assignment__comparison__prompt__category",
+            "assignment__comparison__prompt__instruction",
+            "assignment__comparison__prompt__input",
+            "assignment__comparison__response_a_id",
+            "assignment__comparison__response_a__model_id",
+            "assignment__comparison__response_a__model__name",
+            "assignment__comparison__response_a__text",
+            "assignment__comparison__response_b_id",
+            "assignment__comparison__response_b__model_id",
+            "assignment__comparison__response_b__model__name",
+            "assignment__comparison__response_b__text",
+            "winner_response_id",
+            "assignment__rater__user__username",
+        )
+    )
+    for row in qs.iterator(chunk_size=chunk_size):
+        prompt_id, category, instruction, input_text = row[:4]
+        a_id, _, a_name, a_text, b_id, b_model_id, b_name, b_text, winner_id, rater = row[4:]
+        first, second = (a_id, a_name, a_text), (b_id, b_name, b_text)
+        if baseline_id is not None and b_model_id == baseline_id:
+            first, second = second, first
+        preference = 1.5 if winner_id is None else (1 if winner_id == first[0] else 2)
+        yield {
+            "instruction": f"{instruction}\n\n{input_text}" if input_text else instruction,
+            "output_1": first[2],
+            "generator_1": first[1],
+            "output_2": second[2],
+            "generator_2": second[1],
+            "preference": preference,
+            "annotator": rater,
+            "prompt_id": prompt_id,
+            "category": category,
+        }
+
+
+def annotations_json(*, campaign: Campaign) -> Iterator[str]:
+    """The annotations as one JSON list, produced piece by piece."""
+    yield "["
+    for index, item in enumerate(annotation_items(campaign=campaign)):
+        yield ("\n" if index == 0 else ",\n") + json.dumps(item, ensure_ascii=False)
+    yield "\n]\n"
+
+
+def _votes_csv_rows(campaign: Campaign) -> Iterator[list[Any]]:
+    failed = VOTE_COLUMNS.index("attention_failed")
+    for row in vote_rows(campaign=campaign):
+        row[failed] = "true" if row[failed] else "false"
+        yield row
+
+
+def export_stream(*, campaign: Campaign, kind: str, n_boot: int = 1000, seed: int = 0) -> Iterator[str]:
+    """The text of one export (``votes``, ``prompts``, ``summary`` CSV or ``annotations`` JSON), in pieces."""
+    if kind == "votes":
+        return csv_lines(VOTE_COLUMNS, _votes_csv_rows(campaign))
+    if kind == "prompts":
+        return csv_lines(PROMPT_COLUMNS, prompt_rows(campaign=campaign))
+    if kind == "summary":
+        analysis = campaign_analysis(campaign=campaign, n_boot=n_boot, seed=seed)
+        return csv_lines(SUMMARY_COLUMNS, summary_rows(analysis) if analysis else [])
+    if kind == "annotations":
+        return annotations_json(campaign=campaign)
+    raise ValueError(f"Unknown export {kind!r}; use one of {', '.join(EXPORT_KINDS)}.")

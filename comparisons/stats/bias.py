@@ -1,0 +1,127 @@
+"""Bias checks: do raters favour the left response, or the longer one?"""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy import sparse
+from scipy.stats import binomtest
+
+from .bootstrap import intervals, replicate_sums
+from .table import SIDE_A, SIDE_B, SIDE_BOTH_BAD, Votes
+
+# Length difference buckets, in characters (longer minus shorter response).
+LENGTH_BUCKETS = ((1, 100), (100, 300), (300, 1000), (1000, None))
+
+
+def position_bias(votes: Votes, *, confidence: float = 0.95) -> dict:
+    """Share of decisive votes (a model won) that went to the response shown on the left.
+
+    Needs a ``left_model`` column; without one (or with it empty everywhere) ``available`` is False.
+    The CI is Clopper–Pearson and the p-value an exact two-sided binomial test against 50%: the side is
+    drawn at random per assignment, so with no bias left picks are a fair coin.
+    """
+    result: dict = {
+        "available": False,
+        "decisive": 0,
+        "left_picks": 0,
+        "right_picks": 0,
+        "left_share": None,
+        "ci_low": None,
+        "ci_high": None,
+        "p_value": None,
+    }
+    decisive = (votes.left_side >= 0) & ((votes.side == SIDE_A) | (votes.side == SIDE_B))
+    n = int(decisive.sum())
+    if n == 0:
+        return result
+    left = int((decisive & (votes.side == votes.left_side)).sum())
+    test = binomtest(left, n, 0.5)
+    ci = test.proportion_ci(confidence_level=confidence, method="exact")
+    result.update(
+        available=True,
+        decisive=n,
+        left_picks=left,
+        right_picks=n - left,
+        left_share=100.0 * left / n,
+        ci_low=100.0 * ci.low,
+        ci_high=100.0 * ci.high,
+        p_value=float(test.pvalue),
+    )
+    return result
+
+
+def _bucket_label(low: int, high: int | None) -> str:
+    return f"{low}+" if high is None else f"{low}-{high - 1}"
+
+
+def length_bias(
+    votes: Votes,
+    *,
+    both_bad: str = "tie",
+    n_boot: int = 1000,
+    seed: int = 0,
+    method: str = "bca",
+    confidence: float = 0.95,
+) -> dict:
+    """Win rate (percent, ties half) of the longer response, overall and by length-difference bucket.
+
+    Needs ``length_a`` and ``length_b`` (characters); votes with a missing length or equal lengths are
+    left out. CIs resample prompts like the pair win rates (percentile or BCa without acceleration).
+    """
+    result: dict = {"available": False, "votes": 0, "longer_win_rate": None, "ci_low": None, "ci_high": None}
+    result["buckets"] = []
+    frame, prompt, n_prompts = votes.frame, votes.prompt, len(votes.prompts)
+    if "length_a" not in frame.columns or "length_b" not in frame.columns:
+        return result
+    len_a = frame["length_a"].to_numpy(dtype=float)
+    len_b = frame["length_b"].to_numpy(dtype=float)
+    usable = ~np.isnan(len_a) & ~np.isnan(len_b) & (len_a != len_b)
+    if both_bad == "exclude":
+        usable &= votes.side != SIDE_BOTH_BAD
+    if not usable.any():
+        return result
+    longer = np.where(len_a > len_b, SIDE_A, SIDE_B)
+    decisive = (votes.side == SIDE_A) | (votes.side == SIDE_B)
+    score = np.where(decisive, (votes.side == longer).astype(float), 0.5)
+    diff = np.abs(len_a - len_b)
+    columns = [usable]
+    for low, high in LENGTH_BUCKETS:
+        columns.append(usable & (diff >= low) & ((diff < high) if high is not None else True))
+    n_cols = len(columns)
+    member = np.stack(columns, axis=1).astype(float)
+    score_matrix = sparse.csr_matrix(
+        np.vstack([np.bincount(prompt, weights=score * member[:, c], minlength=n_prompts) for c in range(n_cols)]).T
+    )
+    votes_matrix = sparse.csr_matrix(
+        np.vstack([np.bincount(prompt, weights=member[:, c], minlength=n_prompts) for c in range(n_cols)]).T
+    )
+    per_prompt = sparse.hstack([score_matrix, votes_matrix]).tocsr()
+    totals = np.asarray(per_prompt.sum(axis=0)).ravel()
+    with np.errstate(divide="ignore", invalid="ignore"):
+        estimate = 100.0 * totals[:n_cols] / totals[n_cols:]
+        reps = replicate_sums(np.random.default_rng(seed), per_prompt, n_boot)
+        boot = 100.0 * reps[:, :n_cols] / reps[:, n_cols:]
+    boot[~np.isfinite(boot)] = np.nan
+    low, high, _ = intervals(estimate, boot, method=method, confidence=confidence)
+
+    def num(x: float) -> float | None:
+        return None if np.isnan(x) else float(x)
+
+    result.update(
+        available=True,
+        votes=int(totals[n_cols]),
+        longer_win_rate=num(estimate[0]),
+        ci_low=num(low[0]),
+        ci_high=num(high[0]),
+    )
+    result["buckets"] = [
+        {
+            "chars": _bucket_label(lo, hi),
+            "votes": int(totals[n_cols + c + 1]),
+            "longer_win_rate": num(estimate[c + 1]),
+            "ci_low": num(low[c + 1]),
+            "ci_high": num(high[c + 1]),
+        }
+        for c, (lo, hi) in enumerate(LENGTH_BUCKETS)
+    ]
+    return result

@@ -1,0 +1,333 @@
+"""The whole analysis of one vote table as one JSON-ready dict, plus its plain-text rendering.
+
+``analyze`` is what the ``analyze`` command, the results page and the benchmark call: the same table
+of votes always gives the same numbers (the bootstrap is seeded).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+from scipy import sparse
+
+from .agreement import agreement_summary
+from .bias import length_bias, position_bias
+from .bootstrap import CI_METHODS, replicate_sums
+from .pairs import Cells, PairStats, cells_build, pair_stats
+from .ranking import ELO_BASE, ranking_compute, winrate_matrix
+from .table import BOTH_BAD_MODES, Votes, VoteTableError, votes_prepare
+
+NO_CATEGORY = "(none)"
+SUMMARY_COLUMNS = [
+    "model",
+    "baseline",
+    "n",
+    "prompts",
+    "wins",
+    "losses",
+    "ties",
+    "both_bad",
+    "win_rate",
+    "win_rate_no_ties",
+    "ci_low",
+    "ci_high",
+    "se",
+    "p_value",
+]
+
+
+def _pair_columns_with_second(cells: Cells) -> sparse.csr_matrix:
+    """[first's score | votes | second's score] per prompt: what both the pair CIs and Bradley–Terry resample."""
+    second = cells.losses + 0.5 * cells.ties
+    return sparse.hstack(
+        [cells.per_prompt(cells.score), cells.per_prompt(cells.votes), cells.per_prompt(second)]
+    ).tocsr()
+
+
+def _pair_entries(stats: PairStats, models: list[str], baseline: str | None) -> list[dict]:
+    entries = []
+    for k in range(len(stats.pair_first)):
+        first, second = models[stats.pair_first[k]], models[stats.pair_second[k]]
+        if baseline is None:
+            entries.append({"model": first, "baseline": second, **stats.entry(k, flip=False)})
+        elif baseline == first:
+            entries.append({"model": second, "baseline": first, **stats.entry(k, flip=True)})
+        elif baseline == second:
+            entries.append({"model": first, "baseline": second, **stats.entry(k, flip=False)})
+    entries.sort(key=lambda e: (e["model"], e["baseline"]))
+    return entries
+
+
+def _check_settings(n_boot: int, ci: str, confidence: float, both_bad: str) -> None:
+    if n_boot < 0:
+        raise VoteTableError(f"The number of bootstrap rounds must be 0 or more, not {n_boot}.")
+    if ci not in CI_METHODS:
+        raise VoteTableError(f"Unknown CI method {ci!r}; use one of {', '.join(CI_METHODS)}.")
+    if not 0.0 < confidence < 1.0:
+        raise VoteTableError(f"The confidence level must be between 0 and 1 (e.g. 0.95), not {confidence}.")
+    if both_bad not in BOTH_BAD_MODES:
+        raise VoteTableError(f"both_bad must be one of {', '.join(BOTH_BAD_MODES)}, not {both_bad!r}.")
+
+
+def _categories(
+    votes: Votes, *, baseline: str | None, n_boot: int, seed: int, ci: str, confidence: float, both_bad: str
+) -> list[dict]:
+    if "category" not in votes.frame.columns:
+        return []
+    codes, labels = pd.factorize(votes.frame["category"].replace("", NO_CATEGORY).to_numpy(dtype=object), sort=True)
+    out = []
+    for index, category in enumerate(labels):
+        mask = codes == index
+        prompt_codes, prompt_ids = pd.factorize(votes.prompt[mask], sort=True)
+        cells = cells_build(
+            first=votes.first[mask],
+            second=votes.second[mask],
+            outcome=votes.outcome[mask],
+            prompt=prompt_codes.astype(np.int64),
+            n_models=len(votes.models),
+            n_prompts=len(prompt_ids),
+            both_bad=both_bad,
+        )
+        if cells.n_pairs == 0:
+            continue
+        # Each category resamples its own prompts, from its own seeded stream.
+        rng = np.random.default_rng([seed, 1, index])
+        replicates = replicate_sums(rng, _pair_columns_with_second(cells)[:, : 2 * cells.n_pairs], n_boot)
+        stats = pair_stats(cells, replicates=replicates, method=ci, confidence=confidence)
+        for entry in _pair_entries(stats, votes.models, baseline):
+            out.append({"category": str(category), **entry})
+    return out
+
+
+def analyze(
+    frame: pd.DataFrame,
+    *,
+    baseline: str | None = None,
+    n_boot: int = 1000,
+    seed: int = 0,
+    ci: str = "bca",
+    confidence: float = 0.95,
+    both_bad: str = "tie",
+    exclude_flagged: bool = False,
+    min_seconds: float | None = None,
+    categories: bool = True,
+    first_line: int | None = None,
+) -> dict:
+    """Analyse a vote table (see ``table`` for its columns); raises VoteTableError on bad input or settings.
+
+    Keys: ``pairs`` (one entry per pair of models that met, or per model against ``baseline``; win
+    rates and CI bounds in percent), ``ranking`` (Bradley–Terry, Elo-like scale), ``win_rate_matrix``,
+    ``agreement``, ``position_bias``, ``length_bias``, ``categories``, ``votes`` and ``settings``.
+    """
+    _check_settings(n_boot, ci, confidence, both_bad)
+    votes = votes_prepare(frame, exclude_flagged=exclude_flagged, min_seconds=min_seconds, first_line=first_line)
+    if baseline is not None and baseline not in votes.models:
+        raise VoteTableError(
+            f"The baseline {baseline!r} is not one of the models in the votes ({', '.join(votes.models)})."
+        )
+    n_models, n_prompts = len(votes.models), len(votes.prompts)
+    cells = cells_build(
+        first=votes.first,
+        second=votes.second,
+        outcome=votes.outcome,
+        prompt=votes.prompt,
+        n_models=n_models,
+        n_prompts=n_prompts,
+        both_bad=both_bad,
+    )
+    n_pairs = cells.n_pairs
+    # One set of replicate studies serves every pair and the ranking, so they stay mutually consistent.
+    replicates = replicate_sums(np.random.default_rng(seed), _pair_columns_with_second(cells), n_boot)
+    stats = pair_stats(cells, replicates=replicates[:, : 2 * n_pairs], method=ci, confidence=confidence)
+    second_score = cells.totals(cells.losses + 0.5 * cells.ties)
+    ranking = ranking_compute(
+        models=votes.models,
+        pair_first=cells.pair_first,
+        pair_second=cells.pair_second,
+        first_score=cells.totals(cells.score),
+        second_score=second_score,
+        replicate_first=replicates[:, :n_pairs],
+        replicate_second=replicates[:, 2 * n_pairs :],
+        confidence=confidence,
+    )
+
+    unit = np.unique((votes.first * n_models + votes.second) * n_prompts + votes.prompt, return_inverse=True)[1]
+    rater = votes.frame["rater"].to_numpy() if "rater" in votes.frame.columns else None
+    agreement = agreement_summary(unit=unit.astype(np.int64), value=votes.outcome.astype(np.int64), rater=rater)
+
+    return {
+        "pairs": _pair_entries(stats, votes.models, baseline),
+        "ranking": ranking.entries(),
+        "win_rate_matrix": {
+            "models": votes.models,
+            "values": winrate_matrix(votes.models, stats.pair_first, stats.pair_second, stats.win_rate),
+        },
+        "agreement": agreement,
+        "position_bias": position_bias(votes, confidence=confidence),
+        "length_bias": length_bias(
+            votes,
+            both_bad=both_bad,
+            n_boot=n_boot,
+            seed=seed,
+            method=ci,
+            confidence=confidence,
+        ),
+        "categories": (
+            _categories(
+                votes, baseline=baseline, n_boot=n_boot, seed=seed, ci=ci, confidence=confidence, both_bad=both_bad
+            )
+            if categories
+            else []
+        ),
+        "votes": {
+            "input": votes.n_input,
+            "excluded": votes.n_excluded,
+            "used": votes.n,
+            "prompts": n_prompts,
+            "models": votes.models,
+        },
+        "settings": {
+            "baseline": baseline,
+            "bootstrap": n_boot,
+            "seed": seed,
+            "ci": ci,
+            "confidence": confidence,
+            "both_bad": both_bad,
+            "exclude_flagged": exclude_flagged,
+            "min_seconds": min_seconds,
+            "ranking_scale": f"Bradley-Terry, Elo-like: {ELO_BASE:g} + 400*log10(strength), mean log-strength 0",
+            "ranking_prior": ranking.prior,
+            "ranking_regularized": ranking.regularized,
+            "ranking_replicates_regularized": ranking.replicates_regularized,
+            "ranking_connected": ranking.connected,
+        },
+    }
+
+
+def format_p(p: float | None) -> str:
+    if p is None:
+        return "p n/a"
+    if p < 0.001:
+        return "p < 0.001"
+    return f"p = {p:.3f}"
+
+
+def _pct(x: float | None, digits: int = 1) -> str:
+    return "n/a" if x is None else f"{x:.{digits}f}"
+
+
+def headline(entry: dict, *, confidence: float = 0.95) -> str:
+    """One pair in plain words.
+
+    E.g. "Model X wins 26.5% of comparisons against Y (95% CI 23.4–29.5%, p < 0.001; 205 wins, 16 ties, 584 losses)".
+    """
+    level = f"{100 * confidence:g}%"
+    ci = (
+        f"{level} CI {_pct(entry['ci_low'])}–{_pct(entry['ci_high'])}%"
+        if entry["ci_low"] is not None and entry["ci_high"] is not None
+        else f"{level} CI n/a"
+    )
+    return (
+        f"Model {entry['model']} wins {_pct(entry['win_rate'])}% of comparisons against {entry['baseline']} "
+        f"({ci}, {format_p(entry['p_value'])}; {entry['wins']} wins, {entry['ties']} ties, {entry['losses']} losses)"
+    )
+
+
+def _table(headers: list[str], rows: list[list[str]]) -> str:
+    widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(headers)]
+    lines = ["  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True)).rstrip()]
+    lines.append("  ".join("-" * w for w in widths))
+    lines += ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows]
+    return "\n".join(lines)
+
+
+def format_text(result: dict) -> str:
+    """The analysis as readable plain-text tables."""
+    settings = result["settings"]
+    level = f"{100 * settings['confidence']:g}%"
+    out = [
+        f"{result['votes']['used']} votes on {result['votes']['prompts']} prompts "
+        f"({result['votes']['excluded']} excluded); {settings['bootstrap']} bootstrap rounds over prompts, "
+        f"{settings['ci']} CI, seed {settings['seed']}; both_bad counted as {settings['both_bad']}.",
+        "",
+    ]
+    out += [headline(e, confidence=settings["confidence"]) for e in result["pairs"]]
+    out += ["", "Win rates (percent, ties count half):"]
+    out.append(
+        _table(
+            ["model", "baseline", "n", "wins", "ties", "losses", "win rate", f"{level} CI", "no ties", "se", "p"],
+            [
+                [
+                    e["model"],
+                    e["baseline"],
+                    str(e["n"]),
+                    str(e["wins"]),
+                    str(e["ties"]),
+                    str(e["losses"]),
+                    _pct(e["win_rate"], 2),
+                    f"{_pct(e['ci_low'], 2)}–{_pct(e['ci_high'], 2)}",
+                    _pct(e["win_rate_no_ties"], 2),
+                    _pct(e["se"], 2),
+                    f"{e['p_value']:.3g}",
+                ]
+                for e in result["pairs"]
+            ],
+        )
+    )
+    out += ["", f"Ranking ({settings['ranking_scale']}):"]
+    out.append(
+        _table(
+            ["rank", "model", "score", f"{level} CI"],
+            [
+                [str(r["rank"]), r["model"], _pct(r["score"], 0), f"{_pct(r['ci_low'], 0)}–{_pct(r['ci_high'], 0)}"]
+                for r in result["ranking"]
+            ],
+        )
+    )
+    agreement = result["agreement"]
+    alpha, kappa = agreement["krippendorff_alpha"], agreement["fleiss_kappa"]
+    out += [
+        "",
+        f"Agreement: Krippendorff's alpha {'n/a' if alpha is None else f'{alpha:.3f}'}, "
+        f"Fleiss' kappa {'n/a' if kappa is None else f'{kappa:.3f}'} "
+        f"({agreement['units_multi_rated']} of {agreement['units']} comparisons rated more than once).",
+    ]
+    position = result["position_bias"]
+    if position["available"]:
+        out.append(
+            f"Position bias: left response picked in {_pct(position['left_share'])}% of {position['decisive']} "
+            f"decisive votes ({level} CI {_pct(position['ci_low'])}–{_pct(position['ci_high'])}%, "
+            f"{format_p(position['p_value'])} against 50%)."
+        )
+    else:
+        out.append("Position bias: not available (no left_model column).")
+    length = result["length_bias"]
+    if length["available"]:
+        out.append(
+            f"Length bias: the longer response wins {_pct(length['longer_win_rate'])}% of {length['votes']} votes "
+            f"({level} CI {_pct(length['ci_low'])}–{_pct(length['ci_high'])}%)."
+        )
+    if result["categories"]:
+        out += ["", "Per category:"]
+        out.append(
+            _table(
+                ["category", "model", "baseline", "n", "win rate", f"{level} CI"],
+                [
+                    [
+                        c["category"],
+                        c["model"],
+                        c["baseline"],
+                        str(c["n"]),
+                        _pct(c["win_rate"]),
+                        f"{_pct(c['ci_low'])}–{_pct(c['ci_high'])}",
+                    ]
+                    for c in result["categories"]
+                ],
+            )
+        )
+    return "\n".join(out)
+
+
+def summary_rows(result: dict) -> list[list]:
+    """The pairs table (SUMMARY_COLUMNS), one row per pair entry; missing values are empty cells."""
+    return [["" if entry.get(col) is None else entry[col] for col in SUMMARY_COLUMNS] for entry in result["pairs"]]

@@ -1,0 +1,1 @@
+"""Tests of the pure statistics package and the analyze command."""

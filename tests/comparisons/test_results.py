@@ -1,0 +1,181 @@
+"""The results page and the exports: analysts only, headline numbers on a known campaign, export columns."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+
+import pytest
+from django.core.management import CommandError, call_command
+from django.urls import reverse
+
+from comparisons import services
+from comparisons.models import Assignment, Campaign
+from comparisons.results import PROMPT_COLUMNS
+from comparisons.selectors import VOTE_COLUMNS
+from comparisons.stats import SUMMARY_COLUMNS, analyze, headline, read_votes_csv
+from tests.comparisons.factories import build_campaign, invite_rater, make_user
+
+pytestmark = pytest.mark.django_db
+
+ZEBRA, QUOKKA = "zebra-model-7", "quokka-llm-13b"
+# Verdict per prompt position (from zebra's side): zebra wins 4, one tie, quokka wins 1.
+PLAN = {0: ZEBRA, 1: ZEBRA, 2: "tie", 3: ZEBRA, 4: QUOKKA, 5: ZEBRA}
+
+
+def vote_as_planned(campaign: Campaign, rater, plan: dict[int, str]) -> None:
+    while (assignment := services.assignment_next(rater=rater, campaign=campaign)) is not None:
+        comparison = assignment.comparison
+        verdict = plan[comparison.prompt.position]
+        left = comparison.response_a if assignment.left_is_a else comparison.response_b
+        choice = verdict if verdict in ("tie", "both_bad") else ("A" if left.model.name == verdict else "B")
+        services.vote_cast(rater=rater, token=assignment.token, choice=choice)
+
+
+@pytest.fixture
+def campaign() -> Campaign:
+    campaign = build_campaign(slug="known-study", n_prompts=6, k=1)
+    vote_as_planned(campaign, invite_rater(campaign), PLAN)
+    return campaign
+
+
+@pytest.fixture
+def analyst_client(client):
+    user = make_user("ana")
+    services.user_make_analyst(user=user)
+    client.force_login(user)
+    return client
+
+
+def results_url(campaign: Campaign) -> str:
+    return reverse("comparisons:results", args=[campaign.slug])
+
+
+def export_text(client, campaign: Campaign, kind: str) -> str:
+    response = client.get(reverse("comparisons:results_export", args=[campaign.slug, kind]))
+    assert response.status_code == 200
+    assert response.streaming
+    return b"".join(response.streaming_content).decode("utf-8")
+
+
+def test_analyst_sees_the_headline_in_plain_words(analyst_client, campaign):
+    response = analyst_client.get(results_url(campaign))
+    assert response.status_code == 200
+    page = response.content.decode()
+    # quokka (alphabetically first) against zebra: 1 win, 1 tie, 4 losses of 6 -> (1 + 0.5) / 6 = 25.0%.
+    assert "Model quokka-llm-13b wins 25.0% of comparisons against zebra-model-7 (95% CI " in page
+    assert "1 wins, 1 ties, 4 losses)" in page
+    assert "0 still missing" not in page and "complete" in page
+    assert "<svg" in page  # the forest plot, drawn on the server
+    assert "Krippendorff" in page and "Bradley" in page
+
+
+def test_page_is_reproducible_from_the_votes_export(analyst_client, campaign, tmp_path):
+    votes = tmp_path / "votes.csv"
+    votes.write_text(export_text(analyst_client, campaign, "votes"), encoding="utf-8")
+    result = analyze(read_votes_csv(votes), n_boot=1000, seed=0)
+    page = analyst_client.get(results_url(campaign)).content.decode()
+    from django.utils.html import escape
+
+    assert escape(headline(result["pairs"][0])) in page
+
+
+def test_baseline_orients_the_headline_and_missing_votes_are_counted(analyst_client):
+    campaign = build_campaign(slug="with-baseline", n_prompts=6, k=2)
+    campaign.baseline = campaign.models.get(name=QUOKKA)
+    campaign.save(update_fields=["baseline"])
+    vote_as_planned(campaign, invite_rater(campaign), PLAN)
+    page = analyst_client.get(results_url(campaign)).content.decode()
+    assert "Model zebra-model-7 wins 75.0% of comparisons against quokka-llm-13b (95% CI " in page
+    assert "4 wins, 1 ties, 1 losses)" in page
+    assert "6 of 12 votes collected" in page and "6 still missing" in page
+
+
+def test_raters_and_anonymous_users_are_kept_out(client, campaign):
+    rater = Assignment.objects.filter(comparison__campaign=campaign).first().rater
+    client.force_login(rater.user)
+    assert client.get(results_url(campaign)).status_code == 403
+    export = reverse("comparisons:results_export", args=[campaign.slug, "votes"])
+    assert client.get(export).status_code == 403
+    client.logout()
+    response = client.get(results_url(campaign))
+    assert response.status_code == 302 and "login" in response["Location"]
+    assert client.get(export).status_code == 302
+    client.force_login(make_user("someone"))
+    assert client.get(results_url(campaign)).status_code == 403
+
+
+def test_staff_may_see_results_and_unknown_things_are_404(client, campaign):
+    client.force_login(make_user("admin", is_staff=True))
+    assert client.get(results_url(campaign)).status_code == 200
+    assert client.get(reverse("comparisons:results", args=["no-such-campaign"])).status_code == 404
+    assert client.get(reverse("comparisons:results_export", args=[campaign.slug, "pickle"])).status_code == 404
+
+
+def test_campaign_without_votes_says_so(analyst_client):
+    campaign = build_campaign(slug="empty-study", n_prompts=3, k=2)
+    page = analyst_client.get(results_url(campaign)).content.decode()
+    assert "No votes yet" in page and "6 still missing" in page
+    summary = export_text(analyst_client, campaign, "summary")
+    assert summary.strip() == ",".join(SUMMARY_COLUMNS)
+
+
+def test_votes_and_prompts_exports_have_their_columns(analyst_client, campaign):
+    votes = list(csv.DictReader(io.StringIO(export_text(analyst_client, campaign, "votes"))))
+    assert list(votes[0]) == VOTE_COLUMNS and len(votes) == 6
+    prompts = list(csv.DictReader(io.StringIO(export_text(analyst_client, campaign, "prompts"))))
+    assert list(prompts[0]) == PROMPT_COLUMNS and len(prompts) == 6
+    by_id = {row["prompt_id"]: row for row in prompts}
+    first = by_id["user_oriented_task_0"]
+    assert first["majority"] == ZEBRA and first["votes"] == "1"
+    assert first["instruction"].startswith("Instruction number 0")
+    assert {first["model_a"], first["model_b"]} == {ZEBRA, QUOKKA}
+    assert first["output_a"].startswith("Answer in voice")
+    assert by_id["user_oriented_task_2"]["majority"] == "tie" and by_id["user_oriented_task_2"]["ties"] == "1"
+
+
+def test_summary_export_is_the_pairs_table(analyst_client, campaign):
+    rows = list(csv.DictReader(io.StringIO(export_text(analyst_client, campaign, "summary"))))
+    assert list(rows[0]) == SUMMARY_COLUMNS
+    (row,) = rows
+    assert (row["model"], row["baseline"], row["wins"], row["ties"], row["losses"]) == (QUOKKA, ZEBRA, "1", "1", "4")
+    assert float(row["win_rate"]) == pytest.approx(25.0)
+
+
+def test_annotations_export_is_alpacaeval_shaped(analyst_client):
+    campaign = build_campaign(slug="annotated", n_prompts=6, k=1)
+    campaign.baseline = campaign.models.get(name=QUOKKA)
+    campaign.save(update_fields=["baseline"])
+    vote_as_planned(campaign, invite_rater(campaign), PLAN)
+    items = json.loads(export_text(analyst_client, campaign, "annotations"))
+    assert len(items) == 6
+    keys = {"instruction", "output_1", "generator_1", "output_2", "generator_2", "preference"}
+    assert all(keys <= set(item) for item in items)
+    # The baseline is output_1 (AlpacaEval's reference side): zebra winning is preference 2.
+    assert {item["generator_1"] for item in items} == {QUOKKA}
+    by_prompt = {item["prompt_id"]: item["preference"] for item in items}
+    assert by_prompt == {
+        "user_oriented_task_0": 2,
+        "user_oriented_task_1": 2,
+        "user_oriented_task_2": 1.5,
+        "user_oriented_task_3": 2,
+        "user_oriented_task_4": 1,
+        "user_oriented_task_5": 2,
+    }
+    with_input = next(item for item in items if item["prompt_id"] == "user_oriented_task_1")
+    assert with_input["instruction"] == "Instruction number 1: explain topic 1.\n\nSome input for task 1."
+
+
+def test_export_results_command(campaign, tmp_path):
+    out = tmp_path / "prompts.csv"
+    call_command("export_results", campaign.slug, "prompts", str(out), stdout=io.StringIO())
+    header = out.read_text(encoding="utf-8").splitlines()[0]
+    assert header == ",".join(PROMPT_COLUMNS)
+    call_command("export_results", campaign.slug, "summary", str(tmp_path / "s.csv"), stdout=io.StringIO())
+    assert (tmp_path / "s.csv").read_text(encoding="utf-8").startswith(",".join(SUMMARY_COLUMNS))
+    with pytest.raises(CommandError, match="No campaign"):
+        call_command("export_results", "nope", "votes", str(tmp_path / "x.csv"))
+    with pytest.raises(CommandError, match="does not exist"):
+        call_command("export_results", campaign.slug, "votes", str(tmp_path / "missing" / "x.csv"))
+    assert not list((tmp_path).glob(".x.csv*"))

@@ -1,0 +1,68 @@
+"""The results page in a real browser (headless Chromium via Playwright): figures drawn, nothing blocked.
+
+The screenshot lands in test-artifacts/results-page.png.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+from django.conf import settings
+from django.test import Client
+
+from comparisons import services
+from tests.comparisons.factories import build_campaign, invite_rater, make_user
+from tests.comparisons.test_results import PLAN, vote_as_planned
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
+LAUNCH_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--no-first-run"]
+
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.slow,
+    pytest.mark.django_db(transaction=True),
+    pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="needs Debian's chromium package (.ci/run installs it)"),
+]
+
+
+def look_at_results(base_url: str, session_id: str, slug: str) -> dict:
+    """Only the browser here: no ORM calls inside Playwright's event loop."""
+    from playwright.sync_api import sync_playwright
+
+    seen: dict = {"errors": []}
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=LAUNCH_ARGS)
+        context = browser.new_context(viewport={"width": 1200, "height": 900})
+        context.add_cookies([{"name": settings.SESSION_COOKIE_NAME, "value": session_id, "url": base_url}])
+        page = context.new_page()
+        page.on("pageerror", lambda exc: seen["errors"].append(str(exc)))
+        page.on("console", lambda msg: seen["errors"].append(msg.text) if msg.type == "error" else None)
+        response = page.goto(f"{base_url}/campaigns/{slug}/results/")
+        seen["status"] = response.status if response else None
+        seen["headline"] = page.locator(".headlines li").first.inner_text()
+        seen["figures"] = [box["width"] for box in (svg.bounding_box() for svg in page.locator("figure svg").all())]
+        seen["styled"] = page.locator(".headlines li").first.evaluate("e => getComputedStyle(e).borderLeftStyle")
+        page.screenshot(path=str(ARTIFACTS / "results-page.png"), full_page=True)
+        browser.close()
+    return seen
+
+
+def test_results_page_renders_in_chromium(live_server):
+    campaign = build_campaign(slug="browser-results", n_prompts=6, k=1)
+    vote_as_planned(campaign, invite_rater(campaign), PLAN)
+    analyst = make_user("browser-analyst")
+    services.user_make_analyst(user=analyst)
+    client = Client()
+    client.force_login(analyst)
+    ARTIFACTS.mkdir(exist_ok=True)
+
+    seen = look_at_results(live_server.url, client.cookies[settings.SESSION_COOKIE_NAME].value, campaign.slug)
+
+    assert seen["status"] == 200
+    assert seen["errors"] == []  # no CSP violation, no missing stylesheet
+    assert seen["headline"].startswith("Model quokka-llm-13b wins 25.0% of comparisons against zebra-model-7")
+    assert len(seen["figures"]) == 2 and all(width > 200 for width in seen["figures"])
+    assert seen["styled"] == "solid"
