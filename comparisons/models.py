@@ -1,3 +1,216 @@
-from django.db import models
+"""What people judged: campaigns, the comparisons they contain, raters, assignments and votes.
 
-# Create your models here.
+A Campaign compares models on an eval set; opening it creates one Comparison
+per (prompt, model pair). An Assignment hands one comparison to one rater with
+a random left/right order and a time-limited lease; a Vote is the rater's
+choice on that assignment. Rater-facing code never reads these rows directly:
+it goes through `comparisons.selectors.rater_view_for_assignment`.
+"""
+
+from __future__ import annotations
+
+import secrets
+
+from django.conf import settings
+from django.db import models
+from django.db.models import ManyToManyField, Q
+
+from generation.models import EvalSet, ModelEntry, Prompt, Response
+
+
+def new_token() -> str:
+    """An opaque, unguessable token: 32 random bytes (256 bits), URL-safe."""
+    return secrets.token_urlsafe(32)
+
+
+def new_completion_code() -> str:
+    """A short code a crowd worker pastes back into their platform (about 50 bits)."""
+    alphabet = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"
+    return "".join(secrets.choice(alphabet) for _ in range(10))
+
+
+class Campaign(models.Model):
+    class Status(models.TextChoices):
+        DRAFT = "draft", "Draft"
+        OPEN = "open", "Open"
+        PAUSED = "paused", "Paused"
+        CLOSED = "closed", "Closed"
+
+    slug = models.SlugField(
+        max_length=100,
+        unique=True,
+        help_text="Appears in the raters' URLs: choose a neutral one when raters must not know the contestants.",
+    )
+    title = models.CharField(max_length=300, help_text="Shown to admins and analysts only, never to raters.")
+    eval_set = models.ForeignKey(EvalSet, on_delete=models.PROTECT, related_name="campaigns")
+    baseline = models.ForeignKey(
+        ModelEntry,
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="baseline_campaigns",
+        help_text="Compare every other model against this one; empty = all pairs of models.",
+    )
+    votes_per_comparison = models.PositiveIntegerField(default=3, help_text="k: votes wanted per comparison.")
+    prompt_limit = models.PositiveIntegerField(null=True, blank=True, help_text="Only the first N prompts.")
+    prompts = models.ManyToManyField(
+        Prompt, blank=True, related_name="+", help_text="Optional subset of the eval set's prompts."
+    )
+    instructions = models.TextField(blank=True, help_text="Shown to raters on the welcome page and beside each pair.")
+    status = models.CharField(max_length=20, choices=Status.choices, default=Status.DRAFT)
+    attention_check_rate = models.FloatField(
+        default=0.0, help_text="Share of served pairs that are attention checks (0 to 1)."
+    )
+    lease_seconds = models.PositiveIntegerField(default=600, help_text="How long a served pair is held for a rater.")
+    comparisons_per_rater = models.PositiveIntegerField(
+        null=True, blank=True, help_text="Most pairs one rater judges (attention checks included); empty = no limit."
+    )
+    invite_token = models.CharField(max_length=64, unique=True, default=new_token, editable=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+    opened_at = models.DateTimeField(null=True, blank=True)
+    closed_at = models.DateTimeField(null=True, blank=True)
+    # Declared last: the field's name shadows the `models` module in the rest of the class body.
+    models = ManyToManyField(ModelEntry, related_name="campaigns")
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [
+            models.CheckConstraint(condition=Q(votes_per_comparison__gte=1), name="campaign_k_positive"),
+            models.CheckConstraint(
+                condition=Q(attention_check_rate__gte=0) & Q(attention_check_rate__lte=1),
+                name="campaign_attention_rate_in_range",
+            ),
+            models.CheckConstraint(condition=Q(lease_seconds__gte=1), name="campaign_lease_positive"),
+            models.CheckConstraint(
+                condition=Q(comparisons_per_rater__isnull=True) | Q(comparisons_per_rater__gte=1),
+                name="campaign_per_rater_positive",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.slug
+
+    @property
+    def is_open(self) -> bool:
+        return self.status == self.Status.OPEN
+
+
+class Comparison(models.Model):
+    """Two responses to the same prompt. For an attention check, response_a is the
+    on-prompt (gold) answer and response_b answers a different prompt."""
+
+    campaign = models.ForeignKey(Campaign, on_delete=models.CASCADE, related_name="comparisons")
+    prompt = models.ForeignKey(Prompt, on_delete=models.PROTECT, related_name="+")
+    response_a = models.ForeignKey(Response, on_delete=models.PROTECT, related_name="+")
+    response_b = models.ForeignKey(Response, on_delete=models.PROTECT, related_name="+")
+    is_attention_check = models.BooleanField(default=False)
+    # Denormalized: votes recorded (attention checks excluded), updated in the vote's transaction.
+    votes_count = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        ordering = ["campaign", "prompt__position", "pk"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["campaign", "prompt", "response_a", "response_b"], name="comparison_unique_pair"
+            ),
+            models.CheckConstraint(condition=~Q(response_a=models.F("response_b")), name="comparison_distinct"),
+        ]
+        indexes = [models.Index(fields=["campaign", "is_attention_check", "votes_count"])]
+
+    def __str__(self) -> str:
+        return f"{self.campaign} #{self.pk}"
+
+
+class Rater(models.Model):
+    user = models.OneToOneField(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="rater")
+    campaign = models.ForeignKey(
+        Campaign,
+        on_delete=models.CASCADE,
+        null=True,
+        blank=True,
+        related_name="invited_raters",
+        help_text="Set for raters who joined by invite link: they rate this campaign only.",
+    )
+    campaigns = models.ManyToManyField(
+        Campaign, blank=True, related_name="named_raters", help_text="Campaigns a named rater may rate."
+    )
+    participant_id = models.CharField(max_length=200, blank=True, help_text="External id, e.g. PROLIFIC_PID.")
+    completion_code = models.CharField(max_length=20, default=new_completion_code, editable=False)
+    flagged = models.BooleanField(default=False)
+    flag_reason = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return str(self.user)
+
+
+class Assignment(models.Model):
+    class Status(models.TextChoices):
+        LEASED = "leased", "Leased"
+        VOTED = "voted", "Voted"
+        SKIPPED = "skipped", "Skipped"
+
+    token = models.CharField(max_length=64, unique=True, default=new_token, editable=False)
+    comparison = models.ForeignKey(Comparison, on_delete=models.CASCADE, related_name="assignments")
+    rater = models.ForeignKey(Rater, on_delete=models.CASCADE, related_name="assignments")
+    left_is_a = models.BooleanField(
+        help_text="Drawn at random per assignment: response A of the comparison on the left."
+    )
+    status = models.CharField(max_length=20, choices=Status.choices, default=Status.LEASED)
+    created_at = models.DateTimeField(auto_now_add=True)
+    leased_until = models.DateTimeField()
+    closed_at = models.DateTimeField(null=True, blank=True, help_text="When it was voted or skipped.")
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [
+            models.UniqueConstraint(fields=["comparison", "rater"], name="assignment_unique_rater_comparison"),
+        ]
+        indexes = [
+            models.Index(fields=["comparison", "status", "leased_until"]),
+            models.Index(fields=["rater", "status", "leased_until"]),
+        ]
+
+    def __str__(self) -> str:
+        return f"assignment {self.pk}"
+
+
+class Vote(models.Model):
+    class Choice(models.TextChoices):
+        LEFT = "left", "Left (shown as A)"
+        RIGHT = "right", "Right (shown as B)"
+        TIE = "tie", "Tie"
+        BOTH_BAD = "both_bad", "Both are bad"
+
+    assignment = models.OneToOneField(Assignment, on_delete=models.CASCADE, related_name="vote")
+    choice = models.CharField(max_length=20, choices=Choice.choices, help_text="Relative to the rater's screen.")
+    winner_response = models.ForeignKey(
+        Response, on_delete=models.PROTECT, null=True, blank=True, related_name="+", help_text="Empty for tie/both bad."
+    )
+    winner_model = models.ForeignKey(
+        ModelEntry,
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="+",
+        help_text="Empty for tie/both bad.",
+    )
+    rationale = models.TextField(blank=True)
+    seconds = models.FloatField(help_text="From serving the pair to the vote.")
+    submitted_at = models.DateTimeField()
+    attention_failed = models.BooleanField(default=False, help_text="An attention check answered wrongly.")
+
+    class Meta:
+        ordering = ["-submitted_at"]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(choice__in=["left", "right", "tie", "both_bad"]), name="vote_choice_valid"
+            ),
+            models.CheckConstraint(condition=Q(seconds__gte=0), name="vote_seconds_non_negative"),
+        ]
+
+    def __str__(self) -> str:
+        return f"vote {self.pk}"

@@ -1,0 +1,80 @@
+"""python manage.py create_campaign SLUG --evalset NAME --models A B [more…] [--baseline NAME] [--votes-per-pair K]
+[--limit N] [--title T] [--attention-rate R] [--per-rater N] [--draft]: create a campaign and open it."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.core.exceptions import ValidationError
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.db import transaction
+
+from comparisons import services
+from comparisons.models import Campaign
+from generation.models import EvalSet, ModelEntry
+
+
+class Command(BaseCommand):
+    help = "Create a rating campaign comparing models on an eval set, and open it (one comparison per prompt and pair)."
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("slug", help="Short name used in URLs and exports, e.g. alpaca-vs-davinci.")
+        parser.add_argument("--evalset", required=True, help="Name of the eval set.")
+        parser.add_argument("--models", nargs="+", required=True, metavar="NAME", help="Two or more model names.")
+        parser.add_argument("--baseline", help="Compare every other model against this one (default: all pairs).")
+        parser.add_argument("--votes-per-pair", type=int, default=3, metavar="K", help="Votes per comparison (3).")
+        parser.add_argument("--limit", type=int, metavar="N", help="Only the first N prompts of the eval set.")
+        parser.add_argument("--title", default="", help="Title shown to admins and analysts (never to raters).")
+        parser.add_argument("--instructions", default="", help="Guidance shown to raters.")
+        parser.add_argument("--attention-rate", type=float, default=0.0, metavar="R", help="Share of attention checks.")
+        parser.add_argument("--per-rater", type=int, metavar="N", help="Most pairs one rater judges.")
+        parser.add_argument("--lease-seconds", type=int, default=600, help="How long a served pair is held (600).")
+        parser.add_argument("--draft", action="store_true", help="Create it without opening it.")
+
+    def handle(self, *args: Any, **opts: Any) -> None:
+        slug = opts["slug"]
+        if Campaign.objects.filter(slug=slug).exists():
+            raise CommandError(f"Campaign {slug!r} already exists; choose another slug (or manage it in the admin).")
+        eval_set = EvalSet.objects.filter(name=opts["evalset"]).first()
+        if eval_set is None:
+            known = ", ".join(EvalSet.objects.values_list("name", flat=True)[:20]) or "none yet"
+            raise CommandError(f"No eval set named {opts['evalset']!r} (known: {known}).")
+        names = list(dict.fromkeys(opts["models"] + ([opts["baseline"]] if opts["baseline"] else [])))
+        found = {m.name: m for m in ModelEntry.objects.filter(name__in=names)}
+        missing = [n for n in names if n not in found]
+        if missing:
+            raise CommandError(f"Unknown model(s): {', '.join(missing)}. Import or upload them first.")
+        if opts["per_rater"] is not None and opts["per_rater"] < 1:
+            raise CommandError("--per-rater must be at least 1.")
+        if opts["lease_seconds"] < 1:
+            raise CommandError("--lease-seconds must be at least 1.")
+        try:
+            with transaction.atomic():
+                campaign = services.campaign_create(
+                    slug=slug,
+                    title=opts["title"],
+                    eval_set=eval_set,
+                    models=[found[n] for n in opts["models"]],
+                    baseline=found[opts["baseline"]] if opts["baseline"] else None,
+                    votes_per_comparison=opts["votes_per_pair"],
+                    prompt_limit=opts["limit"],
+                    instructions=opts["instructions"],
+                    attention_check_rate=opts["attention_rate"],
+                    lease_seconds=opts["lease_seconds"],
+                    comparisons_per_rater=opts["per_rater"],
+                )
+                report = None if opts["draft"] else services.campaign_open(campaign=campaign)
+        except ValidationError as exc:
+            raise CommandError(" ".join(exc.messages)) from exc
+
+        if report is None:
+            self.stdout.write(f"Created draft campaign {slug!r}; open it in the admin.")
+            return
+        for external_id, lacking in report.skipped:
+            self.stdout.write(f"skipped prompt {external_id}: no response from {', '.join(lacking)}")
+        self.stdout.write(
+            self.style.SUCCESS(
+                f"Opened campaign {slug!r}: {report.created} comparisons x {campaign.votes_per_comparison} votes, "
+                f"{report.attention_checks} attention checks, {len(report.skipped)} prompts skipped."
+            )
+        )

@@ -1,0 +1,253 @@
+"""Reads: the blinded rater view, progress, and the vote table every analysis and export starts from.
+
+`rater_view_for_assignment` is the ONE gate between stored comparisons and
+anything a rater can reach: it returns texts labelled A/B in the assignment's
+left/right order, an opaque token and progress counts, and nothing else
+(no model, response, run or comparison id).
+"""
+
+from __future__ import annotations
+
+import statistics as stdlib_statistics
+from collections import defaultdict
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, TypedDict
+
+import pandas as pd
+from django.db.models import Exists, F, OuterRef, Sum
+from django.db.models.functions import Length
+
+from comparisons.markdown import render_markdown
+from comparisons.models import Assignment, Campaign, Comparison, Rater, Vote
+
+VOTE_COLUMNS = [
+    "campaign",
+    "prompt_id",
+    "category",
+    "model_a",
+    "model_b",
+    "left_model",
+    "winner",
+    "rater",
+    "attention_failed",
+    "submitted_at",
+    "seconds",
+]
+
+
+class Progress(TypedDict):
+    done: int
+    total: int
+
+
+def rater_progress(*, rater: Rater, campaign: Campaign) -> Progress:
+    """Votes this rater cast in the campaign, of their quota (the per-rater limit, else every pair there is)."""
+    done = Vote.objects.filter(assignment__rater=rater, assignment__comparison__campaign=campaign).count()
+    total = campaign.comparisons_per_rater or Comparison.objects.filter(campaign=campaign).count()
+    return {"done": done, "total": max(total, done)}
+
+
+def rater_view_for_assignment(
+    *, assignment: Assignment, include_html: bool = False, campaign: Campaign | None = None
+) -> dict[str, Any]:
+    """What a rater may see of an assignment: the API's JSON body (plus rendered HTML when asked).
+
+    `campaign` (the assignment's, when the caller already has it) saves a query."""
+    row = (
+        Assignment.objects.filter(pk=assignment.pk)
+        .values(
+            "token",
+            "left_is_a",
+            "rater_id",
+            "comparison__campaign_id",
+            instruction=F("comparison__prompt__instruction"),
+            input=F("comparison__prompt__input"),
+            text_a=F("comparison__response_a__text"),
+            text_b=F("comparison__response_b__text"),
+        )
+        .get()
+    )
+    left, right = (row["text_a"], row["text_b"]) if row["left_is_a"] else (row["text_b"], row["text_a"])
+    if campaign is None or campaign.pk != row["comparison__campaign_id"]:
+        campaign = Campaign.objects.only("pk", "comparisons_per_rater").get(pk=row["comparison__campaign_id"])
+    rater = Rater(pk=row["rater_id"])
+    view: dict[str, Any] = {
+        "assignment": row["token"],
+        "instruction": row["instruction"],
+        "input": row["input"],
+        "responses": {"A": left, "B": right},
+        "progress": rater_progress(rater=rater, campaign=campaign),
+    }
+    if include_html:
+        view["html"] = {
+            "instruction": render_markdown(row["instruction"]),
+            "input": render_markdown(row["input"]) if row["input"] else "",
+            "A": render_markdown(left),
+            "B": render_markdown(right),
+        }
+    return view
+
+
+def vote_public(vote: Vote) -> dict[str, Any]:
+    """A stored vote as the rater may see it again (screen-relative, no winner identity)."""
+    back = {Vote.Choice.LEFT: "A", Vote.Choice.RIGHT: "B"}
+    return {
+        "assignment": vote.assignment.token,
+        "choice": back.get(vote.choice, vote.choice),  # type: ignore[call-overload]
+        "rationale": vote.rationale,
+        "submitted_at": vote.submitted_at.isoformat(),
+    }
+
+
+# ---------------------------------------------------------------- the vote table
+
+
+_VOTE_FIELDS = [
+    "assignment__comparison__prompt__external_id",
+    "assignment__comparison__prompt__category",
+    "assignment__comparison__response_a__model__name",
+    "assignment__comparison__response_b__model__name",
+    "assignment__left_is_a",
+    "choice",
+    "winner_model__name",
+    "assignment__rater__user__username",
+    "rater_failed",
+    "submitted_at",
+    "seconds",
+]
+
+
+def vote_rows(*, campaign: Campaign, include_lengths: bool = False, chunk_size: int = 2000) -> Iterator[list[Any]]:
+    """One list per vote in VOTE_COLUMNS order (plus length_a, length_b in characters when asked), streamed.
+
+    Attention-check votes are left out (they compare no two models); `attention_failed` says whether the
+    vote's rater failed any attention check in this campaign, so analyses can drop such raters' votes.
+    `winner` is the picked model's name, `tie` or `both_bad`; `submitted_at` is ISO 8601 in UTC.
+    """
+    failed = Vote.objects.filter(
+        assignment__rater=OuterRef("assignment__rater"),
+        assignment__comparison__campaign=campaign,
+        attention_failed=True,
+    )
+    qs = (
+        Vote.objects.filter(assignment__comparison__campaign=campaign, assignment__comparison__is_attention_check=False)
+        .annotate(rater_failed=Exists(failed))
+        .order_by("submitted_at", "pk")
+    )
+    if include_lengths:
+        qs = qs.annotate(
+            length_a=Length("assignment__comparison__response_a__text"),
+            length_b=Length("assignment__comparison__response_b__text"),
+        )
+    fields = _VOTE_FIELDS + (["length_a", "length_b"] if include_lengths else [])
+    for row in qs.values_list(*fields).iterator(chunk_size=chunk_size):
+        prompt_id, category, model_a, model_b, left_is_a, choice, winner_name, rater, failed_any, at, secs = row[:11]
+        winner = winner_name if choice in (Vote.Choice.LEFT, Vote.Choice.RIGHT) else choice
+        yield [
+            campaign.slug,
+            prompt_id,
+            category,
+            model_a,
+            model_b,
+            model_a if left_is_a else model_b,
+            winner,
+            rater,
+            bool(failed_any),
+            _iso(at),
+            round(float(secs), 3),
+            *row[11:],
+        ]
+
+
+def _iso(value: datetime) -> str:
+    return value.isoformat().replace("+00:00", "Z")
+
+
+def vote_table(*, campaign: Campaign, include_lengths: bool = False) -> pd.DataFrame:
+    """The campaign's votes as a DataFrame with exactly VOTE_COLUMNS (plus length_a/length_b when asked)."""
+    columns = VOTE_COLUMNS + (["length_a", "length_b"] if include_lengths else [])
+    frame = pd.DataFrame(list(vote_rows(campaign=campaign, include_lengths=include_lengths)), columns=columns)
+    frame["attention_failed"] = frame["attention_failed"].astype(bool)
+    frame["seconds"] = frame["seconds"].astype(float)
+    return frame
+
+
+# ---------------------------------------------------------------- admin progress
+
+
+@dataclass
+class RaterProgress:
+    username: str
+    participant_id: str
+    votes: int
+    median_seconds: float | None
+    attention_failures: int
+    flagged: bool
+    flag_reason: str
+
+
+@dataclass
+class CampaignProgress:
+    comparisons: int
+    attention_checks: int
+    votes_needed: int
+    votes_collected: int
+    live_leases: int
+    comparisons_complete: int
+    raters: list[RaterProgress] = field(default_factory=list)
+
+    @property
+    def percent(self) -> float:
+        return 100.0 * self.votes_collected / self.votes_needed if self.votes_needed else 100.0
+
+    @property
+    def flagged(self) -> list[RaterProgress]:
+        return [r for r in self.raters if r.flagged]
+
+
+def campaign_progress(*, campaign: Campaign) -> CampaignProgress:
+    """Votes collected of needed, live leases, and per-rater counts with median seconds per vote."""
+    from django.utils import timezone
+
+    real = Comparison.objects.filter(campaign=campaign, is_attention_check=False)
+    k = campaign.votes_per_comparison
+    n = real.count()
+    collected = real.aggregate(total=Sum("votes_count"))["total"] or 0
+    progress = CampaignProgress(
+        comparisons=n,
+        attention_checks=Comparison.objects.filter(campaign=campaign, is_attention_check=True).count(),
+        votes_needed=n * k,
+        votes_collected=collected,
+        live_leases=Assignment.objects.filter(
+            comparison__campaign=campaign,
+            status=Assignment.Status.LEASED,
+            leased_until__gt=timezone.now(),
+        ).count(),
+        comparisons_complete=real.filter(votes_count__gte=k).count(),
+    )
+    seconds: dict[int, list[float]] = defaultdict(list)
+    failures: dict[int, int] = defaultdict(int)
+    for rater_id, vote_seconds, failed in Vote.objects.filter(assignment__comparison__campaign=campaign).values_list(
+        "assignment__rater_id", "seconds", "attention_failed"
+    ):
+        seconds[rater_id].append(vote_seconds)
+        failures[rater_id] += int(failed)
+    raters = Rater.objects.filter(pk__in=list(seconds)).select_related("user") | Rater.objects.filter(
+        campaign=campaign
+    ).select_related("user")
+    for rater in raters.distinct().order_by("created_at"):
+        times = seconds.get(rater.pk, [])
+        progress.raters.append(
+            RaterProgress(
+                username=rater.user.username,
+                participant_id=rater.participant_id,
+                votes=len(times),
+                median_seconds=stdlib_statistics.median(times) if times else None,
+                attention_failures=failures.get(rater.pk, 0),
+                flagged=rater.flagged,
+                flag_reason=rater.flag_reason,
+            )
+        )
+    return progress

@@ -1,0 +1,518 @@
+"""Changes to campaigns, raters, assignments and votes.
+
+The two hot paths are `assignment_next` (hand a rater the least-voted pair they
+have not seen) and `vote_cast` (record exactly one vote). Both run in one
+transaction. On PostgreSQL candidate comparisons are locked with
+`SELECT … FOR UPDATE SKIP LOCKED` and the load is re-counted under the lock, so
+a comparison never holds more than k votes plus live leases; on SQLite the
+settings open every transaction with BEGIN IMMEDIATE, which serializes writers.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import random
+from dataclasses import dataclass, field
+from datetime import timedelta
+
+from django.contrib.auth import get_user_model
+from django.contrib.auth.models import AbstractBaseUser, Group
+from django.core.exceptions import ValidationError
+from django.db import IntegrityError, transaction
+from django.db.models import Count, Exists, F, OuterRef, Subquery, Value
+from django.db.models.functions import Coalesce
+from django.utils import timezone
+
+from comparisons.access import ANALYST_GROUP
+from comparisons.models import Assignment, Campaign, Comparison, Rater, Vote, new_token
+from generation.models import EvalSet, ModelEntry, Prompt, Response
+
+
+class RatingError(Exception):
+    """Base class of the errors a rater's request can meet; `status` is the HTTP code views answer with."""
+
+    status = 400
+
+
+class NotFound(RatingError):
+    status = 404
+
+
+class Conflict(RatingError):
+    status = 409
+
+
+class Gone(RatingError):
+    status = 410
+
+
+class InvalidChoice(RatingError):
+    status = 400
+
+
+# ---------------------------------------------------------------- campaigns
+
+
+@dataclass
+class OpenReport:
+    """What `campaign_open` did: comparisons created and prompts left out (with the models lacking a response)."""
+
+    created: int = 0
+    attention_checks: int = 0
+    skipped: list[tuple[str, list[str]]] = field(default_factory=list)
+
+
+@transaction.atomic
+def campaign_create(
+    *,
+    slug: str,
+    title: str,
+    eval_set: EvalSet,
+    models: list[ModelEntry],
+    baseline: ModelEntry | None = None,
+    votes_per_comparison: int = 3,
+    prompt_limit: int | None = None,
+    prompts: list[Prompt] | None = None,
+    instructions: str = "",
+    attention_check_rate: float = 0.0,
+    lease_seconds: int = 600,
+    comparisons_per_rater: int | None = None,
+) -> Campaign:
+    """Create a draft campaign after checking its settings; raises ValidationError with a readable message."""
+    if Campaign.objects.filter(slug=slug).exists():
+        raise ValidationError(f"A campaign with slug {slug!r} already exists; choose another slug.")
+    unique_models = list(dict.fromkeys(models))
+    if len(unique_models) < 2:
+        raise ValidationError("A campaign compares at least two different models.")
+    if baseline is not None and baseline not in unique_models:
+        unique_models.append(baseline)
+    if votes_per_comparison < 1:
+        raise ValidationError("Votes per comparison must be at least 1.")
+    if prompt_limit is not None and prompt_limit < 1:
+        raise ValidationError("The prompt limit must be at least 1.")
+    if not 0 <= attention_check_rate <= 1:
+        raise ValidationError("The attention-check rate is a share between 0 and 1.")
+    if prompts and any(p.eval_set_id != eval_set.pk for p in prompts):
+        raise ValidationError("Every prompt of the subset must belong to the campaign's eval set.")
+    campaign = Campaign(
+        slug=slug,
+        title=title or slug,
+        eval_set=eval_set,
+        baseline=baseline,
+        votes_per_comparison=votes_per_comparison,
+        prompt_limit=prompt_limit,
+        instructions=instructions,
+        attention_check_rate=attention_check_rate,
+        lease_seconds=lease_seconds,
+        comparisons_per_rater=comparisons_per_rater,
+    )
+    campaign.full_clean()
+    campaign.save()
+    campaign.models.set(unique_models)
+    if prompts:
+        campaign.prompts.set(prompts)
+    return campaign
+
+
+def _model_pairs(campaign: Campaign) -> list[tuple[ModelEntry, ModelEntry]]:
+    """(model_a, model_b) pairs: every other model against the baseline (baseline as B), else all pairs by name."""
+    models = sorted(campaign.models.all(), key=lambda m: m.name)
+    if campaign.baseline_id is not None:
+        return [(m, campaign.baseline) for m in models if m.pk != campaign.baseline_id]  # type: ignore[misc]
+    return list(itertools.combinations(models, 2))
+
+
+def _campaign_prompts(campaign: Campaign) -> list[Prompt]:
+    subset = campaign.prompts.all()
+    prompts = subset if subset.exists() else Prompt.objects.filter(eval_set=campaign.eval_set)
+    prompts = prompts.order_by("position")
+    if campaign.prompt_limit:
+        prompts = prompts[: campaign.prompt_limit]
+    return list(prompts)
+
+
+def _build_comparisons(campaign: Campaign) -> OpenReport:
+    report = OpenReport()
+    pairs = _model_pairs(campaign)
+    if not pairs:
+        raise ValidationError("The campaign needs at least two models (besides the baseline, at least one other).")
+    prompts = _campaign_prompts(campaign)
+    if not prompts:
+        raise ValidationError(f"Eval set {campaign.eval_set.name!r} has no prompts to compare on.")
+    model_ids = {m.pk for pair in pairs for m in pair}
+    responses: dict[tuple[int, int], Response] = {
+        (r.prompt_id, r.model_id): r
+        for r in Response.objects.filter(prompt__in=prompts, model_id__in=model_ids).only("pk", "prompt_id", "model_id")
+    }
+    names = {m.pk: m.name for pair in pairs for m in pair}
+    rows: list[Comparison] = []
+    for prompt in prompts:
+        missing = sorted(names[mid] for mid in model_ids if (prompt.pk, mid) not in responses)
+        if missing:
+            report.skipped.append((prompt.external_id, missing))
+            continue
+        for model_a, model_b in pairs:
+            rows.append(
+                Comparison(
+                    campaign=campaign,
+                    prompt=prompt,
+                    response_a=responses[(prompt.pk, model_a.pk)],
+                    response_b=responses[(prompt.pk, model_b.pk)],
+                )
+            )
+    if not rows:
+        raise ValidationError(
+            f"No prompt of eval set {campaign.eval_set.name!r} has a response from every model of the campaign; "
+            "generate or import the missing responses first."
+        )
+    Comparison.objects.bulk_create(rows, batch_size=500)
+    report.created = len(rows)
+    report.attention_checks = _build_attention_checks(campaign, rows)
+    return report
+
+
+def _build_attention_checks(campaign: Campaign, real: list[Comparison]) -> int:
+    """Gold pairs: a model's answer to the prompt against the same model's answer to another prompt."""
+    if campaign.attention_check_rate <= 0:
+        return 0
+    prompt_ids = sorted({c.prompt_id for c in real})
+    if len(prompt_ids) < 2:
+        return 0
+    wanted = max(1, math.ceil(campaign.attention_check_rate * len(real)))
+    rng = random.Random()
+    by_prompt_model = {(c.prompt_id, c.response_a.model_id): c.response_a for c in real}
+    golds: list[Comparison] = []
+    seen: set[tuple[int, int]] = set()
+    for real_cmp in rng.sample(real, k=min(wanted, len(real))):
+        gold = real_cmp.response_a
+        others = [pid for pid in prompt_ids if pid != real_cmp.prompt_id]
+        rng.shuffle(others)
+        for other in others:
+            distractor = by_prompt_model.get((other, gold.model_id))
+            if distractor is not None and (gold.pk, distractor.pk) not in seen:
+                seen.add((gold.pk, distractor.pk))
+                golds.append(
+                    Comparison(
+                        campaign=campaign,
+                        prompt_id=real_cmp.prompt_id,
+                        response_a=gold,
+                        response_b=distractor,
+                        is_attention_check=True,
+                    )
+                )
+                break
+    Comparison.objects.bulk_create(golds)
+    return len(golds)
+
+
+@transaction.atomic
+def campaign_open(*, campaign: Campaign) -> OpenReport:
+    """Open (or reopen) a campaign; the first time, create its comparisons and report the prompts skipped."""
+    locked = Campaign.objects.select_for_update().get(pk=campaign.pk)
+    report = OpenReport()
+    if not locked.comparisons.exists():
+        report = _build_comparisons(locked)
+    locked.status = Campaign.Status.OPEN
+    locked.opened_at = locked.opened_at or timezone.now()
+    locked.closed_at = None
+    locked.save(update_fields=["status", "opened_at", "closed_at"])
+    campaign.status, campaign.opened_at, campaign.closed_at = locked.status, locked.opened_at, locked.closed_at
+    return report
+
+
+@transaction.atomic
+def campaign_pause(*, campaign: Campaign) -> Campaign:
+    """Stop handing out pairs; votes on pairs already served are still accepted."""
+    if campaign.status != Campaign.Status.OPEN:
+        raise ValidationError(f"Only an open campaign can be paused; {campaign.slug!r} is {campaign.status}.")
+    campaign.status = Campaign.Status.PAUSED
+    campaign.save(update_fields=["status"])
+    return campaign
+
+
+@transaction.atomic
+def campaign_close(*, campaign: Campaign) -> Campaign:
+    """Close for good: no new pairs, no more votes."""
+    campaign.status = Campaign.Status.CLOSED
+    campaign.closed_at = timezone.now()
+    campaign.save(update_fields=["status", "closed_at"])
+    return campaign
+
+
+@transaction.atomic
+def campaign_rotate_invite(*, campaign: Campaign) -> Campaign:
+    """Issue a new invite token; the old link stops working (raters who joined keep their session)."""
+    campaign.invite_token = new_token()
+    campaign.save(update_fields=["invite_token"])
+    return campaign
+
+
+# ---------------------------------------------------------------- raters
+
+
+@transaction.atomic
+def rater_create_from_invite(*, campaign: Campaign, participant_id: str = "") -> Rater:
+    """A new passwordless rater of this campaign (one per browser that opens the invite link)."""
+    User = get_user_model()
+    user = User.objects.create_user(username=f"rater-{new_token()[:12]}")
+    user.set_unusable_password()
+    user.save(update_fields=["password"])
+    return Rater.objects.create(user=user, campaign=campaign, participant_id=participant_id[:200])
+
+
+@transaction.atomic
+def rater_create_named(*, username: str, password: str, campaigns: list[Campaign] | None = None) -> Rater:
+    """A rater with a login of their own, allowed to rate the given campaigns."""
+    User = get_user_model()
+    if User.objects.filter(username=username).exists():
+        raise ValidationError(f"A user named {username!r} already exists.")
+    user = User.objects.create_user(username=username, password=password)
+    rater = Rater.objects.create(user=user)
+    if campaigns:
+        rater.campaigns.set(campaigns)
+    return rater
+
+
+def analyst_group() -> Group:
+    group, _ = Group.objects.get_or_create(name=ANALYST_GROUP)
+    return group
+
+
+@transaction.atomic
+def user_make_analyst(*, user: AbstractBaseUser) -> None:
+    user.groups.add(analyst_group())  # type: ignore[attr-defined]
+
+
+# ---------------------------------------------------------------- assignments
+
+
+def _live_leases(now, *, exclude: Assignment | None = None):  # type: ignore[no-untyped-def]
+    qs = Assignment.objects.filter(comparison=OuterRef("pk"), status=Assignment.Status.LEASED, leased_until__gt=now)
+    if exclude is not None:
+        qs = qs.exclude(pk=exclude.pk)
+    return Coalesce(
+        Subquery(qs.order_by().values("comparison").annotate(n=Count("pk")).values("n")[:1]),
+        Value(0),
+    )
+
+
+def _load_of(comparison_id: int, now, *, exclude: Assignment | None = None) -> int:  # type: ignore[no-untyped-def]
+    """Votes plus live leases of one comparison, read fresh (call it with the comparison locked)."""
+    return (
+        Comparison.objects.filter(pk=comparison_id)
+        .annotate(load=F("votes_count") + _live_leases(now, exclude=exclude))
+        .values_list("load", flat=True)
+        .get()
+    )
+
+
+def rater_votes_done(*, rater: Rater, campaign: Campaign) -> int:
+    return Vote.objects.filter(assignment__rater=rater, assignment__comparison__campaign=campaign).count()
+
+
+def _lease(*, rater: Rater, comparison_id: int, campaign: Campaign, now) -> Assignment:  # type: ignore[no-untyped-def]
+    return Assignment.objects.create(
+        comparison_id=comparison_id,
+        rater=rater,
+        left_is_a=random.random() < 0.5,
+        leased_until=now + timedelta(seconds=campaign.lease_seconds),
+    )
+
+
+@transaction.atomic
+def assignment_next(*, rater: Rater, campaign: Campaign) -> Assignment | None:
+    """The rater's next pair: their own live unvoted assignment if any, else a new lease on the comparison
+    with the fewest votes plus live leases (below k) they have not seen, ties at random. None when nothing is
+    left for this rater (campaign not open, per-rater limit reached, or every pair full or already seen)."""
+    # Serialize one rater's concurrent requests (double clicks, two tabs): one lease at a time.
+    Rater.objects.select_for_update(of=("self",)).filter(pk=rater.pk).order_by().values_list("pk").first()
+    now = timezone.now()
+    # A voted or skipped assignment leaves the LEASED status in the same transaction as the vote/skip.
+    current = (
+        Assignment.objects.filter(
+            rater=rater,
+            comparison__campaign=campaign,
+            status=Assignment.Status.LEASED,
+            leased_until__gt=now,
+        )
+        .order_by("created_at")
+        .first()
+    )
+    if current is not None:
+        return current
+    if not campaign.is_open:
+        return None
+    limit = campaign.comparisons_per_rater
+    if limit is not None and rater_votes_done(rater=rater, campaign=campaign) >= limit:
+        return None
+
+    unseen = ~Exists(Assignment.objects.filter(comparison=OuterRef("pk"), rater=rater))
+    if campaign.attention_check_rate > 0 and random.random() < campaign.attention_check_rate:
+        gold = (
+            Comparison.objects.filter(campaign=campaign, is_attention_check=True)
+            .filter(unseen)
+            .order_by("?")
+            .values_list("pk", flat=True)
+            .first()
+        )
+        if gold is not None:
+            return _lease(rater=rater, comparison_id=gold, campaign=campaign, now=now)
+
+    k = campaign.votes_per_comparison
+    candidates = (
+        Comparison.objects.filter(campaign=campaign, is_attention_check=False, votes_count__lt=k)
+        .filter(unseen)
+        .annotate(load=F("votes_count") + _live_leases(now))
+        .filter(load__lt=k)
+        .order_by("load", "?")
+    )
+    tried: set[int] = set()
+    while True:
+        pool = candidates.exclude(pk__in=tried) if tried else candidates
+        # Lock the best candidate that no other transaction is holding; if all are held, wait for one
+        # rather than telling this rater there is nothing left.
+        pk = pool.select_for_update(skip_locked=True, of=("self",)).values_list("pk", flat=True).first()
+        if pk is None:
+            pk = pool.values_list("pk", flat=True).first()
+            if pk is None:
+                return None
+            Comparison.objects.select_for_update(of=("self",)).filter(pk=pk).order_by().values_list("pk").first()
+        # The candidate query may have counted leases from an older snapshot: re-count under the lock.
+        if _load_of(pk, now) < k:
+            return _lease(rater=rater, comparison_id=pk, campaign=campaign, now=now)
+        tried.add(pk)
+
+
+@transaction.atomic
+def assignment_skip(*, rater: Rater, token: str) -> Assignment:
+    """Release the lease of an unvoted assignment; the pair goes back to the pool (for other raters)."""
+    assignment = Assignment.objects.select_for_update(of=("self",)).filter(token=token, rater=rater).order_by().first()
+    if assignment is None:
+        raise NotFound("No such assignment for this rater.")
+    if assignment.status == Assignment.Status.VOTED:
+        raise Conflict("This pair has already been voted on; it cannot be skipped.")
+    if assignment.status == Assignment.Status.LEASED:
+        now = timezone.now()
+        assignment.status = Assignment.Status.SKIPPED
+        assignment.leased_until = now
+        assignment.closed_at = now
+        assignment.save(update_fields=["status", "leased_until", "closed_at"])
+    return assignment
+
+
+# ---------------------------------------------------------------- votes
+
+API_CHOICES = {"A": Vote.Choice.LEFT, "B": Vote.Choice.RIGHT, "tie": Vote.Choice.TIE, "both_bad": Vote.Choice.BOTH_BAD}
+MAX_RATIONALE_CHARS = 5000
+
+
+@dataclass
+class VoteResult:
+    vote: Vote
+    created: bool
+
+
+def _attention_failed(comparison: Comparison, winner: Response | None, choice: str) -> bool:
+    """On a gold pair the on-prompt answer (response_a) must win; 'both bad' is tolerated (it may really be bad)."""
+    if choice == Vote.Choice.BOTH_BAD:
+        return False
+    return winner is None or winner.pk != comparison.response_a_id
+
+
+@transaction.atomic
+def vote_cast(*, rater: Rater, token: str, choice: str, rationale: str = "") -> VoteResult:
+    """Record the rater's vote on an assignment, exactly once.
+
+    `choice` is the API's "A" | "B" | "tie" | "both_bad" (A = left on the rater's screen). The same
+    choice again returns the stored vote (created=False); a different one raises Conflict; another
+    rater's or an unknown token raises NotFound. When the lease has expired (or was skipped) the vote
+    is still accepted while the comparison is under its quota of k votes plus other raters' live
+    leases, otherwise Gone. A closed campaign refuses votes (Gone).
+    """
+    if choice not in API_CHOICES:
+        raise InvalidChoice(f"'choice' must be one of {', '.join(API_CHOICES)}; got {choice!r}.")
+    if not isinstance(rationale, str):
+        raise InvalidChoice("'rationale' must be a string.")
+    if len(rationale) > MAX_RATIONALE_CHARS:
+        raise InvalidChoice(f"'rationale' is limited to {MAX_RATIONALE_CHARS} characters.")
+    screen_choice = API_CHOICES[choice]
+    # Lock the assignment (one vote per assignment) and its comparison (the quota) in one query; the
+    # clock is read after the locks so a lease cannot expire between the check and a rival's lease.
+    assignment = (
+        Assignment.objects.select_for_update(of=("self", "comparison"))
+        .select_related("comparison__campaign", "comparison__response_a", "comparison__response_b")
+        .filter(token=token, rater=rater)
+        .first()
+    )
+    if assignment is None:
+        raise NotFound("No such assignment for this rater.")
+    existing = (
+        Vote.objects.filter(assignment=assignment).first() if assignment.status == Assignment.Status.VOTED else None
+    )
+    if existing is not None:
+        if existing.choice == screen_choice:
+            return VoteResult(vote=existing, created=False)
+        raise Conflict("This pair already has a different vote from you; a vote cannot be changed.")
+
+    comparison = assignment.comparison
+    campaign = comparison.campaign
+    if campaign.status == Campaign.Status.CLOSED:
+        raise Gone("This campaign is closed; the vote was not recorded.")
+    now = timezone.now()
+    live = assignment.status == Assignment.Status.LEASED and assignment.leased_until > now
+    full = not live and not comparison.is_attention_check
+    if full and _load_of(comparison.pk, now, exclude=assignment) >= campaign.votes_per_comparison:
+        raise Gone("Your time on this pair ran out and it has since been filled by other raters.")
+
+    left, right = (
+        (comparison.response_a, comparison.response_b)
+        if assignment.left_is_a
+        else (comparison.response_b, comparison.response_a)
+    )
+    winner = {Vote.Choice.LEFT: left, Vote.Choice.RIGHT: right}.get(screen_choice)
+    failed = comparison.is_attention_check and _attention_failed(comparison, winner, screen_choice)
+    try:
+        vote = Vote.objects.create(
+            assignment=assignment,
+            choice=screen_choice,
+            winner_response=winner,
+            winner_model_id=winner.model_id if winner is not None else None,
+            rationale=rationale.strip(),
+            seconds=max(0.0, (now - assignment.created_at).total_seconds()),
+            submitted_at=now,
+            attention_failed=failed,
+        )
+    except IntegrityError as exc:  # pragma: no cover - the row lock above makes this unreachable
+        raise Conflict("This pair was voted on concurrently.") from exc
+    assignment.status = Assignment.Status.VOTED
+    assignment.closed_at = now
+    assignment.save(update_fields=["status", "closed_at"])
+    if not comparison.is_attention_check:
+        Comparison.objects.filter(pk=comparison.pk).update(votes_count=F("votes_count") + 1)
+    if failed and not rater.flagged:
+        Rater.objects.filter(pk=rater.pk).update(
+            flagged=True, flag_reason=f"Failed an attention check in campaign {campaign.slug} at {now:%Y-%m-%d %H:%M}."
+        )
+        rater.flagged = True
+    return VoteResult(vote=vote, created=True)
+
+
+__all__ = [
+    "Conflict",
+    "Gone",
+    "InvalidChoice",
+    "NotFound",
+    "OpenReport",
+    "RatingError",
+    "VoteResult",
+    "assignment_next",
+    "assignment_skip",
+    "campaign_close",
+    "campaign_create",
+    "campaign_open",
+    "campaign_pause",
+    "rater_create_from_invite",
+    "rater_create_named",
+    "vote_cast",
+]

@@ -1,0 +1,116 @@
+"""A real browser (Debian's headless Chromium driven by Playwright) joins by invite link and votes by keyboard.
+
+Screenshots land in test-artifacts/ (the rater page wide and narrow, and the end page).
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from comparisons.models import Comparison, Rater, Vote
+from tests.comparisons.factories import build_campaign
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
+
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.slow,
+    pytest.mark.django_db(transaction=True),
+    pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="needs Debian's chromium package (.ci/run installs it)"),
+]
+
+RICH_ANSWER = """Here is a plan:
+
+1. **Measure** the baseline.
+2. Change *one* thing.
+
+| step | time |
+|------|-----:|
+| measure | 5 min |
+| change | 10 min |
+
+```python
+def speedup(before, after):
+    return before / after
+```
+"""
+
+
+LAUNCH_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+
+
+def rate_in_the_browser(base_url: str, invite_token: str, slug: str) -> dict:
+    """Everything the browser does, with no database access: Playwright's sync API runs an event loop in
+    this thread, and ORM calls made inside it would open a connection of their own that is never closed."""
+    from playwright.sync_api import expect, sync_playwright
+
+    seen: dict = {"errors": []}
+    expect.set_options(timeout=20_000)  # the CI machine may be busy: wait longer than the default 5 s
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=LAUNCH_ARGS)
+        page = browser.new_page(viewport={"width": 1280, "height": 900})
+        page.on("pageerror", lambda exc: seen["errors"].append(str(exc)))
+        page.on("console", lambda msg: seen["errors"].append(msg.text) if msg.type == "error" else None)
+
+        page.goto(f"{base_url}/join/{invite_token}?PROLIFIC_PID=browser-1")
+        expect(page.get_by_role("button", name="Start rating")).to_be_focused()  # autofocus
+        page.keyboard.press("Enter")
+        page.wait_for_url(f"**/rate/{slug}/")
+        bar = page.locator("#progress")
+        seen["start"] = (bar.get_attribute("aria-valuenow"), bar.get_attribute("aria-valuemax"))
+        page.screenshot(path=str(ARTIFACTS / "rater-page-wide.png"), full_page=True)
+        page.set_viewport_size({"width": 420, "height": 900})
+        page.screenshot(path=str(ARTIFACTS / "rater-page-narrow.png"), full_page=True)
+        page.set_viewport_size({"width": 1280, "height": 900})
+
+        token = page.locator("#assignment").input_value()
+        page.keyboard.press("1")  # A is better
+        expect(bar).to_have_attribute("aria-valuenow", "1")
+        seen["token_changed"] = page.locator("#assignment").input_value() != token  # no reload needed
+        seen["status"] = page.locator("#status").inner_text()
+
+        # Typing in the rationale must not trigger the shortcuts ("b", "t", "a" and "x" are shortcut keys).
+        page.locator("#rationale").click()
+        page.keyboard.type("b is tidy and exact")
+        page.wait_for_timeout(300)
+        seen["after_typing"] = bar.get_attribute("aria-valuenow")
+        page.keyboard.press("Tab")  # focus leaves the text box for the first vote button
+        page.keyboard.press("3")  # B is better
+        expect(bar).to_have_attribute("aria-valuenow", "2")
+
+        page.keyboard.press("x")  # both are bad: the last pair, then the end page
+        page.wait_for_url(f"**/rate/{slug}/done")
+        page.screenshot(path=str(ARTIFACTS / "rater-end-page.png"), full_page=True)
+        seen["code"] = page.locator("#completion-code").inner_text()
+        browser.close()
+    return seen
+
+
+def test_join_vote_with_the_keyboard_and_reach_the_end_page(live_server):
+    campaign = build_campaign(n_prompts=3, k=1, instructions="Prefer the answer that follows the instruction.")
+    first = Comparison.objects.filter(campaign=campaign).order_by("pk").first()
+    first.response_a.text = RICH_ANSWER
+    first.response_a.save()
+    ARTIFACTS.mkdir(exist_ok=True)
+
+    seen = rate_in_the_browser(live_server.url, campaign.invite_token, campaign.slug)
+
+    assert seen["errors"] == []
+    assert seen["start"] == ("0", "3")
+    assert seen["token_changed"] and "Vote saved" in seen["status"]
+    assert seen["after_typing"] == "1"
+    rater = Rater.objects.get(participant_id="browser-1")
+    assert seen["code"] == rater.completion_code
+    choices = sorted(Vote.objects.filter(assignment__rater=rater).values_list("choice", "rationale"))
+    assert choices == [("both_bad", ""), ("left", ""), ("right", "b is tidy and exact")]

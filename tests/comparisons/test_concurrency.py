@@ -1,0 +1,142 @@
+"""Many raters at once on PostgreSQL: exactly k votes per comparison, none doubled, no rater twice.
+
+Runs on PostgreSQL only (CI sets DATABASE_URL=postgres://…): SQLite serializes every
+write transaction, so there is no race there to test. Each thread is one rater with its
+own database connection.
+"""
+
+from __future__ import annotations
+
+import random
+import threading
+from collections import Counter
+
+import pytest
+from django.db import connection, connections
+
+from comparisons import services
+from comparisons.models import Assignment, Comparison, Rater, Vote
+from tests.comparisons.factories import build_campaign, invite_rater
+
+pytestmark = [
+    pytest.mark.django_db(transaction=True),
+    pytest.mark.skipif(connection.vendor != "postgresql", reason="needs PostgreSQL (row locks, SKIP LOCKED)"),
+]
+
+
+def run_raters(worker, raters) -> list[BaseException]:
+    errors: list[BaseException] = []
+    barrier = threading.Barrier(len(raters))
+
+    def target(rater):
+        try:
+            barrier.wait(timeout=30)
+            worker(rater)
+        except BaseException as exc:  # noqa: BLE001 - reported by the test
+            errors.append(exc)
+        finally:
+            connections.close_all()
+
+    threads = [threading.Thread(target=target, args=(r,)) for r in raters]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    assert not any(t.is_alive() for t in threads), "a rater thread hung (deadlock?)"
+    return errors
+
+
+def test_many_raters_voting_at_once_fill_every_comparison_exactly_k_times():
+    k = 3
+    campaign = build_campaign(n_prompts=12, k=k)
+    raters = [invite_rater(campaign) for _ in range(16)]
+    acknowledged = Counter()
+
+    def rate_until_done(rater):
+        rng = random.Random(rater.pk)
+        while True:
+            assignment = services.assignment_next(rater=rater, campaign=campaign)
+            if assignment is None:
+                return
+            if rng.random() < 0.1:
+                services.assignment_skip(rater=rater, token=assignment.token)
+                continue
+            choice = rng.choice(["A", "B", "tie", "both_bad"])
+            result = services.vote_cast(rater=rater, token=assignment.token, choice=choice)
+            assert result.created
+            # A double submission (retry after a lost answer) must not add a vote.
+            assert not services.vote_cast(rater=rater, token=assignment.token, choice=choice).created
+            acknowledged[rater.pk] += 1
+
+    errors = run_raters(rate_until_done, raters)
+    assert errors == []
+    comparisons = list(Comparison.objects.filter(campaign=campaign))
+    for comparison in comparisons:
+        votes = Vote.objects.filter(assignment__comparison=comparison)
+        assert votes.count() == k, f"comparison has {votes.count()} votes"
+        assert comparison.votes_count == k
+        raters_on_it = list(votes.values_list("assignment__rater_id", flat=True))
+        assert len(raters_on_it) == len(set(raters_on_it))
+    assert Vote.objects.count() == sum(acknowledged.values()) == len(comparisons) * k
+    pairs = Assignment.objects.values_list("comparison_id", "rater_id")
+    assert len(pairs) == len(set(pairs))
+
+
+def test_the_last_free_slot_goes_to_exactly_one_of_many_simultaneous_raters():
+    campaign = build_campaign(n_prompts=1, k=1)
+    raters = [invite_rater(campaign) for _ in range(20)]
+    got = []
+
+    def ask(rater):
+        assignment = services.assignment_next(rater=rater, campaign=campaign)
+        if assignment is not None:
+            got.append(assignment.token)
+
+    assert run_raters(ask, raters) == []
+    assert len(got) == 1
+    assert Assignment.objects.count() == 1
+
+
+def test_simultaneous_duplicate_submissions_record_one_vote():
+    campaign = build_campaign(n_prompts=1, k=1)
+    rater = invite_rater(campaign)
+    assignment = services.assignment_next(rater=rater, campaign=campaign)
+    created = []
+
+    def submit(_):
+        created.append(services.vote_cast(rater=rater, token=assignment.token, choice="A").created)
+
+    same_rater = [Rater.objects.get(pk=rater.pk) for _ in range(8)]
+    assert run_raters(submit, same_rater) == []
+    assert sorted(created) == [False] * 7 + [True]
+    assert Vote.objects.count() == 1
+
+
+def test_raters_voting_at_once_through_the_http_api():
+    """The same through the API (session, CSRF, views), each browser in its own thread with its own connection."""
+    from tests.comparisons.conftest import RaterClient
+
+    k = 2
+    campaign = build_campaign(n_prompts=8, k=k)
+    clients = []
+    for _ in range(10):
+        client = RaterClient()
+        assert client.join(campaign).status_code == 302
+        clients.append(client)
+    acknowledged = []
+
+    def rate_until_done(client):
+        while True:
+            response = client.next(campaign.slug)
+            if response.status_code == 204:
+                return
+            assert response.status_code == 200, response.content
+            token = response.json()["assignment"]
+            voted = client.vote(token, "A")
+            assert voted.status_code == 201, voted.content
+            acknowledged.append(token)
+
+    assert run_raters(rate_until_done, clients) == []
+    assert len(acknowledged) == len(set(acknowledged)) == Vote.objects.count() == 8 * k
+    for comparison in Comparison.objects.filter(campaign=campaign):
+        assert comparison.votes_count == k == comparison.assignments.filter(status="voted").count()
