@@ -177,7 +177,9 @@ class GenerationChunk(models.Model):
         ordering = ["run", "index"]
         constraints = [
             models.UniqueConstraint(fields=["run", "index"], name="chunk_unique_index"),
-            models.CheckConstraint(condition=Q(last_position__gte=models.F("first_position")), name="chunk_range_ordered"),
+            models.CheckConstraint(
+                condition=Q(last_position__gte=models.F("first_position")), name="chunk_range_ordered"
+            ),
         ]
 
     def __str__(self) -> str:

@@ -1,0 +1,522 @@
+"""Changes to checkpoints and generation runs: add and validate models, start, resume and cancel runs,
+and the worker-side steps of a chunk (claim, store, heartbeat, finish, fail).
+
+Celery tasks, admin actions and management commands call these functions and
+nothing else; every multi-row write is one transaction, and every write a
+redelivered task could repeat is guarded by a status check or a unique
+constraint so that repeating it changes nothing.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import timedelta
+from functools import partial
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import F
+from django.utils import timezone
+
+from generation.checkpoints import CheckpointError, Limits, archive_kind, extract_archive, inspect_checkpoint
+from generation.errors import InputError
+from generation.models import (
+    DType,
+    EvalSet,
+    GenerationChunk,
+    GenerationRun,
+    ModelEntry,
+    Prompt,
+    PromptTemplate,
+    Response,
+)
+
+if TYPE_CHECKING:  # torch is imported by workers only, not by the web process
+    from generation.generator import GenerationResult
+
+MAX_NAME_LENGTH = 200
+
+
+# ---------------------------------------------------------------- checkpoints
+
+
+def checkpoint_area(*, model_id: int) -> Path:
+    """The only folder where a model's upload and extraction are written."""
+    return Path(settings.MEDIA_ROOT) / "checkpoints" / str(model_id)
+
+
+def checkpoint_limits() -> Limits:
+    return Limits(
+        max_files=settings.CHECKPOINT_MAX_FILES,
+        max_total_bytes=settings.CHECKPOINT_MAX_BYTES,
+        max_ratio=float(settings.CHECKPOINT_MAX_RATIO),
+    )
+
+
+def _check_generation_settings(
+    *, template: str, max_new_tokens: int, temperature: float, top_p: float, dtype: str
+) -> None:
+    if template not in PromptTemplate.values:
+        raise InputError(f"Unknown template {template!r}; choose one of {', '.join(PromptTemplate.values)}.")
+    if max_new_tokens < 1:
+        raise InputError(f"--max-new-tokens must be at least 1 (got {max_new_tokens}).")
+    if temperature < 0:
+        raise InputError(f"--temperature must be 0 (greedy) or positive (got {temperature}).")
+    if not 0 < top_p <= 1:
+        raise InputError(f"--top-p must be in (0, 1] (got {top_p}).")
+    if dtype not in DType.values:
+        raise InputError(f"Unknown dtype {dtype!r}; choose one of {', '.join(DType.values)}.")
+
+
+@transaction.atomic
+def model_add(
+    *,
+    name: str,
+    source: str = "",
+    template: str = PromptTemplate.ALPACA,
+    max_new_tokens: int = 256,
+    temperature: float = 0.0,
+    top_p: float = 1.0,
+    seed: int = 0,
+    dtype: str = DType.AUTO,
+    description: str = "",
+) -> ModelEntry:
+    """Create a checkpoint model entry, pending validation. ``source`` is an archive or a server directory.
+
+    An entry of the same name that never became ready (pending or invalid) is
+    replaced, so fixing a refused upload and adding it again just works.
+    """
+    name = name.strip()
+    if not name or len(name) > MAX_NAME_LENGTH:
+        raise InputError(f"A model name must have 1 to {MAX_NAME_LENGTH} characters.")
+    _check_generation_settings(
+        template=template, max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p, dtype=dtype
+    )
+    if source:
+        path = Path(source).expanduser()
+        if not path.exists():
+            raise InputError(f"The checkpoint {source} does not exist on this server.")
+        try:
+            archive_kind(path)
+        except CheckpointError as exc:
+            raise InputError(str(exc)) from exc
+        source = str(path.resolve())
+    existing = ModelEntry.objects.select_for_update().filter(name=name).first()
+    if existing is not None:
+        if existing.kind != ModelEntry.Kind.CHECKPOINT or existing.status in (
+            ModelEntry.Status.READY,
+            ModelEntry.Status.VALIDATING,
+        ):
+            raise InputError(
+                f"A model named {name!r} already exists ({existing.get_kind_display()}, "
+                f"{existing.get_status_display()}); choose another name."
+            )
+        shutil.rmtree(checkpoint_area(model_id=existing.pk), ignore_errors=True)
+        existing.delete()
+    return ModelEntry.objects.create(
+        name=name,
+        kind=ModelEntry.Kind.CHECKPOINT,
+        status=ModelEntry.Status.PENDING,
+        source=source,
+        template=template,
+        max_new_tokens=max_new_tokens,
+        temperature=temperature,
+        top_p=top_p,
+        seed=seed,
+        dtype=dtype,
+        description=description,
+    )
+
+
+def _safe_filename(name: str) -> str:
+    base = Path(name.replace("\\", "/")).name
+    base = re.sub(r"[^A-Za-z0-9._-]", "_", base).lstrip(".")
+    return base or "checkpoint"
+
+
+def model_attach_upload(*, model: ModelEntry, upload: object, original_name: str) -> ModelEntry:
+    """Put an upload into the model's checkpoint area: a temporary file on disk is moved, never read into memory.
+
+    ``upload`` is a path to a temporary file, or a Django ``UploadedFile``
+    (streamed to disk by TemporaryFileUploadHandler: moved; otherwise copied chunk by chunk).
+    """
+    area = checkpoint_area(model_id=model.pk) / "upload"
+    area.mkdir(parents=True, exist_ok=True)
+    target = area / _safe_filename(original_name)
+    temporary = getattr(upload, "temporary_file_path", None)
+    if isinstance(upload, str | Path):
+        shutil.move(str(upload), target)
+    elif temporary is not None:
+        shutil.move(temporary(), target)
+        upload.close()  # type: ignore[attr-defined]  # Django ignores the temp file being gone
+    else:
+        with target.open("wb") as out:
+            for block in upload.chunks():  # type: ignore[attr-defined]
+                out.write(block)
+    model.source = str(target)
+    model.save(update_fields=["source", "updated_at"])
+    return model
+
+
+def _is_uploaded(model: ModelEntry) -> bool:
+    return Path(model.source).is_relative_to(checkpoint_area(model_id=model.pk))
+
+
+def checkpoint_validate_queue(*, model: ModelEntry) -> None:
+    """Validate in a worker, once the current transaction has committed."""
+    from generation.tasks import validate_checkpoint
+
+    transaction.on_commit(partial(validate_checkpoint.delay, model.pk))
+
+
+def checkpoint_validate(*, model_id: int) -> ModelEntry | None:
+    """Extract (when an archive) and inspect a model's checkpoint; end in ready or invalid with a reason.
+
+    Returns None when the entry is gone; a ready entry is left as it is.
+    """
+    with transaction.atomic():
+        model = ModelEntry.objects.select_for_update().filter(pk=model_id, kind=ModelEntry.Kind.CHECKPOINT).first()
+        if model is None or model.status == ModelEntry.Status.READY:
+            return model
+        model.status = ModelEntry.Status.VALIDATING
+        model.status_reason = ""
+        model.save(update_fields=["status", "status_reason", "updated_at"])
+    area = checkpoint_area(model_id=model.pk)
+    extracted = area / "model"
+    try:
+        if not model.source:
+            raise CheckpointError("No checkpoint was given: upload an archive or give a server-side directory.")
+        source = Path(model.source)
+        kind = archive_kind(source)
+        if kind == "directory":
+            # Big checkpoints already on a shared volume are used in place.
+            info = inspect_checkpoint(source)
+        else:
+            shutil.rmtree(extracted, ignore_errors=True)
+            area.mkdir(parents=True, exist_ok=True)
+            model_dir = extract_archive(source, extracted, limits=checkpoint_limits())
+            info = inspect_checkpoint(model_dir)
+            if _is_uploaded(model):
+                source.unlink(missing_ok=True)  # the extracted copy is what runs; halve the disk used
+    except CheckpointError as exc:
+        # The area only ever holds this model's upload and extraction: drop it all.
+        shutil.rmtree(area, ignore_errors=True)
+        model.status = ModelEntry.Status.INVALID
+        model.status_reason = str(exc)
+        model.checkpoint_dir = ""
+        model.save(update_fields=["status", "status_reason", "checkpoint_dir", "updated_at"])
+        return model
+    model.status = ModelEntry.Status.READY
+    model.checkpoint_dir = str(info.model_dir)
+    model.architecture = info.architecture
+    model.parameter_count = info.parameter_count
+    model.weights_sha256 = info.weights_sha256
+    model.save(
+        update_fields=["status", "checkpoint_dir", "architecture", "parameter_count", "weights_sha256", "updated_at"]
+    )
+    return model
+
+
+# ---------------------------------------------------------------- runs
+
+
+def _queue_chunks(chunk_ids: Sequence[int]) -> None:
+    from generation.tasks import run_chunk
+
+    for chunk_id in chunk_ids:
+        transaction.on_commit(partial(run_chunk.delay, chunk_id))
+
+
+def run_prompts(*, run: GenerationRun):
+    """The prompts a run covers: the eval set's, or its first ``prompt_limit``, in order."""
+    prompts = Prompt.objects.filter(eval_set_id=run.eval_set_id).order_by("position")
+    if run.prompt_limit:
+        prompts = prompts[: run.prompt_limit]
+    return prompts
+
+
+@transaction.atomic
+def run_start(
+    *,
+    model: ModelEntry,
+    eval_set: EvalSet,
+    prompt_limit: int | None = None,
+    chunk_size: int | None = None,
+    batch_size: int | None = None,
+) -> GenerationRun:
+    """Start generation for (model, eval set), or resume the existing run of that pair (only what is missing)."""
+    model = ModelEntry.objects.select_for_update().get(pk=model.pk)
+    if model.kind != ModelEntry.Kind.CHECKPOINT:
+        raise InputError(f"{model.name} holds imported outputs, not a checkpoint; there is nothing to generate with.")
+    if model.status != ModelEntry.Status.READY:
+        reason = f": {model.status_reason}" if model.status_reason else ""
+        raise InputError(f"{model.name} is not ready ({model.get_status_display()}{reason}).")
+    if prompt_limit is not None and prompt_limit < 1:
+        raise InputError("--limit must be at least 1.")
+    run = GenerationRun.objects.select_for_update().filter(model=model, eval_set=eval_set).first()
+    if run is not None:
+        run_resume(run=run, requeue_pending=True)
+        return run
+    fields = {"prompt_limit": prompt_limit}
+    if chunk_size:
+        fields["chunk_size"] = chunk_size
+    if batch_size:
+        fields["batch_size"] = batch_size
+    run = GenerationRun.objects.create(model=model, eval_set=eval_set, **fields)
+    positions = list(run_prompts(run=run).values_list("position", flat=True))
+    if not positions:
+        raise InputError(f"Eval set {eval_set.name!r} has no prompts; import some first.")
+    slices = [positions[start : start + run.chunk_size] for start in range(0, len(positions), run.chunk_size)]
+    chunks = [
+        GenerationChunk(run=run, index=i, first_position=part[0], last_position=part[-1])
+        for i, part in enumerate(slices)
+    ]
+    GenerationChunk.objects.bulk_create(chunks)
+    run.total_prompts = len(positions)
+    run.save(update_fields=["total_prompts"])
+    _queue_chunks(list(run.chunks.values_list("pk", flat=True)))
+    return run
+
+
+def _stale_before():
+    return timezone.now() - timedelta(seconds=settings.GENERATION_STALE_SECONDS)
+
+
+@transaction.atomic
+def run_resume(*, run: GenerationRun, requeue_pending: bool = False) -> list[int]:
+    """Re-queue the chunks of a run that are lost; returns their ids.
+
+    Always: running chunks whose heartbeat is stale (their worker died). With
+    ``requeue_pending`` (an explicit restart): also pending chunks (their
+    message may be lost, e.g. a purged broker), failed chunks and done chunks
+    that miss responses; a cancelled or failed run becomes queued again.
+    Queueing a chunk twice is harmless: the second claim finds it taken.
+    """
+    run = GenerationRun.objects.select_for_update().get(pk=run.pk)
+    if run.status == GenerationRun.Status.CANCELLED and not requeue_pending:
+        return []
+    chunks = list(GenerationChunk.objects.select_for_update().filter(run=run))
+    stale_before = _stale_before()
+    requeue: list[GenerationChunk] = []
+    for chunk in chunks:
+        stale = chunk.status == GenerationChunk.Status.RUNNING and (
+            chunk.heartbeat_at is None or chunk.heartbeat_at < stale_before
+        )
+        lost = requeue_pending and (
+            chunk.status in (GenerationChunk.Status.PENDING, GenerationChunk.Status.FAILED)
+            or chunk.status == GenerationChunk.Status.DONE
+            and _chunk_missing(run, chunk)
+        )
+        if stale or lost:
+            requeue.append(chunk)
+    for chunk in requeue:
+        chunk.status = GenerationChunk.Status.PENDING
+        chunk.error = ""
+        chunk.save(update_fields=["status", "error"])
+    if requeue_pending:
+        _run_reopen(run, chunks)
+    _queue_chunks([c.pk for c in requeue])
+    return [c.pk for c in requeue]
+
+
+def _run_reopen(run: GenerationRun, chunks: list[GenerationChunk]) -> None:
+    """After an explicit restart: succeeded when every chunk is done, else queued (or running) again."""
+    unfinished = [c for c in chunks if c.status != GenerationChunk.Status.DONE]
+    if not unfinished:
+        if run.status != GenerationRun.Status.SUCCEEDED:
+            run.status = GenerationRun.Status.SUCCEEDED
+            run.error = ""
+            run.finished_at = timezone.now()
+            run.save(update_fields=["status", "error", "finished_at"])
+        return
+    running = any(c.status == GenerationChunk.Status.RUNNING for c in unfinished)
+    run.status = GenerationRun.Status.RUNNING if running else GenerationRun.Status.QUEUED
+    run.error = ""
+    run.finished_at = None
+    # Speed and ETA are measured from the restart; a claim sets it when nothing runs yet.
+    run.started_at = timezone.now() if running else None
+    run.save(update_fields=["status", "error", "finished_at", "started_at"])
+
+
+def _chunk_prompts(run: GenerationRun, chunk: GenerationChunk):
+    # Chunks were cut from the run's prompts (limit included), so a position range is exact.
+    return Prompt.objects.filter(eval_set_id=run.eval_set_id).filter(
+        position__gte=chunk.first_position, position__lte=chunk.last_position
+    )
+
+
+def _chunk_missing(run: GenerationRun, chunk: GenerationChunk) -> bool:
+    return _chunk_prompts(run, chunk).exclude(responses__model_id=run.model_id).exists()
+
+
+@transaction.atomic
+def run_cancel(*, run: GenerationRun) -> GenerationRun:
+    """Stop a run: workers finish the batch in flight and stop; `generate` again resumes it."""
+    run = GenerationRun.objects.select_for_update().get(pk=run.pk)
+    if run.status in (GenerationRun.Status.QUEUED, GenerationRun.Status.RUNNING):
+        run.status = GenerationRun.Status.CANCELLED
+        run.finished_at = timezone.now()
+        run.save(update_fields=["status", "finished_at"])
+    return run
+
+
+# ---------------------------------------------------------------- chunks (worker side)
+
+
+@dataclass(frozen=True)
+class ClaimedChunk:
+    chunk_id: int
+    run_id: int
+    model_id: int
+    checkpoint_dir: str
+    weights_sha256: str
+    dtype: str
+    template: str
+    max_new_tokens: int
+    temperature: float
+    top_p: float
+    seed: int
+    batch_size: int
+    prompts: list[Prompt]
+
+
+@transaction.atomic
+def chunk_claim(*, chunk_id: int, worker: str) -> ClaimedChunk | None:
+    """Take a chunk for ``worker``; None when there is nothing to do (gone, done, taken, run stopped)."""
+    chunk = GenerationChunk.objects.select_for_update().filter(pk=chunk_id).first()
+    if chunk is None or chunk.status == GenerationChunk.Status.DONE:
+        return None
+    run = GenerationRun.objects.select_for_update().select_related("model").get(pk=chunk.run_id)
+    if run.status in (GenerationRun.Status.CANCELLED, GenerationRun.Status.FAILED, GenerationRun.Status.SUCCEEDED):
+        return None
+    if chunk.status == GenerationChunk.Status.RUNNING and chunk.heartbeat_at and chunk.heartbeat_at >= _stale_before():
+        return None  # another worker is alive on it; this message is a duplicate
+    if chunk.status == GenerationChunk.Status.FAILED:
+        return None  # only an explicit resume retries a failed chunk
+    now = timezone.now()
+    chunk.status = GenerationChunk.Status.RUNNING
+    chunk.worker = worker[:200]
+    chunk.attempts = F("attempts") + 1
+    chunk.heartbeat_at = now
+    chunk.save(update_fields=["status", "worker", "attempts", "heartbeat_at"])
+    if run.status == GenerationRun.Status.QUEUED:
+        run.status = GenerationRun.Status.RUNNING
+        run.started_at = run.started_at or now
+        run.save(update_fields=["status", "started_at"])
+    model = run.model
+    prompts = list(_chunk_prompts(run, chunk).exclude(responses__model_id=run.model_id))
+    return ClaimedChunk(
+        chunk_id=chunk.pk,
+        run_id=run.pk,
+        model_id=model.pk,
+        checkpoint_dir=model.checkpoint_dir,
+        weights_sha256=model.weights_sha256,
+        dtype=model.dtype,
+        template=model.template,
+        max_new_tokens=model.max_new_tokens,
+        temperature=model.temperature,
+        top_p=model.top_p,
+        seed=model.seed,
+        batch_size=run.batch_size,
+        prompts=prompts,
+    )
+
+
+def chunk_heartbeat(*, chunk_id: int) -> None:
+    GenerationChunk.objects.filter(pk=chunk_id, status=GenerationChunk.Status.RUNNING).update(
+        heartbeat_at=timezone.now()
+    )
+
+
+def _clean_text(text: str) -> str:
+    # PostgreSQL text cannot hold NUL; a model that emits one meant nothing by it.
+    return text.replace("\x00", "")
+
+
+@transaction.atomic
+def chunk_store_responses(*, chunk_id: int, run_id: int, model_id: int, results: Sequence[GenerationResult]) -> int:
+    """Store a finished batch; prompts that already have a response keep it. Returns how many were new."""
+    prompt_ids = [r.key for r in results]
+    existing = set(
+        Response.objects.filter(model_id=model_id, prompt_id__in=prompt_ids).values_list("prompt_id", flat=True)
+    )
+    fresh = [r for r in results if r.key not in existing]
+    Response.objects.bulk_create(
+        [
+            Response(
+                prompt_id=r.key,
+                model_id=model_id,
+                run_id=run_id,
+                text=_clean_text(r.text),
+                prompt_tokens=r.prompt_tokens,
+                completion_tokens=r.completion_tokens,
+                seconds=r.seconds,
+                finish_reason=r.finish_reason,
+            )
+            for r in fresh
+        ],
+        ignore_conflicts=True,  # a concurrent duplicate loses quietly to the unique constraint
+    )
+    GenerationRun.objects.filter(pk=run_id).update(
+        generated_tokens=F("generated_tokens") + sum(r.completion_tokens for r in fresh),
+        generation_seconds=F("generation_seconds") + sum(r.seconds for r in fresh),
+    )
+    GenerationChunk.objects.filter(pk=chunk_id).update(heartbeat_at=timezone.now())
+    return len(fresh)
+
+
+def _run_finish_if_complete(run: GenerationRun) -> None:
+    if run.chunks.exclude(status=GenerationChunk.Status.DONE).exists():
+        return
+    if run.status in (GenerationRun.Status.CANCELLED, GenerationRun.Status.FAILED):
+        return
+    run.status = GenerationRun.Status.SUCCEEDED
+    run.finished_at = timezone.now()
+    run.save(update_fields=["status", "finished_at"])
+
+
+@transaction.atomic
+def chunk_finish(*, chunk_id: int) -> None:
+    """Mark a chunk done when it has every response; the last chunk done ends the run."""
+    chunk = GenerationChunk.objects.select_for_update().filter(pk=chunk_id).first()
+    if chunk is None:
+        return
+    run = GenerationRun.objects.select_for_update().get(pk=chunk.run_id)
+    if _chunk_missing(run, chunk):
+        # Stopped early (cancelled): leave it for a resume.
+        chunk.status = GenerationChunk.Status.PENDING
+        chunk.save(update_fields=["status"])
+        return
+    chunk.status = GenerationChunk.Status.DONE
+    chunk.heartbeat_at = timezone.now()
+    chunk.save(update_fields=["status", "heartbeat_at"])
+    _run_finish_if_complete(run)
+
+
+@transaction.atomic
+def chunk_fail(*, chunk_id: int, error: str) -> None:
+    """Record a chunk's error; the run fails with it (its other chunks stop) until it is resumed."""
+    chunk = GenerationChunk.objects.select_for_update().filter(pk=chunk_id).first()
+    if chunk is None:
+        return
+    chunk.status = GenerationChunk.Status.FAILED
+    chunk.error = error
+    chunk.save(update_fields=["status", "error"])
+    run = GenerationRun.objects.select_for_update().get(pk=chunk.run_id)
+    if run.status in (GenerationRun.Status.QUEUED, GenerationRun.Status.RUNNING):
+        run.status = GenerationRun.Status.FAILED
+        run.error = f"Chunk {chunk.index} (prompts {chunk.first_position}-{chunk.last_position}): {error}"
+        run.finished_at = timezone.now()
+        run.save(update_fields=["status", "error", "finished_at"])
+
+
+@transaction.atomic
+def model_discard(*, model: ModelEntry) -> None:
+    """Remove a model entry that never became usable, with the files the platform wrote for it."""
+    shutil.rmtree(checkpoint_area(model_id=model.pk), ignore_errors=True)
+    model.delete()
