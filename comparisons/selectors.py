@@ -16,7 +16,7 @@ from datetime import datetime
 from typing import Any, TypedDict
 
 import pandas as pd
-from django.db.models import Exists, F, OuterRef, Sum
+from django.db.models import F, Sum
 from django.db.models.functions import Length
 
 from comparisons.markdown import render_markdown
@@ -113,7 +113,7 @@ _VOTE_FIELDS = [
     "choice",
     "winner_model__name",
     "assignment__rater__user__username",
-    "rater_failed",
+    "assignment__rater_id",
     "submitted_at",
     "seconds",
 ]
@@ -126,16 +126,16 @@ def vote_rows(*, campaign: Campaign, include_lengths: bool = False, chunk_size: 
     vote's rater failed any attention check in this campaign, so analyses can drop such raters' votes.
     `winner` is the picked model's name, `tie` or `both_bad`; `submitted_at` is ISO 8601 in UTC.
     """
-    failed = Vote.objects.filter(
-        assignment__rater=OuterRef("assignment__rater"),
-        assignment__comparison__campaign=campaign,
-        attention_failed=True,
+    # One query for the raters who failed a check, instead of a correlated
+    # subquery per vote row: the export of a million votes depends on it.
+    failed_raters = set(
+        Vote.objects.filter(assignment__comparison__campaign=campaign, attention_failed=True).values_list(
+            "assignment__rater_id", flat=True
+        )
     )
-    qs = (
-        Vote.objects.filter(assignment__comparison__campaign=campaign, assignment__comparison__is_attention_check=False)
-        .annotate(rater_failed=Exists(failed))
-        .order_by("submitted_at", "pk")
-    )
+    qs = Vote.objects.filter(
+        assignment__comparison__campaign=campaign, assignment__comparison__is_attention_check=False
+    ).order_by("submitted_at", "pk")
     if include_lengths:
         qs = qs.annotate(
             length_a=Length("assignment__comparison__response_a__text"),
@@ -143,7 +143,7 @@ def vote_rows(*, campaign: Campaign, include_lengths: bool = False, chunk_size: 
         )
     fields = _VOTE_FIELDS + (["length_a", "length_b"] if include_lengths else [])
     for row in qs.values_list(*fields).iterator(chunk_size=chunk_size):
-        prompt_id, category, model_a, model_b, left_is_a, choice, winner_name, rater, failed_any, at, secs = row[:11]
+        prompt_id, category, model_a, model_b, left_is_a, choice, winner_name, rater, rater_id, at, secs = row[:11]
         winner = winner_name if choice in (Vote.Choice.LEFT, Vote.Choice.RIGHT) else choice
         yield [
             campaign.slug,
@@ -154,7 +154,7 @@ def vote_rows(*, campaign: Campaign, include_lengths: bool = False, chunk_size: 
             model_a if left_is_a else model_b,
             winner,
             rater,
-            bool(failed_any),
+            rater_id in failed_raters,
             _iso(at),
             round(float(secs), 3),
             *row[11:],
