@@ -11,6 +11,7 @@ import json
 from collections.abc import Iterator
 from typing import Any
 
+from django.conf import settings
 from django.db.models import Count, F, Q, Sum
 
 from comparisons.models import Campaign, Comparison, Rater, Vote
@@ -41,7 +42,8 @@ def campaign_analysis(
 ) -> dict[str, Any] | None:
     """``analyze`` on the campaign's votes (with response lengths); None while there is no vote.
 
-    ``exclude_flagged`` drops votes of raters who failed an attention check or whom an admin flagged.
+    ``exclude_flagged`` drops votes of raters who failed an attention check or whom an admin flagged,
+    and votes cast faster than ``settings.MIN_SECONDS_PER_VOTE``.
     The campaign's baseline, when set and already voted on, orients the pairs.
     """
     frame = vote_table(campaign=campaign, include_lengths=True)
@@ -53,6 +55,8 @@ def campaign_analysis(
         )
     )
     frame["flagged"] = frame["rater"].isin(flagged)
+    # Too fast to have read both answers (settings.MIN_SECONDS_PER_VOTE): kept, but flagged.
+    frame["flagged"] |= frame["seconds"].astype(float) < settings.MIN_SECONDS_PER_VOTE
     baseline = campaign.baseline.name if campaign.baseline is not None else None
     if baseline is not None and baseline not in set(frame["model_a"]) | set(frame["model_b"]):
         baseline = None

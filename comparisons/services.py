@@ -436,6 +436,8 @@ def vote_cast(*, rater: Rater, token: str, choice: str, rationale: str = "") -> 
         raise InvalidChoice("'rationale' must be a string.")
     if len(rationale) > MAX_RATIONALE_CHARS:
         raise InvalidChoice(f"'rationale' is limited to {MAX_RATIONALE_CHARS} characters.")
+    if "\x00" in rationale:  # PostgreSQL text cannot hold NUL: refuse it here rather than fail in the INSERT
+        raise InvalidChoice("'rationale' must not contain NUL (\\u0000) characters.")
     screen_choice = API_CHOICES[choice]
     # Lock the assignment (one vote per assignment) and its comparison (the quota) in one query; the
     # clock is read after the locks so a lease cannot expire between the check and a rival's lease.

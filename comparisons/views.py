@@ -191,7 +191,7 @@ def api_next(request: HttpRequest) -> HttpResponse:
 def _json_body(request: HttpRequest) -> dict[str, Any]:
     try:
         body = json.loads(request.body or b"")
-    except (ValueError, UnicodeDecodeError) as exc:
+    except (ValueError, UnicodeDecodeError, RecursionError) as exc:  # RecursionError: "[[[[…" nested too deep
         raise services.InvalidChoice(
             'The request body must be JSON like {"choice": "A", "rationale": "optional text"}.'
         ) from exc

@@ -60,6 +60,9 @@ if not SECRET_KEY:
 
 ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", ["localhost", "127.0.0.1", "[::1]", "testserver"])
 CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", [])
+# Scheme and host of the public site, for absolute links printed outside a
+# request (`manage.py invite`); empty = http://127.0.0.1:8000.
+SITE_URL = os.environ.get("SITE_URL", "")
 
 INSTALLED_APPS = [
     "django.contrib.admin",
@@ -76,11 +79,14 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     "evalsite.security.ContentSecurityPolicyMiddleware",
+    "evalsite.ratelimit.NulCharacterMiddleware",
+    "evalsite.ratelimit.BodySizeLimitMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "evalsite.ratelimit.RateLimitMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
@@ -200,6 +206,8 @@ SECURE_REFERRER_POLICY = "same-origin"
 X_FRAME_OPTIONS = "DENY"
 if not DEBUG:
     SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", True)
+    # Container healthchecks call /healthz over plain HTTP from inside the network.
+    SECURE_REDIRECT_EXEMPT = [r"^healthz$"]
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
     SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 31536000)
     SECURE_HSTS_INCLUDE_SUBDOMAINS = True
@@ -220,3 +228,35 @@ GENERATION_CHUNK_TIME_LIMIT = env_int("GENERATION_CHUNK_TIME_LIMIT", 6 * 3600)
 CHECKPOINT_MAX_BYTES = env_int("CHECKPOINT_MAX_BYTES", 200 * 1024**3)
 CHECKPOINT_MAX_FILES = env_int("CHECKPOINT_MAX_FILES", 10_000)
 CHECKPOINT_MAX_RATIO = env_int("CHECKPOINT_MAX_RATIO", 100)
+
+# Abuse limits (evalsite/ratelimit.py). Counters live in the cache, which every
+# web worker must share: Redis when CACHE_URL (or a redis CELERY_BROKER_URL) is
+# set, else a file cache under BLINDEVAL_VAR_DIR (never per-process memory).
+CACHE_URL = os.environ.get("CACHE_URL") or (
+    CELERY_BROKER_URL if CELERY_BROKER_URL.startswith(("redis://", "rediss://")) else ""
+)
+if CACHE_URL.startswith(("redis://", "rediss://")):
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": CACHE_URL}}
+else:
+    CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.filebased.FileBasedCache",
+            "LOCATION": str(VAR_DIR / "cache"),
+        }
+    }
+# "COUNT/SECONDS" for POSTs to these URL names, per client: joins per IP address (the joiner has no
+# account yet), votes per rater (a signed-in user). "0/1" switches a limit off.
+RATE_LIMITS = {
+    "comparisons:join": os.environ.get("RATE_LIMIT_JOIN", "60/3600"),
+    "comparisons:api_vote": os.environ.get("RATE_LIMIT_VOTE", "30/60"),
+    "comparisons:rate_vote_form": os.environ.get("RATE_LIMIT_VOTE", "30/60"),
+}
+# Behind a reverse proxy that sets X-Forwarded-For (docker-compose's), count the address it reports.
+RATE_LIMIT_TRUST_X_FORWARDED_FOR = env_bool("RATE_LIMIT_TRUST_X_FORWARDED_FOR", False)
+# Request bodies larger than these are refused with 413 before they are read: JSON API bodies, and
+# multipart uploads (checkpoint archives in the admin; default: the uncompressed checkpoint cap).
+API_MAX_BODY_BYTES = env_int("API_MAX_BODY_BYTES", 64 * 1024)
+CHECKPOINT_UPLOAD_MAX_BYTES = env_int("CHECKPOINT_UPLOAD_MAX_BYTES", CHECKPOINT_MAX_BYTES)
+# Votes cast sooner than this after the pair was served are kept but flagged as too fast;
+# the results page, `analyze --exclude-flagged` and the vote table can leave them out.
+MIN_SECONDS_PER_VOTE = float(os.environ.get("MIN_SECONDS_PER_VOTE", "3"))

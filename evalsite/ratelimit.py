@@ -1,0 +1,175 @@
+"""Abuse limits applied before any view runs: per-client rate limits and a cap on JSON request bodies.
+
+Rate limits are keyed by the resolved URL name (invite joins, votes) and the
+client: the signed-in user (a rater) or else the IP address; counters live in Django's cache, so every gunicorn worker
+(and every web machine sharing the Redis cache) counts the same requests. The
+limits come from settings (`RATE_LIMITS`, env `RATE_LIMIT_JOIN` /
+`RATE_LIMIT_VOTE` as "COUNT/SECONDS"); a client over its limit gets 429 with
+Retry-After. Only POSTs count: opening the welcome page or reading is free.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+from django.conf import settings
+from django.core.cache import caches
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.urls import Resolver404, resolve
+
+
+def parse_rate(value: str) -> tuple[int, int]:
+    """'30/60' → (30 requests, per 60 seconds); '0/…' or '' disables the limit (count 0)."""
+    if not value.strip():
+        return (0, 1)
+    count, _, seconds = value.partition("/")
+    try:
+        parsed = (int(count), int(seconds or 60))
+    except ValueError as exc:
+        raise ValueError(f"A rate limit is written COUNT/SECONDS, e.g. 30/60; got {value!r}.") from exc
+    if parsed[0] < 0 or parsed[1] < 1:
+        raise ValueError(f"A rate limit needs COUNT >= 0 and SECONDS >= 1; got {value!r}.")
+    return parsed
+
+
+def client_ip(request: HttpRequest) -> str:
+    """The client's address; X-Forwarded-For is believed only behind a proxy the settings say is trusted."""
+    if getattr(settings, "RATE_LIMIT_TRUST_X_FORWARDED_FOR", False):
+        forwarded = request.META.get("HTTP_X_FORWARDED_FOR", "")
+        # The proxy appends the address it saw last: the rightmost entry is the one it vouches for.
+        hops = [hop.strip() for hop in forwarded.split(",") if hop.strip()]
+        if hops:
+            return hops[-1][:64]
+    return str(request.META.get("REMOTE_ADDR", "unknown"))[:64]
+
+
+def client_key(request: HttpRequest) -> str:
+    """Who is counted: a signed-in user (a rater's browser) by their id, anyone else by IP address.
+
+    Keying raters by user keeps a classroom behind one NAT address from sharing one vote budget."""
+    user = getattr(request, "user", None)
+    if user is not None and user.is_authenticated:
+        return f"user:{user.pk}"
+    return f"ip:{client_ip(request)}"
+
+
+def _too_many(request: HttpRequest, retry_after: int) -> HttpResponse:
+    message = f"Too many requests from your address; try again in {retry_after} seconds."
+    if request.path.startswith("/api/"):
+        response: HttpResponse = JsonResponse({"error": message}, status=429)
+    else:
+        response = HttpResponse(message, status=429, content_type="text/plain; charset=utf-8")
+    response["Retry-After"] = str(retry_after)
+    return response
+
+
+class RateLimitMiddleware:
+    """Fixed-window counters per (URL name, client) for the URL names in settings.RATE_LIMITS.
+
+    Placed after AuthenticationMiddleware so a signed-in rater is counted by user, not by address."""
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+        self._parsed: dict[str, tuple[int, int]] = {}
+
+    def limits(self) -> dict[str, tuple[int, int]]:
+        # Read per request (parsing is cached) so tests and the load scenario can change them.
+        raw = getattr(settings, "RATE_LIMITS", {}) or {}
+        return {name: self._parse(rate) for name, rate in raw.items()}
+
+    def _parse(self, rate: str) -> tuple[int, int]:
+        if rate not in self._parsed:
+            self._parsed[rate] = parse_rate(rate)
+        return self._parsed[rate]
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        limits = self.limits() if request.method == "POST" else {}
+        if limits:
+            try:
+                match = resolve(request.path_info)
+            except Resolver404:
+                match = None
+            limit = limits.get(match.view_name) if match is not None else None
+            if limit is not None and limit[0] > 0:
+                retry_after = self._hit(match.view_name, client_key(request), *limit)  # type: ignore[union-attr]
+                if retry_after:
+                    return _too_many(request, retry_after)
+        return self.get_response(request)
+
+    def _hit(self, name: str, client: str, count: int, seconds: int) -> int:
+        """Count one request; the seconds until the window ends when over the limit, else 0."""
+        now = time.time()
+        window = int(now // seconds)
+        key = f"ratelimit:{name}:{client}:{window}"
+        cache = caches[getattr(settings, "RATE_LIMIT_CACHE", "default")]
+        # add() creates the counter atomically; incr() is atomic on Redis (on the file cache two workers
+        # may race on one increment, which only makes the limit slightly lenient).
+        if cache.add(key, 1, timeout=seconds + 1):
+            used = 1
+        else:
+            try:
+                used = cache.incr(key)
+            except ValueError:  # expired between add() and incr()
+                cache.add(key, 1, timeout=seconds + 1)
+                used = 1
+        if used > count:
+            return max(1, int((window + 1) * seconds - now) + 1)
+        return 0
+
+
+class NulCharacterMiddleware:
+    """Refuse URLs, query parameters and form fields carrying NUL characters (400): PostgreSQL text cannot
+    hold them, so a lookup or an insert would fail inside the database instead of answering clearly."""
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        params = list(request.GET.lists())
+        # Urlencoded forms only: parsing a multipart body here would pick its upload handlers too early.
+        if request.method == "POST" and request.content_type == "application/x-www-form-urlencoded":
+            params += request.POST.lists()
+        if "\x00" in request.path_info or any("\x00" in v for _, values in params for v in values):
+            return _refuse(
+                request.path_info.startswith("/api/"),
+                "NUL characters are not allowed in URLs, parameters or form fields.",
+                400,
+            )
+        return self.get_response(request)
+
+
+class BodySizeLimitMiddleware:
+    """Refuse oversized request bodies from their Content-Length, before anything reads them (413).
+
+    JSON API bodies: settings.API_MAX_BODY_BYTES. Multipart uploads (checkpoint archives through the admin):
+    settings.CHECKPOINT_UPLOAD_MAX_BYTES. Other form bodies are bounded by Django's own
+    DATA_UPLOAD_MAX_MEMORY_SIZE (400 when exceeded).
+    """
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        if request.method not in {"POST", "PUT", "PATCH"}:
+            return self.get_response(request)
+        api = request.path_info.startswith("/api/")
+        if api:
+            limit, what = int(getattr(settings, "API_MAX_BODY_BYTES", 64 * 1024)), "this API accepts"
+        elif request.content_type == "multipart/form-data":
+            limit, what = int(getattr(settings, "CHECKPOINT_UPLOAD_MAX_BYTES", 2**40)), "an upload may have"
+        else:
+            return self.get_response(request)
+        try:
+            length = int(request.META.get("CONTENT_LENGTH") or 0)
+        except ValueError:
+            return _refuse(api, "The Content-Length header is not a number.", 400)
+        if length > limit:
+            return _refuse(api, f"The request body is {length} bytes; {what} at most {limit} bytes.", 413)
+        return self.get_response(request)
+
+
+def _refuse(api: bool, message: str, status: int) -> HttpResponse:
+    if api:
+        return JsonResponse({"error": message}, status=status)
+    return HttpResponse(message, status=status, content_type="text/plain; charset=utf-8")

@@ -1,0 +1,135 @@
+"""Abuse limits: per-client rate limits on invite joins and votes, body size caps, too-fast votes flagged."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from django.core.cache import cache
+
+from comparisons import services
+from comparisons.models import Assignment, Rater, Vote
+from comparisons.results import campaign_analysis
+from tests.comparisons.conftest import RaterClient
+from tests.comparisons.factories import build_campaign
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture(autouse=True)
+def _fresh_counters():
+    cache.clear()
+    yield
+    cache.clear()
+
+
+def _join(campaign, **extra):
+    client = RaterClient(**extra)
+    client.get(f"/join/{campaign.invite_token}")
+    return client, client.post(f"/join/{campaign.invite_token}", {"csrfmiddlewaretoken": client.csrf()})
+
+
+def test_invite_joins_are_rate_limited_per_client_ip(settings):
+    settings.RATE_LIMITS = {"comparisons:join": "3/3600"}
+    campaign = build_campaign(slug="joins")
+    for _ in range(3):
+        assert _join(campaign)[1].status_code == 302
+    _, refused = _join(campaign)
+    assert refused.status_code == 429
+    assert 1 <= int(refused["Retry-After"]) <= 3601
+    assert "Too many requests" in refused.content.decode()
+    assert Rater.objects.count() == 3  # the refused join made no rater
+    # Another address is counted on its own; the welcome page (GET) is never limited.
+    assert _join(campaign, REMOTE_ADDR="10.1.2.3")[1].status_code == 302
+    assert RaterClient().get(f"/join/{campaign.invite_token}").status_code == 200
+
+
+def test_forwarded_for_is_believed_only_behind_a_trusted_proxy(settings):
+    settings.RATE_LIMITS = {"comparisons:join": "1/3600"}
+    campaign = build_campaign(slug="proxy")
+    # Not trusted: a client cannot dodge the limit by inventing X-Forwarded-For headers.
+    assert _join(campaign, HTTP_X_FORWARDED_FOR="1.1.1.1")[1].status_code == 302
+    assert _join(campaign, HTTP_X_FORWARDED_FOR="2.2.2.2")[1].status_code == 429
+    # Trusted (behind the site's own proxy): each forwarded client address has its own budget.
+    settings.RATE_LIMIT_TRUST_X_FORWARDED_FOR = True
+    assert _join(campaign, HTTP_X_FORWARDED_FOR="3.3.3.3")[1].status_code == 302
+    assert _join(campaign, HTTP_X_FORWARDED_FOR="9.9.9.9, 4.4.4.4")[1].status_code == 302
+    assert _join(campaign, HTTP_X_FORWARDED_FOR="4.4.4.4")[1].status_code == 429
+
+
+def test_votes_are_rate_limited_per_rater_and_the_refused_vote_is_not_recorded(settings, rater_client):
+    settings.RATE_LIMITS = {"comparisons:api_vote": "2/60"}
+    campaign = build_campaign(slug="votes", n_prompts=6)
+    client = rater_client(campaign)
+    for _ in range(2):
+        token = client.next(campaign.slug).json()["assignment"]
+        assert client.vote(token, "A").status_code == 201
+    token = client.next(campaign.slug).json()["assignment"]
+    refused = client.vote(token, "A")
+    assert refused.status_code == 429
+    assert "try again in" in refused.json()["error"]
+    assert int(refused["Retry-After"]) >= 1
+    assert Vote.objects.count() == 2
+    assert Assignment.objects.get(token=token).status == Assignment.Status.LEASED  # still the rater's to vote on
+    # Votes are counted per rater: another rater behind the same address still votes.
+    neighbour = rater_client(campaign)
+    assert neighbour.vote(neighbour.next(campaign.slug).json()["assignment"], "B").status_code == 201
+
+
+def test_limits_can_be_switched_off(settings):
+    settings.RATE_LIMITS = {"comparisons:join": "0/60"}
+    campaign = build_campaign(slug="nolimit")
+    assert all(_join(campaign)[1].status_code == 302 for _ in range(5))
+
+
+def test_oversized_api_body_is_refused_before_it_is_read(settings, rater_client):
+    settings.API_MAX_BODY_BYTES = 1000
+    campaign = build_campaign(slug="big")
+    client = rater_client(campaign)
+    token = client.next(campaign.slug).json()["assignment"]
+    response = client.post_json(f"/api/rate/{token}/vote", {"choice": "A", "rationale": "x" * 5000})
+    assert response.status_code == 413
+    assert "at most 1000 bytes" in response.json()["error"]
+    assert not Vote.objects.exists()
+    assert client.vote(token, "A", "short").status_code == 201
+
+
+def test_oversized_upload_is_refused(settings):
+    from django.contrib.auth import get_user_model
+    from django.test import Client
+
+    settings.CHECKPOINT_UPLOAD_MAX_BYTES = 10_000
+    admin = get_user_model().objects.create_superuser("root", "r@example.org", "pw-123456789")
+    client = Client()
+    client.force_login(admin)
+    from django.core.files.uploadedfile import SimpleUploadedFile
+
+    archive = SimpleUploadedFile("model.zip", b"PK" + b"\0" * 20_000, content_type="application/zip")
+    response = client.post("/admin/generation/modelentry/add/", {"name": "huge", "checkpoint_file": archive})
+    assert response.status_code == 413
+    assert "at most 10000 bytes" in response.content.decode()
+    from generation.models import ModelEntry
+
+    assert not ModelEntry.objects.filter(name="huge").exists()
+
+
+def test_too_fast_votes_are_recorded_but_flagged_and_excludable(settings, rater_client):
+    settings.MIN_SECONDS_PER_VOTE = 3
+    campaign = build_campaign(slug="fast", n_prompts=4, k=1)
+    client = rater_client(campaign)
+    rater = client.rater
+    # A fast vote: straight after the pair was served.
+    fast = client.next(campaign.slug).json()["assignment"]
+    assert client.vote(fast, "A").status_code == 201
+    # A considered vote: the pair was served 20 seconds ago.
+    slow = services.assignment_next(rater=rater, campaign=campaign)
+    Assignment.objects.filter(pk=slow.pk).update(created_at=slow.created_at - timedelta(seconds=20))
+    assert client.vote(slow.token, "B").status_code == 201
+    assert Vote.objects.count() == 2  # both recorded
+    everything = campaign_analysis(campaign=campaign, n_boot=50)
+    considered = campaign_analysis(campaign=campaign, n_boot=50, exclude_flagged=True)
+    assert everything["votes"]["used"] == 2
+    assert considered["votes"]["used"] == 1 and considered["votes"]["excluded"] == 1
+    # The threshold is a setting: at 0 nothing is too fast.
+    settings.MIN_SECONDS_PER_VOTE = 0
+    assert campaign_analysis(campaign=campaign, n_boot=50, exclude_flagged=True)["votes"]["used"] == 2

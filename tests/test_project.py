@@ -1,0 +1,198 @@
+"""Project-level checks: migrations complete, system checks clean, the compose
+file valid, and the Celery app wired to a broker that really carries messages."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+IN_CI = os.environ.get("CI", "").lower() == "true"
+
+# CI installs docker-compose (.ci/run); a developer machine may not have it.
+needs_docker_compose = pytest.mark.skipif(
+    shutil.which("docker-compose") is None and not IN_CI,
+    reason="docker-compose is not installed (CI installs it: apt-get install docker-compose)",
+)
+needs_redis_broker = pytest.mark.skipif(
+    not os.environ.get("CELERY_BROKER_URL", "").startswith("redis://"),
+    reason="needs Redis: set CELERY_BROKER_URL=redis://... (CI does)",
+)
+
+
+def manage(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "manage.py", *args],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+
+
+def test_migrations_are_complete() -> None:
+    result = manage("makemigrations", "--check", "--dry-run")
+
+    assert result.returncode == 0, f"models changed without a migration:\n{result.stdout}{result.stderr}"
+
+
+def test_system_checks_are_clean() -> None:
+    result = manage("check", "--fail-level", "WARNING")
+
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "System check identified no issues" in result.stdout
+
+
+def compose(*args: str, env_file: Path = ROOT / ".env.example") -> subprocess.CompletedProcess[str]:
+    # Variables the compose file needs are read from the committed example.
+    return subprocess.run(
+        ["docker-compose", "--env-file", str(env_file), "-f", str(ROOT / "docker-compose.yml"), *args],
+        cwd=ROOT,
+        env={**os.environ, "COMPOSE_PROJECT_NAME": "blindeval-check"},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+@needs_docker_compose
+def test_docker_compose_file_is_valid() -> None:
+    assert compose("config", "-q").returncode == 0, compose("config", "-q").stderr
+
+    result = compose("config")
+    config = yaml.safe_load(result.stdout)
+    services = config["services"]
+    assert {"postgres", "redis", "web", "worker", "worker-gpu"} <= set(services)
+    for name in ("postgres", "redis", "web", "worker"):
+        assert "healthcheck" in services[name], f"{name} has no healthcheck"
+        assert "profiles" not in services[name]
+    assert "gunicorn" in " ".join(services["web"]["command"])
+    assert "migrate" in " ".join(services["web"]["command"])
+    # Uploaded checkpoints live on one volume that the web process and the workers share.
+    for name in ("web", "worker", "worker-gpu"):
+        assert any(volume.startswith("media:") for volume in services[name]["volumes"]), name
+        environment = services[name]["environment"]
+        assert environment["DATABASE_URL"].startswith("postgres://")
+        assert environment["CELERY_BROKER_URL"].startswith("redis://")
+        assert environment["SECRET_KEY"] == "change-me-to-a-long-random-string"
+        assert environment["DEBUG"] == "0"
+    assert {"pgdata", "redisdata", "media"} <= set(config["volumes"])
+
+
+@needs_docker_compose
+def test_docker_compose_gpu_profile_is_valid() -> None:
+    result = compose("--profile", "gpu", "config")
+    assert result.returncode == 0, result.stderr
+
+    gpu_worker = yaml.safe_load(result.stdout)["services"]["worker-gpu"]
+    assert gpu_worker["profiles"] == ["gpu"]
+    (device,) = gpu_worker["deploy"]["resources"]["reservations"]["devices"]
+    assert device["driver"] == "nvidia"
+    assert device["capabilities"] == ["gpu"]
+    assert gpu_worker["command"][gpu_worker["command"].index("-Q") + 1] == "generation"
+
+
+@needs_docker_compose
+def test_docker_compose_refuses_to_run_without_secret_key(tmp_path: Path) -> None:
+    env_file = tmp_path / ".env"
+    env_file.write_text(
+        "\n".join(
+            line for line in (ROOT / ".env.example").read_text().splitlines() if not line.startswith("SECRET_KEY=")
+        )
+    )
+
+    result = compose("config", "-q", env_file=env_file)
+
+    assert result.returncode != 0
+    assert "set SECRET_KEY in .env" in result.stderr
+
+
+def test_celery_app_routes_generation_to_its_own_queue() -> None:
+    from evalsite.celery import app
+
+    def queue_of(task_name: str) -> str:
+        return app.amqp.router.route({}, task_name, (), {})["queue"].name
+
+    assert queue_of("generation.run_chunk") == "generation"
+    assert queue_of("comparisons.anything_else") == "default"
+    assert app.conf.task_acks_late is True
+    assert app.conf.task_serializer == "json"
+
+
+def ping_through_broker(env: dict[str, str], timeout: float = 120) -> None:
+    """Start a real worker process, then reach it from another process through the broker."""
+    node = f"ping-{uuid.uuid4().hex[:8]}@localhost"
+    queue = f"ping-{uuid.uuid4().hex[:8]}"  # its own queue: it must take no one else's tasks
+    worker = subprocess.Popen(
+        [sys.executable, "-m", "celery", "-A", "evalsite", "worker", "-n", node, "-Q", queue]
+        + ["--pool", "solo", "--without-mingle", "--without-gossip", "--loglevel", "INFO"],
+        cwd=ROOT,
+        env=env,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
+    replies: list[str] = []
+    try:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and worker.poll() is None:
+            result = subprocess.run(
+                [sys.executable, "-m", "celery", "-A", "evalsite", "inspect", "ping", "-d", node, "-t", "3", "--json"],
+                cwd=ROOT,
+                env=env,
+                capture_output=True,
+                text=True,
+                timeout=60,
+                check=False,
+            )
+            if result.returncode == 0 and result.stdout.strip():
+                replies = [line for line in result.stdout.splitlines() if line.strip().startswith(("{", "["))]
+                if replies and node in json.loads(replies[-1]):
+                    break
+            replies = []
+        assert worker.poll() is None, "the worker exited before answering"
+        assert replies, f"no pong from {node} within {timeout:.0f} s"
+        assert json.loads(replies[-1])[node] == {"ok": "pong"}
+    finally:
+        if worker.poll() is None:
+            os.killpg(worker.pid, signal.SIGTERM)
+        try:
+            output, _ = worker.communicate(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(worker.pid, signal.SIGKILL)
+            output, _ = worker.communicate()
+    assert "ready" in output, output
+
+
+@pytest.mark.slow
+@pytest.mark.integration
+def test_filesystem_broker_carries_messages_between_processes(tmp_path: Path) -> None:
+    env = {key: value for key, value in os.environ.items() if key not in {"CELERY_BROKER_URL", "CELERY_BROKER_DIR"}}
+    env["BLINDEVAL_VAR_DIR"] = str(tmp_path)
+
+    ping_through_broker(env)
+
+    # The broadcast went through the shared folder, not through anything in memory.
+    assert (tmp_path / "broker" / "control" / "celery.pidbox.exchange").exists()
+
+
+@pytest.mark.slow
+@pytest.mark.integration
+@needs_redis_broker
+def test_redis_broker_carries_messages_between_processes() -> None:
+    ping_through_broker(dict(os.environ))

@@ -1,0 +1,213 @@
+"""Settings come from the environment, with defaults that need no server.
+
+Each case loads the settings in a fresh Python process with a crafted
+environment, exactly as `manage.py`, gunicorn or a Celery worker would.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+SETTINGS_FILE = ROOT / "evalsite" / "settings.py"
+
+_ENV_READ = re.compile(
+    r"""(?:os\.environ\.get|os\.getenv|env_bool|env_list|env_int|env_str|env_path)\(\s*["']([A-Z][A-Z0-9_]*)["']"""
+)
+
+PROBE = """
+import json, django
+django.setup()
+from django.conf import settings
+db = settings.DATABASES["default"]
+print(json.dumps({
+    "DEBUG": settings.DEBUG,
+    "SECRET_KEY": settings.SECRET_KEY,
+    "ALLOWED_HOSTS": settings.ALLOWED_HOSTS,
+    "MEDIA_ROOT": str(settings.MEDIA_ROOT),
+    "STATIC_ROOT": str(settings.STATIC_ROOT),
+    "db": {k: db.get(k) for k in ("ENGINE", "NAME", "USER", "PASSWORD", "HOST", "PORT")},
+    "db_test_name": (db.get("TEST") or {}).get("NAME"),
+    "broker": settings.CELERY_BROKER_URL,
+    "broker_options": settings.CELERY_BROKER_TRANSPORT_OPTIONS,
+    "session_cookie_secure": settings.SESSION_COOKIE_SECURE,
+    "staticfiles_backend": settings.STORAGES["staticfiles"]["BACKEND"],
+}))
+"""
+
+
+def env_names_read_by_settings() -> set[str]:
+    return set(_ENV_READ.findall(SETTINGS_FILE.read_text()))
+
+
+def clean_env(var_dir: Path, **overrides: str) -> dict[str, str]:
+    """The current environment minus everything the settings read, plus overrides."""
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if key not in env_names_read_by_settings() and not key.startswith(("CELERY_", "BLINDEVAL_", "DJANGO_"))
+    }
+    env["DJANGO_SETTINGS_MODULE"] = "evalsite.settings"
+    env["BLINDEVAL_VAR_DIR"] = str(var_dir)
+    env.update(overrides)
+    return env
+
+
+def run_probe(var_dir: Path, **overrides: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-c", PROBE],
+        cwd=ROOT,
+        env=clean_env(var_dir, **overrides),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+def load_settings(var_dir: Path, **overrides: str) -> dict[str, Any]:
+    result = run_probe(var_dir, **overrides)
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def test_defaults_need_no_server(tmp_path: Path) -> None:
+    loaded = load_settings(tmp_path)
+
+    assert loaded["DEBUG"] is True
+    assert loaded["SECRET_KEY"]  # a development key, never empty
+    assert loaded["db"]["ENGINE"] == "django.db.backends.sqlite3"
+    assert loaded["db"]["NAME"] == str(tmp_path / "db.sqlite3")
+    assert loaded["db_test_name"] == str(tmp_path / "test-db.sqlite3")
+    assert loaded["MEDIA_ROOT"] == str(tmp_path / "media")
+    assert set(loaded["ALLOWED_HOSTS"]) >= {"localhost", "127.0.0.1"}
+    # The embedded broker: kombu's filesystem transport in the var dir,
+    # which the web process and every local worker share.
+    assert loaded["broker"] == "filesystem://"
+    options = loaded["broker_options"]
+    assert options["data_folder_in"] == options["data_folder_out"] == str(tmp_path / "broker" / "queue")
+    assert options["control_folder"] == str(tmp_path / "broker" / "control")
+
+
+def test_database_url_postgres_is_parsed(tmp_path: Path) -> None:
+    loaded = load_settings(tmp_path, DATABASE_URL="postgres://rater:s3cret@db.internal:6543/blindeval_prod")
+
+    assert loaded["db"] == {
+        "ENGINE": "django.db.backends.postgresql",
+        "NAME": "blindeval_prod",
+        "USER": "rater",
+        "PASSWORD": "s3cret",
+        "HOST": "db.internal",
+        "PORT": 6543,
+    }
+
+
+def test_database_url_sqlite_path_is_parsed(tmp_path: Path) -> None:
+    db_file = tmp_path / "elsewhere" / "study.sqlite3"
+    loaded = load_settings(tmp_path, DATABASE_URL=f"sqlite:///{db_file}")
+
+    assert loaded["db"]["ENGINE"] == "django.db.backends.sqlite3"
+    assert loaded["db"]["NAME"] == str(db_file)
+
+
+def test_redis_broker_url(tmp_path: Path) -> None:
+    loaded = load_settings(tmp_path, CELERY_BROKER_URL="redis://cache.internal:6379/2", CELERY_VISIBILITY_TIMEOUT="900")
+
+    assert loaded["broker"] == "redis://cache.internal:6379/2"
+    assert loaded["broker_options"] == {"visibility_timeout": 900}
+
+
+def test_production_refuses_to_start_without_secret_key(tmp_path: Path) -> None:
+    result = run_probe(tmp_path, DEBUG="0")
+
+    assert result.returncode != 0
+    assert "SECRET_KEY must be set when DEBUG is off" in result.stderr
+
+
+def test_manage_py_without_secret_key_in_production_says_why(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [sys.executable, "manage.py", "check"],
+        cwd=ROOT,
+        env=clean_env(tmp_path, DEBUG="false"),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+    assert result.returncode != 0
+    assert "Configuration error: SECRET_KEY must be set when DEBUG is off" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_production_settings_with_secret_key(tmp_path: Path) -> None:
+    loaded = load_settings(tmp_path, DEBUG="off", SECRET_KEY="x" * 50, ALLOWED_HOSTS="eval.example.org")
+
+    assert loaded["DEBUG"] is False
+    assert loaded["SECRET_KEY"] == "x" * 50
+    assert loaded["ALLOWED_HOSTS"] == ["eval.example.org"]
+    assert loaded["session_cookie_secure"] is True
+    # Static files are hashed and compressed, then served by whitenoise.
+    assert loaded["staticfiles_backend"] == "whitenoise.storage.CompressedManifestStaticFilesStorage"
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [("1", True), ("true", True), ("Yes", True), ("ON", True), ("0", False), ("false", False), ("no", False)],
+)
+def test_debug_booleans(tmp_path: Path, raw: str, expected: bool) -> None:
+    assert load_settings(tmp_path, DEBUG=raw, SECRET_KEY="k" * 50)["DEBUG"] is expected
+
+
+def test_bad_boolean_is_refused_with_its_name(tmp_path: Path) -> None:
+    result = run_probe(tmp_path, DEBUG="maybe")
+
+    assert result.returncode != 0
+    assert "DEBUG='maybe' is not a boolean" in result.stderr
+
+
+def test_bad_integer_is_refused_with_its_name(tmp_path: Path) -> None:
+    result = run_probe(tmp_path, DATABASE_CONN_MAX_AGE="forever")
+
+    assert result.returncode != 0
+    assert "DATABASE_CONN_MAX_AGE='forever' is not an integer" in result.stderr
+
+
+def test_allowed_hosts_and_media_root(tmp_path: Path) -> None:
+    media = tmp_path / "checkpoints-volume"
+    loaded = load_settings(tmp_path, ALLOWED_HOSTS=" eval.example.org, localhost ,,", MEDIA_ROOT=str(media))
+
+    assert loaded["ALLOWED_HOSTS"] == ["eval.example.org", "localhost"]
+    assert loaded["MEDIA_ROOT"] == str(media)
+
+
+def test_every_environment_variable_is_documented_in_the_readme() -> None:
+    readme = (ROOT / "README.md").read_text()
+    names = env_names_read_by_settings()
+    assert {"DATABASE_URL", "CELERY_BROKER_URL", "SECRET_KEY", "DEBUG", "ALLOWED_HOSTS", "MEDIA_ROOT"} <= names
+
+    undocumented = sorted(name for name in names if f"`{name}`" not in readme)
+    assert not undocumented, f"add these settings to the README's configuration table: {undocumented}"
+
+
+def test_deploy_checks_are_clean_with_production_settings(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [sys.executable, "manage.py", "check", "--deploy", "--fail-level", "WARNING"],
+        cwd=ROOT,
+        env=clean_env(tmp_path, DEBUG="0", SECRET_KEY="p" * 20 + "-Xq9!zR2#vL7" * 4, ALLOWED_HOSTS="eval.example.org"),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "System check identified no issues" in result.stdout
