@@ -89,6 +89,7 @@ MIDDLEWARE = [
     "evalsite.ratelimit.RateLimitMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "evalsite.health.DatabaseUnavailableMiddleware",
 ]
 
 ROOT_URLCONF = "evalsite.urls"

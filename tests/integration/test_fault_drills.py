@@ -162,7 +162,7 @@ def test_redis_restart_mid_run_still_completes_once_per_prompt(
 def test_database_connection_dropped_during_a_vote_is_retryable_and_counted_once(rater_client):
     """The vote's connection is terminated (pg_terminate_backend) while the vote holds its row lock.
 
-    The client gets a 5xx it can retry; the vote was rolled back with the connection, and the retry
+    The client gets a 503 with Retry-After; the vote was rolled back with the connection, and the retry
     records exactly one vote.
     """
     import psycopg
@@ -208,7 +208,9 @@ def test_database_connection_dropped_during_a_vote_is_retryable_and_counted_once
     blocker.rollback()
     blocker.close()
     first = result["response"]
-    assert first.status_code >= 500, first.content[:300]
+    assert first.status_code == 503, first.content[:300]
+    assert first.json()["retry"] is True and "retry" in first.json()["error"]
+    assert int(first["Retry-After"]) >= 1
     assert not Vote.objects.filter(assignment=assignment).exists()  # nothing half-written
     # The retry (same token, same choice) is recorded once; a second retry is the idempotent 200.
     retry = client.vote(token, "B")

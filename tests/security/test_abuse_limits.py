@@ -17,7 +17,10 @@ pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture(autouse=True)
-def _fresh_counters():
+def _fresh_counters(settings):
+    # The test client runs in this process, so a private in-memory cache holds the counters: clearing it
+    # cannot touch a shared Redis database (in CI the cache URL is the Celery broker's).
+    settings.CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache", "LOCATION": "limits"}}
     cache.clear()
     yield
     cache.clear()

@@ -134,3 +134,12 @@ def test_stored_tokens_come_from_the_strong_generator():
     services.campaign_rotate_invite(campaign=campaign)
     assert campaign.invite_token != old
     assert Client().get(f"/join/{old}").status_code == 404
+
+
+@pytest.mark.django_db
+def test_healthz_answers_anonymously_and_reveals_nothing():
+    response = Client().get("/healthz")
+    assert response.status_code == 200
+    assert response.json() == {"status": "ok"}
+    assert response["Cache-Control"].startswith("max-age=0")
+    assert Client().post("/healthz").status_code in (403, 405)  # read-only
