@@ -199,7 +199,8 @@ def annotations_json(*, campaign: Campaign) -> Iterator[str]:
     yield "\n]\n"
 
 
-def _votes_csv_rows(campaign: Campaign) -> Iterator[list[Any]]:
+def vote_csv_rows(campaign: Campaign) -> Iterator[list[Any]]:
+    """The votes export's rows, booleans spelled `true`/`false` as in the CSV."""
     failed = VOTE_COLUMNS.index("attention_failed")
     for row in vote_rows(campaign=campaign):
         row[failed] = "true" if row[failed] else "false"
@@ -209,7 +210,7 @@ def _votes_csv_rows(campaign: Campaign) -> Iterator[list[Any]]:
 def export_stream(*, campaign: Campaign, kind: str, n_boot: int = 1000, seed: int = 0) -> Iterator[str]:
     """The text of one export (``votes``, ``prompts``, ``summary`` CSV or ``annotations`` JSON), in pieces."""
     if kind == "votes":
-        return csv_lines(VOTE_COLUMNS, _votes_csv_rows(campaign))
+        return csv_lines(VOTE_COLUMNS, vote_csv_rows(campaign))
     if kind == "prompts":
         return csv_lines(PROMPT_COLUMNS, prompt_rows(campaign=campaign))
     if kind == "summary":

@@ -8,13 +8,12 @@ same file again is a no-op. Bad input raises :class:`generation.errors.InputErro
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from django.db import transaction
 
+from evalsite.files import atomic_text_file
 from generation import formats
 from generation.errors import InputError
 from generation.models import EvalSet, ModelEntry, Prompt, Response
@@ -249,22 +248,6 @@ def evalset_dataset_label(*, eval_set: EvalSet) -> str:
     return formats.dataset_label(name=eval_set.name, external_ids=external_ids)
 
 
-def _write_json_atomically(*, path: Path, data: object) -> None:
-    """Write to a temporary file beside ``path`` and rename it over, so readers never see half a file."""
-    descriptor, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
-            json.dump(data, handle, ensure_ascii=False, indent=2)
-            handle.write("\n")
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.chmod(temporary, 0o644)
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
-
-
 def outputs_export(
     *, model_name: str, eval_set_name: str, path: Path | str, dataset: str | None = None
 ) -> OutputsExportResult:
@@ -305,7 +288,9 @@ def outputs_export(
         for response in responses
     ]
     try:
-        _write_json_atomically(path=path, data=entries)
+        with atomic_text_file(path) as handle:
+            json.dump(entries, handle, ensure_ascii=False, indent=2)
+            handle.write("\n")
     except OSError as exc:
         raise InputError(f"Cannot write {path}: {exc.strerror or exc}. Nothing was written.") from None
     return OutputsExportResult(

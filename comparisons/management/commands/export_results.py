@@ -11,16 +11,13 @@ OUT is a file path, or ``-`` for standard output. Rows are streamed from the dat
 
 from __future__ import annotations
 
-import os
-import sys
-import tempfile
-from pathlib import Path
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from comparisons.models import Campaign
 from comparisons.results import EXPORT_KINDS, export_stream
+from evalsite.files import OutputFolderMissing, text_output
 
 
 class Command(BaseCommand):
@@ -40,21 +37,11 @@ class Command(BaseCommand):
         if opts["bootstrap"] < 0:
             raise CommandError(f"--bootstrap must be 0 or more, not {opts['bootstrap']}.")
         pieces = export_stream(campaign=campaign, kind=opts["kind"], n_boot=opts["bootstrap"], seed=opts["seed"])
-        if opts["out"] == "-":
-            for piece in pieces:
-                sys.stdout.write(piece)
-            return
-        out = Path(opts["out"])
-        if not out.parent.is_dir():
-            raise CommandError(f"Folder {str(out.parent)!r} does not exist.")
-        # Write beside the target and rename, so a failed export never leaves a half-written file.
-        fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", dir=out.parent)
         try:
-            with os.fdopen(fd, "w", newline="", encoding="utf-8") as stream:
+            with text_output(opts["out"]) as stream:
                 for piece in pieces:
                     stream.write(piece)
-            os.replace(tmp, out)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
-        self.stdout.write(f"Wrote the {opts['kind']} export of campaign {campaign.slug!r} to {out}.")
+        except OutputFolderMissing as exc:
+            raise CommandError(str(exc)) from None
+        if opts["out"] != "-":
+            self.stdout.write(f"Wrote the {opts['kind']} export of campaign {campaign.slug!r} to {opts['out']}.")

@@ -7,28 +7,15 @@ Use `-` as OUT.csv to write to standard output.
 
 from __future__ import annotations
 
-import csv
-import os
-import sys
-import tempfile
-from pathlib import Path
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from comparisons.models import Campaign
-from comparisons.selectors import VOTE_COLUMNS, vote_rows
-
-
-def write_votes_csv(stream: Any, *, campaign: Campaign) -> int:
-    writer = csv.writer(stream, lineterminator="\n")
-    writer.writerow(VOTE_COLUMNS)
-    count = 0
-    for row in vote_rows(campaign=campaign):
-        row[VOTE_COLUMNS.index("attention_failed")] = "true" if row[VOTE_COLUMNS.index("attention_failed")] else "false"
-        writer.writerow(row)
-        count += 1
-    return count
+from comparisons.results import vote_csv_rows
+from comparisons.selectors import VOTE_COLUMNS
+from comparisons.stats import csv_lines
+from evalsite.files import OutputFolderMissing, text_output
 
 
 class Command(BaseCommand):
@@ -42,19 +29,19 @@ class Command(BaseCommand):
         campaign = Campaign.objects.filter(slug=opts["slug"]).first()
         if campaign is None:
             raise CommandError(f"No campaign with slug {opts['slug']!r}.")
-        if opts["out"] == "-":
-            write_votes_csv(sys.stdout, campaign=campaign)
-            return
-        out = Path(opts["out"])
-        if not out.parent.is_dir():
-            raise CommandError(f"Folder {str(out.parent)!r} does not exist.")
-        # Write beside the target and rename, so a failed export never leaves a half-written file.
-        fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", dir=out.parent)
+        count = 0
+
+        def counted() -> Any:
+            nonlocal count
+            for row in vote_csv_rows(campaign):
+                count += 1
+                yield row
+
         try:
-            with os.fdopen(fd, "w", newline="", encoding="utf-8") as stream:
-                count = write_votes_csv(stream, campaign=campaign)
-            os.replace(tmp, out)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
-        self.stdout.write(f"Wrote {count} votes of campaign {campaign.slug!r} to {out}.")
+            with text_output(opts["out"]) as stream:
+                for piece in csv_lines(VOTE_COLUMNS, counted()):
+                    stream.write(piece)
+        except OutputFolderMissing as exc:
+            raise CommandError(str(exc)) from None
+        if opts["out"] != "-":
+            self.stdout.write(f"Wrote {count} votes of campaign {campaign.slug!r} to {opts['out']}.")
