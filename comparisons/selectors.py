@@ -21,20 +21,10 @@ from django.db.models.functions import Length
 
 from comparisons.markdown import render_markdown
 from comparisons.models import Assignment, Campaign, Comparison, Rater, Vote
+from comparisons.stats.table import EXPORT_COLUMNS
 
-VOTE_COLUMNS = [
-    "campaign",
-    "prompt_id",
-    "category",
-    "model_a",
-    "model_b",
-    "left_model",
-    "winner",
-    "rater",
-    "attention_failed",
-    "submitted_at",
-    "seconds",
-]
+# The one vote schema: the export, `analyze` and the results page all read it.
+VOTE_COLUMNS = list(EXPORT_COLUMNS)
 
 
 class Progress(TypedDict):

@@ -5,27 +5,11 @@ Screenshots land in test-artifacts/ (the rater page wide and narrow, and the end
 
 from __future__ import annotations
 
-import os
-import shutil
-from pathlib import Path
-
-import pytest
-
 from comparisons.models import Comparison, Rater, Vote
+from tests.browser import ARTIFACTS, BROWSER_TEST_MARKS, CHROMIUM, LAUNCH_ARGS
 from tests.comparisons.factories import build_campaign
 
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
-
-pytestmark = [
-    pytest.mark.browser,
-    pytest.mark.slow,
-    pytest.mark.django_db(transaction=True),
-    pytest.mark.skipif(
-        not Path(CHROMIUM).exists() and os.environ.get("CI", "").lower() != "true",
-        reason="needs Debian's chromium package (.ci/run installs it)",
-    ),
-]
+pytestmark = BROWSER_TEST_MARKS
 
 RICH_ANSWER = """Here is a plan:
 
@@ -42,16 +26,6 @@ def speedup(before, after):
     return before / after
 ```
 """
-
-
-LAUNCH_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 
 
 def rate_in_the_browser(base_url: str, invite_token: str, slug: str) -> dict:

@@ -5,31 +5,15 @@ The screenshot lands in test-artifacts/results-page.png.
 
 from __future__ import annotations
 
-import os
-import shutil
-from pathlib import Path
-
-import pytest
 from django.conf import settings
 from django.test import Client
 
 from comparisons import services
+from tests.browser import ARTIFACTS, BROWSER_TEST_MARKS, CHROMIUM, LAUNCH_ARGS
 from tests.comparisons.factories import build_campaign, invite_rater, make_user
 from tests.comparisons.test_results import PLAN, vote_as_planned
 
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
-LAUNCH_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--no-first-run"]
-
-pytestmark = [
-    pytest.mark.browser,
-    pytest.mark.slow,
-    pytest.mark.django_db(transaction=True),
-    pytest.mark.skipif(
-        not Path(CHROMIUM).exists() and os.environ.get("CI", "").lower() != "true",
-        reason="needs Debian's chromium package (.ci/run installs it)",
-    ),
-]
+pytestmark = BROWSER_TEST_MARKS
 
 
 def look_at_results(base_url: str, session_id: str, slug: str) -> dict:
