@@ -14,15 +14,17 @@ import itertools
 import math
 import random
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AbstractBaseUser, Group
 from django.core.exceptions import ValidationError
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from django.db.models import Count, Exists, F, OuterRef, Subquery, Value
 from django.db.models.functions import Coalesce
 from django.utils import timezone
+from django.utils.dateparse import parse_datetime
 
 from comparisons.access import ANALYST_GROUP
 from comparisons.models import Assignment, Campaign, Comparison, Rater, Vote, new_token
@@ -320,68 +322,157 @@ def _lease(*, rater: Rater, comparison_id: int, campaign: Campaign, now) -> Assi
     )
 
 
+# The rater loop (next → vote) is the hot path of a study. Its statements are written out in SQL that
+# PostgreSQL and SQLite both run, instead of being compiled by the ORM on every request: that compiling
+# cost more CPU than the database spent answering them. Values are always bound parameters.
+_LEASED = Assignment.Status.LEASED.value
+_SQL_LOCK_RATER = "SELECT set_config('synchronous_commit', 'off', true) FROM comparisons_rater WHERE id = %s FOR UPDATE"
+_SQL_CURRENT = (
+    "SELECT a.id, a.token, a.comparison_id, a.left_is_a, a.created_at, a.leased_until "
+    "FROM comparisons_assignment a INNER JOIN comparisons_comparison c ON c.id = a.comparison_id "
+    "WHERE a.rater_id = %s AND c.campaign_id = %s AND a.status = 'leased' AND a.leased_until > %s "
+    "ORDER BY a.created_at LIMIT 1"
+)
+# The unseen comparisons under k (votes plus live leases), least loaded first, ties at random; parameters:
+# now, campaign, is_attention_check (False), k, rater, now, k, then the ids already tried. The filter on the
+# load keeps full comparisons out of the locking query: a lock held on one while waiting for another can
+# deadlock with a rival doing the same.
+_SQL_CANDIDATE = (
+    "SELECT c.id, (c.votes_count + (SELECT COUNT(*) FROM comparisons_assignment l "
+    "WHERE l.comparison_id = c.id AND l.status = 'leased' AND l.leased_until > %s)) AS load "
+    "FROM comparisons_comparison c "
+    "WHERE c.campaign_id = %s AND c.is_attention_check = %s AND c.votes_count < %s "
+    "AND NOT EXISTS (SELECT 1 FROM comparisons_assignment s WHERE s.comparison_id = c.id AND s.rater_id = %s) "
+    "AND (c.votes_count + (SELECT COUNT(*) FROM comparisons_assignment l "
+    "WHERE l.comparison_id = c.id AND l.status = 'leased' AND l.leased_until > %s)) < %s "
+)
+_SQL_CANDIDATE_ORDER = "ORDER BY load, RANDOM() LIMIT 1"
+# A lease, inserted only while the comparison's votes plus live leases stay under k.
+_SQL_LEASE = (
+    "INSERT INTO comparisons_assignment "
+    "(token, comparison_id, rater_id, left_is_a, status, created_at, leased_until, closed_at) "
+    "SELECT %s, c.id, %s, %s, 'leased', %s, %s, NULL FROM comparisons_comparison c "
+    "WHERE c.id = %s AND (c.votes_count + (SELECT COUNT(*) FROM comparisons_assignment l "
+    "WHERE l.comparison_id = c.id AND l.status = 'leased' AND l.leased_until > %s)) < %s RETURNING id"
+)
+
+
+def _db_time(value: datetime) -> Any:
+    """A datetime as the backend stores it (SQLite: naive UTC text, like the ORM writes)."""
+    return connection.ops.adapt_datetimefield_value(value)
+
+
+def _aware(value: Any) -> datetime:
+    """A datetime read by raw SQL (SQLite gives it naive, in UTC) as an aware one."""
+    if isinstance(value, str):
+        value = parse_datetime(value)
+    return value if timezone.is_aware(value) else timezone.make_aware(value, UTC)
+
+
+def _assignment(
+    *,
+    pk: int,
+    token: str,
+    comparison_id: int,
+    rater: Rater,
+    left_is_a: Any,
+    status: str,
+    created_at: Any,
+    leased_until: Any,
+) -> Assignment:
+    """An Assignment instance from values read (or written) by the statements below, without a query."""
+    assignment = Assignment.from_db(
+        connection.alias,
+        [f.attname for f in Assignment._meta.concrete_fields],
+        [pk, token, comparison_id, rater.pk, bool(left_is_a), status, _aware(created_at), _aware(leased_until), None],
+    )
+    Assignment.rater.field.set_cached_value(assignment, rater)
+    return assignment
+
+
+def _pick_candidate(cursor: Any, *, rater: Rater, campaign: Campaign, now: datetime, tried: set[int]) -> int | None:
+    """The unseen comparison under k with the fewest votes plus live leases (ties at random), locked.
+
+    On PostgreSQL the best one no other transaction holds is locked (SKIP LOCKED); when every candidate
+    under k is held, wait for the best one rather than tell this rater there is nothing left. On SQLite the
+    whole transaction already holds the database's write lock."""
+    k = campaign.votes_per_comparison
+    exclude = "AND c.id NOT IN (" + ", ".join(["%s"] * len(tried)) + ") " if tried else ""
+    sql = _SQL_CANDIDATE + exclude + _SQL_CANDIDATE_ORDER
+    db_now = _db_time(now)
+    params = [db_now, campaign.pk, False, k, rater.pk, db_now, k, *sorted(tried)]
+    if connection.vendor == "postgresql":
+        cursor.execute(sql + " FOR UPDATE OF c SKIP LOCKED", params)
+        row = cursor.fetchone()
+        if row is not None and row[1] < k:
+            return row[0]
+    cursor.execute(sql, params)
+    row = cursor.fetchone()
+    if row is None or row[1] >= k:
+        return None
+    if connection.vendor == "postgresql":
+        cursor.execute("SELECT id FROM comparisons_comparison WHERE id = %s FOR UPDATE", [row[0]])
+    return row[0]
+
+
 @transaction.atomic
 def assignment_next(*, rater: Rater, campaign: Campaign) -> Assignment | None:
     """The rater's next pair: their own live unvoted assignment if any, else a new lease on the comparison
     with the fewest votes plus live leases (below k) they have not seen, ties at random. None when nothing is
     left for this rater (campaign not open, per-rater limit reached, or every pair full or already seen)."""
-    # Serialize one rater's concurrent requests (double clicks, two tabs): one lease at a time.
-    Rater.objects.select_for_update(of=("self",)).filter(pk=rater.pk).order_by().values_list("pk").first()
-    now = timezone.now()
-    # A voted or skipped assignment leaves the LEASED status in the same transaction as the vote/skip.
-    current = (
-        Assignment.objects.filter(
-            rater=rater,
-            comparison__campaign=campaign,
-            status=Assignment.Status.LEASED,
-            leased_until__gt=now,
-        )
-        .order_by("created_at")
-        .first()
-    )
-    if current is not None:
-        return current
-    if not campaign.is_open:
-        return None
-    limit = campaign.comparisons_per_rater
-    if limit is not None and rater_votes_done(rater=rater, campaign=campaign) >= limit:
-        return None
+    with connection.cursor() as cursor:
+        if connection.vendor == "postgresql":
+            # Serialize one rater's concurrent requests (double clicks, two tabs): one lease at a time.
+            # A lease is worth nothing after a database crash (the rater is simply served another pair),
+            # so this transaction does not wait for its commit to reach the disk; votes do.
+            cursor.execute(_SQL_LOCK_RATER, [rater.pk])
+        now = timezone.now()
+        # A voted or skipped assignment leaves the LEASED status in the same transaction as the vote/skip.
+        cursor.execute(_SQL_CURRENT, [rater.pk, campaign.pk, _db_time(now)])
+        row = cursor.fetchone()
+        if row is not None:
+            pk, token, comparison_id, left_is_a, created_at, leased_until = row
+            return _assignment(
+                pk=pk, token=token, comparison_id=comparison_id, rater=rater, left_is_a=left_is_a, status=_LEASED,
+                created_at=created_at, leased_until=leased_until,
+            )  # fmt: skip
+        if not campaign.is_open:
+            return None
+        limit = campaign.comparisons_per_rater
+        if limit is not None and rater_votes_done(rater=rater, campaign=campaign) >= limit:
+            return None
 
-    unseen = ~Exists(Assignment.objects.filter(comparison=OuterRef("pk"), rater=rater))
-    if campaign.attention_check_rate > 0 and random.random() < campaign.attention_check_rate:
-        gold = (
-            Comparison.objects.filter(campaign=campaign, is_attention_check=True)
-            .filter(unseen)
-            .order_by("?")
-            .values_list("pk", flat=True)
-            .first()
-        )
-        if gold is not None:
-            return _lease(rater=rater, comparison_id=gold, campaign=campaign, now=now)
+        if campaign.attention_check_rate > 0 and random.random() < campaign.attention_check_rate:
+            unseen = ~Exists(Assignment.objects.filter(comparison=OuterRef("pk"), rater=rater))
+            gold = (
+                Comparison.objects.filter(campaign=campaign, is_attention_check=True)
+                .filter(unseen)
+                .order_by("?")
+                .values_list("pk", flat=True)
+                .first()
+            )
+            if gold is not None:
+                return _lease(rater=rater, comparison_id=gold, campaign=campaign, now=now)
 
-    k = campaign.votes_per_comparison
-    candidates = (
-        Comparison.objects.filter(campaign=campaign, is_attention_check=False, votes_count__lt=k)
-        .filter(unseen)
-        .annotate(load=F("votes_count") + _live_leases(now))
-        .filter(load__lt=k)
-        .order_by("load", "?")
-    )
-    tried: set[int] = set()
-    while True:
-        pool = candidates.exclude(pk__in=tried) if tried else candidates
-        # Lock the best candidate that no other transaction is holding; if all are held, wait for one
-        # rather than telling this rater there is nothing left.
-        pk = pool.select_for_update(skip_locked=True, of=("self",)).values_list("pk", flat=True).first()
-        if pk is None:
-            pk = pool.values_list("pk", flat=True).first()
+        k = campaign.votes_per_comparison
+        tried: set[int] = set()
+        while True:
+            pk = _pick_candidate(cursor, rater=rater, campaign=campaign, now=now, tried=tried)
             if pk is None:
                 return None
-            Comparison.objects.select_for_update(of=("self",)).filter(pk=pk).order_by().values_list("pk").first()
-        # The candidate query may have counted leases from an older snapshot: re-count under the lock.
-        if _load_of(pk, now) < k:
-            return _lease(rater=rater, comparison_id=pk, campaign=campaign, now=now)
-        tried.add(pk)
+            # The candidate query may have counted leases from an older snapshot: this INSERT re-counts them
+            # in a statement of its own, under the comparison's lock, and leases only while under k.
+            token, left_is_a = new_token(), random.random() < 0.5
+            leased_until = now + timedelta(seconds=campaign.lease_seconds)
+            db_now = _db_time(now)
+            cursor.execute(_SQL_LEASE, [token, rater.pk, left_is_a, db_now, _db_time(leased_until), pk, db_now, k])
+            row = cursor.fetchone()
+            if row is not None:
+                return _assignment(
+                    pk=row[0], token=token, comparison_id=pk, rater=rater, left_is_a=left_is_a, status=_LEASED,
+                    created_at=now, leased_until=leased_until,
+                )  # fmt: skip
+            tried.add(pk)
 
 
 @transaction.atomic
@@ -407,17 +498,31 @@ API_CHOICES = {"A": Vote.Choice.LEFT, "B": Vote.Choice.RIGHT, "tie": Vote.Choice
 MAX_RATIONALE_CHARS = 5000
 
 
+# The assignment (with its comparison and campaign) a vote is for; scalar subqueries for the two models keep
+# PostgreSQL's planning of this statement short.
+_SQL_VOTE_TARGET = (
+    "SELECT a.id, a.status, a.left_is_a, a.created_at, a.leased_until, a.comparison_id, "
+    "c.is_attention_check, c.response_a_id, c.response_b_id, "
+    "(SELECT r.model_id FROM generation_response r WHERE r.id = c.response_a_id), "
+    "(SELECT r.model_id FROM generation_response r WHERE r.id = c.response_b_id), "
+    "g.status, g.votes_per_comparison, g.slug "
+    "FROM comparisons_assignment a "
+    "INNER JOIN comparisons_comparison c ON c.id = a.comparison_id "
+    "INNER JOIN comparisons_campaign g ON g.id = c.campaign_id "
+    "WHERE a.token = %s AND a.rater_id = %s"
+)
+_SQL_VOTE_INSERT = (
+    "INSERT INTO comparisons_vote (assignment_id, choice, winner_response_id, winner_model_id, rationale, seconds, "
+    "submitted_at, attention_failed) VALUES (%s, %s, %s, %s, %s, %s, %s, %s) RETURNING id"
+)
+_SQL_VOTED = "UPDATE comparisons_assignment SET status = 'voted', closed_at = %s WHERE id = %s"
+_SQL_COUNT_VOTE = "UPDATE comparisons_comparison SET votes_count = votes_count + 1 WHERE id = %s"
+
+
 @dataclass
 class VoteResult:
     vote: Vote
     created: bool
-
-
-def _attention_failed(comparison: Comparison, winner: Response | None, choice: str) -> bool:
-    """On a gold pair the on-prompt answer (response_a) must win; 'both bad' is tolerated (it may really be bad)."""
-    if choice == Vote.Choice.BOTH_BAD:
-        return False
-    return winner is None or winner.pk != comparison.response_a_id
 
 
 @transaction.atomic
@@ -438,63 +543,58 @@ def vote_cast(*, rater: Rater, token: str, choice: str, rationale: str = "") -> 
         raise InvalidChoice(f"'rationale' is limited to {MAX_RATIONALE_CHARS} characters.")
     if "\x00" in rationale:  # PostgreSQL text cannot hold NUL: refuse it here rather than fail in the INSERT
         raise InvalidChoice("'rationale' must not contain NUL (\\u0000) characters.")
-    screen_choice = API_CHOICES[choice]
+    screen_choice = API_CHOICES[choice].value
     # Lock the assignment (one vote per assignment) and its comparison (the quota) in one query; the
     # clock is read after the locks so a lease cannot expire between the check and a rival's lease.
-    assignment = (
-        Assignment.objects.select_for_update(of=("self", "comparison"))
-        .select_related("comparison__campaign", "comparison__response_a", "comparison__response_b")
-        .filter(token=token, rater=rater)
-        .first()
-    )
-    if assignment is None:
-        raise NotFound("No such assignment for this rater.")
-    existing = (
-        Vote.objects.filter(assignment=assignment).first() if assignment.status == Assignment.Status.VOTED else None
-    )
-    if existing is not None:
-        if existing.choice == screen_choice:
-            return VoteResult(vote=existing, created=False)
-        raise Conflict("This pair already has a different vote from you; a vote cannot be changed.")
+    with connection.cursor() as cursor:
+        lock = " FOR UPDATE OF a, c" if connection.vendor == "postgresql" else ""
+        cursor.execute(_SQL_VOTE_TARGET + lock, [token, rater.pk])
+        row = cursor.fetchone()
+        if row is None:
+            raise NotFound("No such assignment for this rater.")
+        (pk, status, left_is_a, created_at, leased_until, comparison_id, is_check, response_a_id, response_b_id,
+         model_a_id, model_b_id, campaign_status, k, campaign_slug) = row  # fmt: skip
+        assignment = _assignment(
+            pk=pk, token=token, comparison_id=comparison_id, rater=rater, left_is_a=left_is_a, status=status,
+            created_at=created_at, leased_until=leased_until,
+        )  # fmt: skip
+        if status == Assignment.Status.VOTED:
+            existing = Vote.objects.filter(assignment_id=pk).first()
+            if existing is not None:
+                Vote.assignment.field.set_cached_value(existing, assignment)
+                if existing.choice == screen_choice:
+                    return VoteResult(vote=existing, created=False)
+                raise Conflict("This pair already has a different vote from you; a vote cannot be changed.")
 
-    comparison = assignment.comparison
-    campaign = comparison.campaign
-    if campaign.status == Campaign.Status.CLOSED:
-        raise Gone("This campaign is closed; the vote was not recorded.")
-    now = timezone.now()
-    live = assignment.status == Assignment.Status.LEASED and assignment.leased_until > now
-    full = not live and not comparison.is_attention_check
-    if full and _load_of(comparison.pk, now, exclude=assignment) >= campaign.votes_per_comparison:
-        raise Gone("Your time on this pair ran out and it has since been filled by other raters.")
+        if campaign_status == Campaign.Status.CLOSED:
+            raise Gone("This campaign is closed; the vote was not recorded.")
+        now = timezone.now()
+        live = status == Assignment.Status.LEASED and assignment.leased_until > now
+        full = not live and not is_check
+        if full and _load_of(comparison_id, now, exclude=assignment) >= k:
+            raise Gone("Your time on this pair ran out and it has since been filled by other raters.")
 
-    left, right = (
-        (comparison.response_a, comparison.response_b)
-        if assignment.left_is_a
-        else (comparison.response_b, comparison.response_a)
-    )
-    winner = {Vote.Choice.LEFT: left, Vote.Choice.RIGHT: right}.get(screen_choice)
-    failed = comparison.is_attention_check and _attention_failed(comparison, winner, screen_choice)
-    try:
-        vote = Vote.objects.create(
-            assignment=assignment,
-            choice=screen_choice,
-            winner_response=winner,
-            winner_model_id=winner.model_id if winner is not None else None,
-            rationale=rationale.strip(),
-            seconds=max(0.0, (now - assignment.created_at).total_seconds()),
-            submitted_at=now,
-            attention_failed=failed,
+        left, right = ((response_a_id, model_a_id), (response_b_id, model_b_id))[:: 1 if left_is_a else -1]
+        winner_id, winner_model_id = {"left": left, "right": right}.get(screen_choice, (None, None))
+        # On a gold pair the on-prompt answer (response_a) must win; "both bad" is tolerated (it may really be bad).
+        failed = bool(is_check) and screen_choice != "both_bad" and winner_id != response_a_id
+        values = [pk, screen_choice, winner_id, winner_model_id, rationale.strip(),
+                  max(0.0, (now - assignment.created_at).total_seconds()), now, failed]  # fmt: skip
+        try:
+            cursor.execute(_SQL_VOTE_INSERT, [*values[:6], _db_time(now), failed])
+        except IntegrityError as exc:  # pragma: no cover - the row lock above makes this unreachable
+            raise Conflict("This pair was voted on concurrently.") from exc
+        vote = Vote.from_db(
+            connection.alias, [f.attname for f in Vote._meta.concrete_fields], [cursor.fetchone()[0], *values]
         )
-    except IntegrityError as exc:  # pragma: no cover - the row lock above makes this unreachable
-        raise Conflict("This pair was voted on concurrently.") from exc
-    assignment.status = Assignment.Status.VOTED
-    assignment.closed_at = now
-    assignment.save(update_fields=["status", "closed_at"])
-    if not comparison.is_attention_check:
-        Comparison.objects.filter(pk=comparison.pk).update(votes_count=F("votes_count") + 1)
+        cursor.execute(_SQL_VOTED, [_db_time(now), pk])
+        if not is_check:
+            cursor.execute(_SQL_COUNT_VOTE, [comparison_id])
+    assignment.status, assignment.closed_at = Assignment.Status.VOTED, now
+    Vote.assignment.field.set_cached_value(vote, assignment)
     if failed and not rater.flagged:
         Rater.objects.filter(pk=rater.pk).update(
-            flagged=True, flag_reason=f"Failed an attention check in campaign {campaign.slug} at {now:%Y-%m-%d %H:%M}."
+            flagged=True, flag_reason=f"Failed an attention check in campaign {campaign_slug} at {now:%Y-%m-%d %H:%M}."
         )
         rater.flagged = True
     return VoteResult(vote=vote, created=True)

@@ -85,7 +85,7 @@ def join(request: HttpRequest, token: str) -> HttpResponse:
         if campaign.status != Campaign.Status.OPEN:
             return render(request, "comparisons/join.html", {"campaign": campaign, "closed": True}, status=409)
         rater = services.rater_create_from_invite(campaign=campaign, participant_id=participant)
-        login(request, rater.user, backend="django.contrib.auth.backends.ModelBackend")
+        login(request, rater.user, backend="comparisons.auth.RaterModelBackend")
         return redirect("comparisons:rate", slug=campaign.slug)
     return render(
         request,
