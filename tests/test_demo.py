@@ -50,8 +50,9 @@ def credentials(output: str) -> tuple[str, str, str]:
     return username.group(1), password.group(1), invite.group(1)
 
 
-def test_demo_prepares_everything_and_can_run_again(tmp_path: Path) -> None:
-    first = subprocess.run(
+def prepare_demo(tmp_path: Path) -> subprocess.CompletedProcess[str]:
+    """Run the demo's set-up steps only (no servers), as `make demo` would on this var dir."""
+    return subprocess.run(
         [sys.executable, str(DEMO), "--no-serve"],
         cwd=ROOT,
         env=demo_env(tmp_path),
@@ -61,6 +62,10 @@ def test_demo_prepares_everything_and_can_run_again(tmp_path: Path) -> None:
         timeout=600,
         check=False,
     )
+
+
+def test_demo_prepares_everything_and_can_run_again(tmp_path: Path) -> None:
+    first = prepare_demo(tmp_path)
     assert first.returncode == 0, first.stdout + first.stderr
     assert "Imported 252 prompts" in first.stdout
     user, password, invite = credentials(first.stdout)
@@ -68,16 +73,7 @@ def test_demo_prepares_everything_and_can_run_again(tmp_path: Path) -> None:
     assert len(password) >= 12
     assert "/join/" in invite
 
-    second = subprocess.run(
-        [sys.executable, str(DEMO), "--no-serve"],
-        cwd=ROOT,
-        env=demo_env(tmp_path),
-        stdin=subprocess.DEVNULL,
-        capture_output=True,
-        text=True,
-        timeout=600,
-        check=False,
-    )
+    second = prepare_demo(tmp_path)
     assert second.returncode == 0, second.stdout + second.stderr
     assert "already exists" in second.stdout  # the campaign, votes and all, is kept
     _, new_password, new_invite = credentials(second.stdout)
