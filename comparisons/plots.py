@@ -6,6 +6,7 @@ No Django here: these take the dicts ``comparisons.stats.analyze`` returns.
 from __future__ import annotations
 
 import io
+from typing import Any
 
 import matplotlib
 
@@ -14,6 +15,14 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 _SVG_SETTINGS = {"svg.fonttype": "none", "font.size": 10, "font.family": "sans-serif"}
+
+
+def _style_axes(ax: Any) -> None:
+    """The look both figures share: light vertical grid behind the data, no top or right frame."""
+    ax.grid(axis="x", color="#eeeeee")
+    ax.set_axisbelow(True)
+    for side in ("top", "right"):
+        ax.spines[side].set_visible(False)
 
 
 def _to_svg(fig, salt: str) -> str:
@@ -44,10 +53,7 @@ def forest_plot_svg(pairs: list[dict], *, confidence: float = 0.95) -> str:
         ax.set_xlim(0, 100)
         ax.set_ylim(-0.7, len(pairs) - 0.3)
         ax.set_xlabel(f"win rate, ties count half (%), with {100 * confidence:g}% bootstrap CI")
-        ax.grid(axis="x", color="#eeeeee")
-        ax.set_axisbelow(True)
-        for side in ("top", "right"):
-            ax.spines[side].set_visible(False)
+        _style_axes(ax)
         return _to_svg(fig, "forest")
 
 
@@ -73,8 +79,5 @@ def ranking_plot_svg(ranking: list[dict], *, confidence: float = 0.95) -> str:
         ax.set_yticks(ys, [e["model"] for e in ranking])
         ax.set_ylim(-0.7, len(ranking) - 0.3)
         ax.set_xlabel(f"Bradley–Terry score (Elo-like, mean 1000), with {100 * confidence:g}% bootstrap CI")
-        ax.grid(axis="x", color="#eeeeee")
-        ax.set_axisbelow(True)
-        for side in ("top", "right"):
-            ax.spines[side].set_visible(False)
+        _style_axes(ax)
         return _to_svg(fig, "ranking")
