@@ -115,7 +115,8 @@ class Comparison(models.Model):
             ),
             models.CheckConstraint(condition=~Q(response_a=models.F("response_b")), name="comparison_distinct"),
         ]
-        indexes = [models.Index(fields=["campaign", "is_attention_check", "votes_count"])]
+        # No index holds votes_count: every vote increments it, and an indexed column would make each of those
+        # updates write new index entries (no HOT update) and bloat the index the next-pair pick scans.
 
     def __str__(self) -> str:
         return f"{self.campaign} #{self.pk}"
@@ -172,6 +173,11 @@ class Assignment(models.Model):
         indexes = [
             models.Index(fields=["comparison", "status", "leased_until"]),
             models.Index(fields=["rater", "status", "leased_until"]),
+            # Live leases, for the pick of the next pair: the range leased_until > now holds only as many rows
+            # as raters are reading right now, however many assignments the study has.
+            models.Index(
+                fields=["leased_until", "comparison"], condition=Q(status="leased"), name="assignment_live_lease_idx"
+            ),
         ]
 
     def __str__(self) -> str:

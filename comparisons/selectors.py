@@ -20,6 +20,7 @@ from django.db import connection
 from django.db.models import Sum
 from django.db.models.functions import Length
 
+from comparisons import rows
 from comparisons.markdown import render_markdown
 from comparisons.models import Assignment, Campaign, Comparison, Rater, Vote
 from comparisons.stats.table import EXPORT_COLUMNS
@@ -40,6 +41,17 @@ def rater_progress(*, rater: Rater, campaign: Campaign) -> Progress:
     return {"done": done, "total": max(total, done)}
 
 
+_SQL_CAMPAIGN_BY_SLUG = f"SELECT {rows.columns(Campaign, 'g')} FROM comparisons_campaign g WHERE g.slug = %s"  # noqa: S608
+
+
+def campaign_by_slug(slug: str) -> Campaign | None:
+    """The campaign with this slug, or None: one written-out statement, as every rater request asks it."""
+    with connection.cursor() as cursor:
+        cursor.execute(_SQL_CAMPAIGN_BY_SLUG, [slug])
+        row = cursor.fetchone()
+    return None if row is None else rows.instance_from_row(Campaign, row)
+
+
 # The view and the rater's progress in one statement (the `next` hot path): texts in the assignment's
 # order, votes this rater cast in the campaign, and the quota (per-rater limit, else the campaign's pair count).
 # Scalar subqueries rather than a six-table join: PostgreSQL plans them in a fraction of the time, and
@@ -52,7 +64,7 @@ _SQL_RATER_VIEW = (
     "(SELECT r.text FROM generation_response r WHERE r.id = c.response_b_id), "
     "(SELECT COUNT(*) FROM comparisons_assignment va INNER JOIN comparisons_vote v ON v.assignment_id = va.id "
     "WHERE va.rater_id = a.rater_id "
-    "AND va.comparison_id IN (SELECT vc.id FROM comparisons_comparison vc WHERE vc.campaign_id = c.campaign_id)), "
+    "AND (SELECT vc.campaign_id FROM comparisons_comparison vc WHERE vc.id = va.comparison_id) = c.campaign_id), "
     "COALESCE((SELECT g.comparisons_per_rater FROM comparisons_campaign g WHERE g.id = c.campaign_id), "
     "(SELECT COUNT(*) FROM comparisons_comparison gc WHERE gc.campaign_id = c.campaign_id)) "
     "FROM comparisons_assignment a INNER JOIN comparisons_comparison c ON c.id = a.comparison_id "

@@ -14,7 +14,7 @@ import itertools
 import math
 import random
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from django.contrib.auth import get_user_model
@@ -24,8 +24,8 @@ from django.db import IntegrityError, connection, transaction
 from django.db.models import Count, Exists, F, OuterRef, Subquery, Value
 from django.db.models.functions import Coalesce
 from django.utils import timezone
-from django.utils.dateparse import parse_datetime
 
+from comparisons import rows
 from comparisons.access import ANALYST_GROUP
 from comparisons.models import Assignment, Campaign, Comparison, Rater, Vote, new_token
 from generation.models import EvalSet, ModelEntry, Prompt, Response
@@ -334,17 +334,20 @@ _SQL_CURRENT = (
     "ORDER BY a.created_at LIMIT 1"
 )
 # The unseen comparisons under k (votes plus live leases), least loaded first, ties at random; parameters:
-# now, campaign, is_attention_check (False), k, rater, now, k, then the ids already tried. The filter on the
-# load keeps full comparisons out of the locking query: a lock held on one while waiting for another can
-# deadlock with a rival doing the same.
+# now, campaign, is_attention_check (False), k, rater, k, then the ids already tried. Live leases are counted
+# in one pass over the partial index of live leases (as many rows as raters reading now), and the rater's own
+# assignments are one hashed set: the statement costs the same on the first vote of a study and the millionth.
+# The filter on the load keeps full comparisons out of the locking query: a lock held on one while waiting for
+# another can deadlock with a rival doing the same.
 _SQL_CANDIDATE = (
-    "SELECT c.id, (c.votes_count + (SELECT COUNT(*) FROM comparisons_assignment l "
-    "WHERE l.comparison_id = c.id AND l.status = 'leased' AND l.leased_until > %s)) AS load "
-    "FROM comparisons_comparison c "
+    "SELECT c.id, c.votes_count + COALESCE(live.n, 0) AS load "
+    "FROM comparisons_comparison c LEFT OUTER JOIN ("
+    "SELECT l.comparison_id, COUNT(*) AS n FROM comparisons_assignment l "
+    "WHERE l.status = 'leased' AND l.leased_until > %s GROUP BY l.comparison_id"
+    ") live ON live.comparison_id = c.id "
     "WHERE c.campaign_id = %s AND c.is_attention_check = %s AND c.votes_count < %s "
-    "AND NOT EXISTS (SELECT 1 FROM comparisons_assignment s WHERE s.comparison_id = c.id AND s.rater_id = %s) "
-    "AND (c.votes_count + (SELECT COUNT(*) FROM comparisons_assignment l "
-    "WHERE l.comparison_id = c.id AND l.status = 'leased' AND l.leased_until > %s)) < %s "
+    "AND c.id NOT IN (SELECT s.comparison_id FROM comparisons_assignment s WHERE s.rater_id = %s) "
+    "AND c.votes_count + COALESCE(live.n, 0) < %s "
 )
 _SQL_CANDIDATE_ORDER = "ORDER BY load, RANDOM() LIMIT 1"
 # A lease, inserted only while the comparison's votes plus live leases stay under k.
@@ -355,18 +358,6 @@ _SQL_LEASE = (
     "WHERE c.id = %s AND (c.votes_count + (SELECT COUNT(*) FROM comparisons_assignment l "
     "WHERE l.comparison_id = c.id AND l.status = 'leased' AND l.leased_until > %s)) < %s RETURNING id"
 )
-
-
-def _db_time(value: datetime) -> Any:
-    """A datetime as the backend stores it (SQLite: naive UTC text, like the ORM writes)."""
-    return connection.ops.adapt_datetimefield_value(value)
-
-
-def _aware(value: Any) -> datetime:
-    """A datetime read by raw SQL (SQLite gives it naive, in UTC) as an aware one."""
-    if isinstance(value, str):
-        value = parse_datetime(value)
-    return value if timezone.is_aware(value) else timezone.make_aware(value, UTC)
 
 
 def _assignment(
@@ -381,11 +372,11 @@ def _assignment(
     leased_until: Any,
 ) -> Assignment:
     """An Assignment instance from values read (or written) by the statements below, without a query."""
-    assignment = Assignment.from_db(
-        connection.alias,
-        [f.attname for f in Assignment._meta.concrete_fields],
-        [pk, token, comparison_id, rater.pk, bool(left_is_a), status, _aware(created_at), _aware(leased_until), None],
-    )
+    assignment: Assignment = rows.instance(
+        Assignment,
+        {"id": pk, "token": token, "comparison_id": comparison_id, "rater_id": rater.pk, "left_is_a": left_is_a,
+         "status": status, "created_at": created_at, "leased_until": leased_until, "closed_at": None},
+    )  # fmt: skip
     Assignment.rater.field.set_cached_value(assignment, rater)
     return assignment
 
@@ -399,8 +390,8 @@ def _pick_candidate(cursor: Any, *, rater: Rater, campaign: Campaign, now: datet
     k = campaign.votes_per_comparison
     exclude = "AND c.id NOT IN (" + ", ".join(["%s"] * len(tried)) + ") " if tried else ""
     sql = _SQL_CANDIDATE + exclude + _SQL_CANDIDATE_ORDER
-    db_now = _db_time(now)
-    params = [db_now, campaign.pk, False, k, rater.pk, db_now, k, *sorted(tried)]
+    db_now = rows.db_time(now)
+    params = [db_now, campaign.pk, False, k, rater.pk, k, *sorted(tried)]
     if connection.vendor == "postgresql":
         cursor.execute(sql + " FOR UPDATE OF c SKIP LOCKED", params)
         row = cursor.fetchone()
@@ -428,7 +419,7 @@ def assignment_next(*, rater: Rater, campaign: Campaign) -> Assignment | None:
             cursor.execute(_SQL_LOCK_RATER, [rater.pk])
         now = timezone.now()
         # A voted or skipped assignment leaves the LEASED status in the same transaction as the vote/skip.
-        cursor.execute(_SQL_CURRENT, [rater.pk, campaign.pk, _db_time(now)])
+        cursor.execute(_SQL_CURRENT, [rater.pk, campaign.pk, rows.db_time(now)])
         row = cursor.fetchone()
         if row is not None:
             pk, token, comparison_id, left_is_a, created_at, leased_until = row
@@ -464,8 +455,8 @@ def assignment_next(*, rater: Rater, campaign: Campaign) -> Assignment | None:
             # in a statement of its own, under the comparison's lock, and leases only while under k.
             token, left_is_a = new_token(), random.random() < 0.5
             leased_until = now + timedelta(seconds=campaign.lease_seconds)
-            db_now = _db_time(now)
-            cursor.execute(_SQL_LEASE, [token, rater.pk, left_is_a, db_now, _db_time(leased_until), pk, db_now, k])
+            db_now = rows.db_time(now)
+            cursor.execute(_SQL_LEASE, [token, rater.pk, left_is_a, db_now, rows.db_time(leased_until), pk, db_now, k])
             row = cursor.fetchone()
             if row is not None:
                 return _assignment(
@@ -516,7 +507,14 @@ _SQL_VOTE_INSERT = (
     "submitted_at, attention_failed) VALUES (%s, %s, %s, %s, %s, %s, %s, %s) RETURNING id"
 )
 _SQL_VOTED = "UPDATE comparisons_assignment SET status = 'voted', closed_at = %s WHERE id = %s"
-_SQL_COUNT_VOTE = "UPDATE comparisons_comparison SET votes_count = votes_count + 1 WHERE id = %s"
+_SQL_COUNT_VOTE = "UPDATE comparisons_comparison SET votes_count = votes_count + %s WHERE id = %s"
+# PostgreSQL makes the three writes of a vote in one statement (one round trip instead of three).
+_SQL_VOTE_WRITE = (
+    f"WITH vote AS ({_SQL_VOTE_INSERT}), "  # noqa: S608 - constant SQL, values bound
+    f"voted AS ({_SQL_VOTED}), "
+    f"counted AS ({_SQL_COUNT_VOTE}) "
+    "SELECT id FROM vote"
+)
 
 
 @dataclass
@@ -580,16 +578,21 @@ def vote_cast(*, rater: Rater, token: str, choice: str, rationale: str = "") -> 
         failed = bool(is_check) and screen_choice != "both_bad" and winner_id != response_a_id
         values = [pk, screen_choice, winner_id, winner_model_id, rationale.strip(),
                   max(0.0, (now - assignment.created_at).total_seconds()), now, failed]  # fmt: skip
+        insert = [*values[:6], rows.db_time(now), failed]
+        voted = [rows.db_time(now), pk]
+        counted = [0 if is_check else 1, comparison_id]  # attention checks do not count toward k
         try:
-            cursor.execute(_SQL_VOTE_INSERT, [*values[:6], _db_time(now), failed])
+            if connection.vendor == "postgresql":
+                cursor.execute(_SQL_VOTE_WRITE, [*insert, *voted, *counted])
+                vote_id = cursor.fetchone()[0]
+            else:
+                cursor.execute(_SQL_VOTE_INSERT, insert)
+                vote_id = cursor.fetchone()[0]
+                cursor.execute(_SQL_VOTED, voted)
+                cursor.execute(_SQL_COUNT_VOTE, counted)
         except IntegrityError as exc:  # pragma: no cover - the row lock above makes this unreachable
             raise Conflict("This pair was voted on concurrently.") from exc
-        vote = Vote.from_db(
-            connection.alias, [f.attname for f in Vote._meta.concrete_fields], [cursor.fetchone()[0], *values]
-        )
-        cursor.execute(_SQL_VOTED, [_db_time(now), pk])
-        if not is_check:
-            cursor.execute(_SQL_COUNT_VOTE, [comparison_id])
+        vote = Vote.from_db(connection.alias, [f.attname for f in Vote._meta.concrete_fields], [vote_id, *values])
     assignment.status, assignment.closed_at = Assignment.Status.VOTED, now
     Vote.assignment.field.set_cached_value(vote, assignment)
     if failed and not rater.flagged:

@@ -23,13 +23,13 @@ from comparisons import services
 from comparisons.access import rater_can_rate, rater_for_user, rater_required, user_is_admin, user_is_analyst
 from comparisons.markdown import render_markdown
 from comparisons.models import Campaign, Rater
-from comparisons.selectors import rater_progress, rater_view_for_assignment, vote_public
+from comparisons.selectors import campaign_by_slug, rater_progress, rater_view_for_assignment, vote_public
 
 PARTICIPANT_PARAMS = ("participant", "PROLIFIC_PID")
 
 
 def _campaign_for_rater(rater: Rater, slug: str) -> Campaign:
-    campaign = Campaign.objects.filter(slug=slug).first()
+    campaign = campaign_by_slug(slug)
     if campaign is None or not rater_can_rate(rater=rater, campaign=campaign):
         raise Http404("No such campaign for this rater.")
     return campaign
@@ -178,7 +178,7 @@ def api_next(request: HttpRequest) -> HttpResponse:
     slug = request.GET.get("campaign", "").strip()
     if not slug:
         return _json_error("Query parameter 'campaign' (the campaign's slug) is required.", 400)
-    campaign = Campaign.objects.filter(slug=slug).first()
+    campaign = campaign_by_slug(slug)
     if campaign is None or not rater_can_rate(rater=rater, campaign=campaign):
         return _json_error("No such campaign for this rater.", 404)
     assignment = services.assignment_next(rater=rater, campaign=campaign)

@@ -9,9 +9,12 @@ number, gunicorn with several workers on a free loopback port, production settin
 `create_campaign`, reads the invite link from `invite`, and then:
 
 1. bare view: N threads hammer `/healthz` (one indexed read) for --bare-seconds;
-2. raters: N threads each join by the invite link (GET + POST with the CSRF token) and loop
-   next → read → vote (keep-alive connections, CSRF header) until the API answers 204 or the
-   time/vote bounds are hit.
+2. paced raters: N threads arrive over --ramp-seconds, each joins by the invite link (GET + POST
+   with the CSRF token) and loops next → read (--read-seconds) → vote (keep-alive connections,
+   CSRF header) until the API answers 204 or the time/vote bounds are hit;
+3. saturation: N raters of a second campaign (k = --saturation-k, so it never runs dry) join, then
+   all loop next → vote with no reading time for --saturation-seconds; only the loop is timed;
+4. the bare view again (the machine is shared: the ratio uses the mean of both bare phases).
 
 It prints votes/s, p50/p95/p99 latency of next and vote, errors, the loop's throughput as a
 ratio of the bare view's, and reconciles: votes acknowledged (201) = votes in the database =
@@ -23,6 +26,7 @@ run (all raters share 127.0.0.1); see README "Load and security".
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
 import http.client
 import json
@@ -121,7 +125,7 @@ def start_stack(args: argparse.Namespace, var_dir: Path) -> Stack:
             raise SystemExit(f"None of {candidates} exists: the fixtures are missing.")
         manage(env, "import_outputs", path, "--model", model, "--evalset", "self-instruct")
     invites = {}
-    for slug in SLUGS:
+    for slug, k in zip(SLUGS, (args.k, args.saturation_k), strict=True):
         print(
             manage(
                 env,
@@ -133,7 +137,7 @@ def start_stack(args: argparse.Namespace, var_dir: Path) -> Stack:
                 "alpaca-7b",
                 "text-davinci-003",
                 "--votes-per-pair",
-                str(args.k),
+                str(k),
             ).strip(),
             flush=True,
         )
@@ -278,6 +282,7 @@ def rater_worker(
     stats: Stats,
     seed: int,
     arrive_after: float = 0.0,
+    joined: threading.Barrier | None = None,
 ) -> None:
     rng = random.Random(seed)
     time.sleep(arrive_after)  # raters arrive over the ramp-up, not all in the same millisecond
@@ -296,6 +301,10 @@ def rater_worker(
             stats.error(f"join {status}")
             return
         csrf = browser.cookies["csrftoken"]
+        if joined is not None:
+            # Saturation measures the loop itself: every rater has joined before the clock starts.
+            joined.wait()
+            stop_at = time.time() + stop_at
         votes = 0
         while time.time() < stop_at and votes < max_votes:
             started = time.perf_counter()
@@ -332,6 +341,8 @@ def rater_worker(
             stats.finished += 1
     except Exception as exc:  # noqa: BLE001 - every failure is a counted error
         stats.error(f"rater {type(exc).__name__}: {exc}")
+        if joined is not None:
+            joined.abort()  # the others must not wait for a rater that never joins
     finally:
         browser.close()
 
@@ -431,26 +442,41 @@ def reconcile(args: argparse.Namespace, stack: Stack, stats: Stats, var_dir: Pat
 def rater_phase(
     args: argparse.Namespace, stack: Stack, slug: str, read: float, label: str, seconds: float
 ) -> tuple[Stats, float]:
+    """Paced raters (read > 0) arrive over the ramp and are timed from the first arrival; saturating
+    raters (read = 0) all join first, then loop for `seconds`, and only the loop is timed."""
     stats = Stats()
     invite_path = urlsplit(stack.invites[slug]).path
-    stop_at = time.time() + seconds
+    joined = None if read else threading.Barrier(args.raters + 1)
+    stop_at = seconds if joined else time.time() + seconds
     threads = [
         threading.Thread(
             target=rater_worker,
             args=(stack.base, invite_path, slug, read, stop_at, args.max_votes_per_rater, stats, seed),
-            kwargs={"arrive_after": seed * args.ramp_seconds / args.raters if read else 0.0},
+            kwargs={"arrive_after": seed * args.ramp_seconds / args.raters if read else 0.0, "joined": joined},
         )
         for seed in range(args.raters)
     ]
-    elapsed = run_threads(threads)
+    for thread in threads:
+        thread.start()
+    if joined is not None:
+        with contextlib.suppress(threading.BrokenBarrierError):  # a failed join is counted by its thread
+            joined.wait(timeout=120)
+    cpu_before = cpu_seconds(stack)
+    started = time.perf_counter()
+    for thread in threads:
+        thread.join()
+    elapsed = time.perf_counter() - started
+    cpu = cpu_report(cpu_before, cpu_seconds(stack), elapsed)
     votes = len(stats.acked)
-    requests = sum(len(v) for v in stats.latencies.values())
+    requests = len(stats.latencies.get("next", [])) + len(stats.latencies.get("vote", []))
     print(
         f"[{label}] {args.raters} raters, reading {read:g} s (±50%) per pair"
-        f"{f', arriving over {args.ramp_seconds:g} s' if read else ''}, {elapsed:.1f} s: {votes} votes "
-        f"acknowledged = {votes / elapsed:.1f} votes/s ({requests / elapsed:.0f} requests/s), "
-        f"raters finished {stats.finished}/{args.raters}, errors {len(stats.errors)}"
+        f"{f', arriving over {args.ramp_seconds:g} s' if read else ', all joined before the clock starts'}, "
+        f"{elapsed:.1f} s: {votes} votes acknowledged = {votes / elapsed:.1f} votes/s "
+        f"({requests / elapsed:.0f} next+vote requests/s), raters finished {stats.finished}/{args.raters}, "
+        f"errors {len(stats.errors)}"
     )
+    print(f"  CPU: {cpu}")
     for kind in ("join", "next", "vote"):
         print("  " + describe(kind, stats.latencies.get(kind, [])))
     print("  " + describe("next+vote", stats.latencies.get("next", []) + stats.latencies.get("vote", [])), flush=True)
@@ -459,17 +485,70 @@ def rater_phase(
     return stats, elapsed
 
 
+def cpu_seconds(stack: Stack) -> dict[str, float]:
+    """CPU seconds used so far by gunicorn (its process group), PostgreSQL, Redis and this client (Linux /proc)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    used = dict.fromkeys(("gunicorn", "postgres", "redis", "client"), 0.0)
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            text = stat.read_text()
+        except OSError:
+            continue  # the process ended
+        pid = int(stat.parent.name)
+        comm = text[text.index("(") + 1 : text.rindex(")")]
+        fields = text[text.rindex(")") + 2 :].split()
+        seconds = (int(fields[11]) + int(fields[12])) / tick  # utime + stime
+        if stack.proc is not None and int(fields[2]) == stack.proc.pid:  # pgrp
+            used["gunicorn"] += seconds
+        elif comm.startswith("postgres"):
+            used["postgres"] += seconds
+        elif comm.startswith("redis"):
+            used["redis"] += seconds
+        elif pid == os.getpid():
+            used["client"] += seconds
+    return used
+
+
+def cpu_report(before: dict[str, float], after: dict[str, float], elapsed: float) -> str:
+    """Share of the machine's CPU per component over a phase (cumulative times of live processes only)."""
+    cores = os.cpu_count() or 1
+    return (
+        ", ".join(f"{name} {100 * (after[name] - before[name]) / (elapsed * cores):.0f}%" for name in before)
+        + f" of {cores} cores"
+    )
+
+
+def bare_phase(args: argparse.Namespace, stack: Stack, label: str) -> tuple[Stats, float]:
+    bare = Stats()
+    stop_at = time.time() + args.bare_seconds
+    cpu_before = cpu_seconds(stack)
+    elapsed = run_threads(
+        [threading.Thread(target=bare_worker, args=(stack.base, stop_at, bare)) for _ in range(args.raters)]
+    )
+    cpu = cpu_report(cpu_before, cpu_seconds(stack), elapsed)
+    rate = len(bare.latencies.get("healthz", [])) / elapsed
+    print(f"[{label}] {args.raters} clients, {elapsed:.1f} s: {rate:.0f} requests/s, errors {len(bare.errors)}")
+    print(f"  CPU: {cpu}")
+    print("  " + describe("healthz", bare.latencies.get("healthz", [])), flush=True)
+    return bare, rate
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--raters", type=int, default=50, help="concurrent simulated raters (and bare-view clients)")
-    parser.add_argument("--k", type=int, default=5, help="votes per comparison (252 comparisons per campaign)")
+    parser.add_argument("--k", type=int, default=5, help="votes per comparison of the paced campaign (252 pairs)")
     parser.add_argument(
         "--read-seconds", type=float, default=3.0, help="mean reading time of the paced raters (MIN_SECONDS_PER_VOTE)"
     )
     parser.add_argument("--max-votes-per-rater", type=int, default=1000)
     parser.add_argument("--paced-seconds", type=float, default=45, help="duration of the paced phase")
     parser.add_argument("--ramp-seconds", type=float, default=5, help="paced raters arrive over this many seconds")
-    parser.add_argument("--max-seconds", type=float, default=120, help="bound on the saturation phase")
+    parser.add_argument(
+        "--saturation-seconds", type=float, default=20, help="duration of the saturation phase (after all joined)"
+    )
+    parser.add_argument(
+        "--saturation-k", type=int, default=20, help="votes per comparison of the saturation campaign (never runs dry)"
+    )
     parser.add_argument("--bare-seconds", type=float, default=15, help="duration of the /healthz phase")
     parser.add_argument("--workers", type=int, default=4, help="gunicorn worker processes")
     parser.add_argument("--threads", type=int, default=4, help="threads per gunicorn worker")
@@ -485,28 +564,24 @@ def main() -> int:
     stack = start_stack(args, var_dir)
     problems: list[str] = []
     try:
-        bare = Stats()
-        stop_at = time.time() + args.bare_seconds
-        elapsed = run_threads(
-            [threading.Thread(target=bare_worker, args=(stack.base, stop_at, bare)) for _ in range(args.raters)]
-        )
-        bare_rps = len(bare.latencies.get("healthz", [])) / elapsed
-        print(f"[bare] {args.raters} clients, {elapsed:.1f} s: {bare_rps:.0f} requests/s, errors {len(bare.errors)}")
-        print("  " + describe("healthz", bare.latencies.get("healthz", [])), flush=True)
-
+        bare_before, bare_rps_before = bare_phase(args, stack, "bare")
         paced, _ = rater_phase(args, stack, SLUGS[0], args.read_seconds, "paced raters", args.paced_seconds)
-        saturated, elapsed = rater_phase(args, stack, SLUGS[1], 0.0, "saturation", args.max_seconds)
+        saturated, elapsed = rater_phase(args, stack, SLUGS[1], 0.0, "saturation", args.saturation_seconds)
+        # The machine is shared: the bare view is measured on both sides of the saturation phase.
+        bare_after, bare_rps_after = bare_phase(args, stack, "bare again")
+        bare_rps = (bare_rps_before + bare_rps_after) / 2
         votes_per_s = len(saturated.acked) / elapsed
-        requests_per_s = sum(len(v) for v in saturated.latencies.values()) / elapsed
+        requests_per_s = (len(saturated.latencies.get("next", [])) + len(saturated.latencies.get("vote", []))) / elapsed
         print(
             f"[ratio] saturated rater loop: {votes_per_s:.1f} next+vote round trips/s vs bare view {bare_rps:.0f}/s "
-            f"= {votes_per_s / bare_rps:.2f}; by requests {requests_per_s / bare_rps:.2f}",
+            f"(mean of {bare_rps_before:.0f} and {bare_rps_after:.0f}) = {votes_per_s / bare_rps:.2f}; "
+            f"by requests {requests_per_s / bare_rps:.2f}",
             flush=True,
         )
         problems = reconcile(args, stack, paced, var_dir, SLUGS[0]) + reconcile(
             args, stack, saturated, var_dir, SLUGS[1]
         )
-        errors = len(bare.errors) + len(paced.errors) + len(saturated.errors)
+        errors = len(bare_before.errors) + len(bare_after.errors) + len(paced.errors) + len(saturated.errors)
         if errors:
             problems.append(f"{errors} errors")
         p99 = pct(paced.latencies.get("next", []) + paced.latencies.get("vote", []), 99)

@@ -1,0 +1,64 @@
+"""Sessions from the shared cache, kept in the database (evalsite.sessions): fast reads, no outage when Redis is down.
+
+The rater loop reads the session on every request; with Redis configured it comes from the
+cache. These tests run the store with the suite's own cache (Redis on CI's server pass, the file
+cache on the embedded pass) and with a cache whose Redis server cannot be reached.
+"""
+
+from __future__ import annotations
+
+import pytest
+from django.contrib.sessions.models import Session
+from django.core.cache import caches
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+
+from evalsite.sessions import SessionStore
+from tests.comparisons.factories import build_campaign
+
+pytestmark = pytest.mark.django_db
+
+# A Redis URL nothing listens on (port 1 is reserved): every cache call fails at once with a connection error.
+DEAD_REDIS = {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": "redis://127.0.0.1:1/0"}
+
+
+@pytest.fixture
+def cached_sessions(settings):
+    settings.SESSION_ENGINE = "evalsite.sessions"
+    return settings
+
+
+def test_a_saved_session_is_read_from_the_cache_without_a_query(cached_sessions):
+    store = SessionStore()
+    store["rater"] = 42
+    store.save()
+    with CaptureQueriesContext(connection) as queries:
+        assert SessionStore(store.session_key)["rater"] == 42
+    assert len(queries) == 0
+    # The database holds the same session: it survives a cache that lost it.
+    assert Session.objects.filter(session_key=store.session_key).exists()
+
+
+def test_a_session_missing_from_the_cache_is_read_from_the_database_and_cached_again(cached_sessions):
+    store = SessionStore()
+    store["rater"] = 7
+    store.save()
+    caches[cached_sessions.SESSION_CACHE_ALIAS].delete(store.cache_key)
+    with CaptureQueriesContext(connection) as first:
+        assert SessionStore(store.session_key)["rater"] == 7
+    assert len(first) == 1
+    with CaptureQueriesContext(connection) as second:
+        assert SessionStore(store.session_key)["rater"] == 7
+    assert len(second) == 0
+
+
+def test_raters_keep_rating_while_the_session_cache_is_unreachable(cached_sessions, rater_client, caplog):
+    campaign = build_campaign(n_prompts=4, k=2)
+    client = rater_client(campaign)  # joined while the cache worked
+    cached_sessions.CACHES = {**cached_sessions.CACHES, "sessions-down": DEAD_REDIS}
+    cached_sessions.SESSION_CACHE_ALIAS = "sessions-down"
+
+    pair = client.next(campaign.slug)
+    assert pair.status_code == 200, pair.content
+    assert client.vote(pair.json()["assignment"], "A").status_code == 201
+    assert "Session cache unavailable" in caplog.text
