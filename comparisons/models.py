@@ -173,11 +173,6 @@ class Assignment(models.Model):
         indexes = [
             models.Index(fields=["comparison", "status", "leased_until"]),
             models.Index(fields=["rater", "status", "leased_until"]),
-            # Live leases, for the pick of the next pair: the range leased_until > now holds only as many rows
-            # as raters are reading right now, however many assignments the study has.
-            models.Index(
-                fields=["leased_until", "comparison"], condition=Q(status="leased"), name="assignment_live_lease_idx"
-            ),
         ]
 
     def __str__(self) -> str:

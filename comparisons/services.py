@@ -333,23 +333,19 @@ _SQL_CURRENT = (
     "WHERE a.rater_id = %s AND c.campaign_id = %s AND a.status = 'leased' AND a.leased_until > %s "
     "ORDER BY a.created_at LIMIT 1"
 )
-# The unseen comparisons under k (votes plus live leases), least loaded first, ties at random; parameters:
-# now, campaign, is_attention_check (False), k, rater, k, then the ids already tried. Live leases are counted
-# in one pass over the partial index of live leases (as many rows as raters reading now), and the rater's own
-# assignments are one hashed set: the statement costs the same on the first vote of a study and the millionth.
-# The filter on the load keeps full comparisons out of the locking query: a lock held on one while waiting for
-# another can deadlock with a rival doing the same.
+# The unseen comparisons under k, fewest votes plus live leases first, ties at random; parameters: now,
+# campaign, is_attention_check (False), k, rater, then the ids already tried. The live leases of each row are
+# one probe of the (comparison, status, leased_until) index and the rater's own assignments one hashed set,
+# so any plan PostgreSQL caches for this prepared statement stays cheap. Rows at k (votes plus leases) sort
+# last and are dropped by the caller, which keeps the lease count to one evaluation per row.
 _SQL_CANDIDATE = (
-    "SELECT c.id, c.votes_count + COALESCE(live.n, 0) AS load "
-    "FROM comparisons_comparison c LEFT OUTER JOIN ("
-    "SELECT l.comparison_id, COUNT(*) AS n FROM comparisons_assignment l "
-    "WHERE l.status = 'leased' AND l.leased_until > %s GROUP BY l.comparison_id"
-    ") live ON live.comparison_id = c.id "
+    "SELECT c.id, c.votes_count + (SELECT COUNT(*) FROM comparisons_assignment l "
+    "WHERE l.comparison_id = c.id AND l.status = 'leased' AND l.leased_until > %s) AS load "
+    "FROM comparisons_comparison c "
     "WHERE c.campaign_id = %s AND c.is_attention_check = %s AND c.votes_count < %s "
     "AND c.id NOT IN (SELECT s.comparison_id FROM comparisons_assignment s WHERE s.rater_id = %s) "
-    "AND c.votes_count + COALESCE(live.n, 0) < %s "
 )
-_SQL_CANDIDATE_ORDER = "ORDER BY load, RANDOM() LIMIT 1"
+_SQL_CANDIDATE_ORDER = "ORDER BY load, RANDOM()"
 # A lease, inserted only while the comparison's votes plus live leases stay under k.
 _SQL_LEASE = (
     "INSERT INTO comparisons_assignment "
@@ -381,29 +377,40 @@ def _assignment(
     return assignment
 
 
+# Of the best candidates read without locks (in order), lock the first no other transaction holds.
+_SQL_LOCK_FIRST_FREE = (
+    "SELECT c.id FROM comparisons_comparison c "
+    "INNER JOIN unnest(%s::bigint[]) WITH ORDINALITY AS t(id, n) ON c.id = t.id "
+    "ORDER BY t.n LIMIT 1 FOR UPDATE OF c SKIP LOCKED"
+)
+_CANDIDATES_TO_LOCK = 16
+
+
 def _pick_candidate(cursor: Any, *, rater: Rater, campaign: Campaign, now: datetime, tried: set[int]) -> int | None:
     """The unseen comparison under k with the fewest votes plus live leases (ties at random), locked.
 
-    On PostgreSQL the best one no other transaction holds is locked (SKIP LOCKED); when every candidate
-    under k is held, wait for the best one rather than tell this rater there is nothing left. On SQLite the
-    whole transaction already holds the database's write lock."""
+    On PostgreSQL the candidates are read without locks, then the best one no other transaction holds is
+    locked (SKIP LOCKED) by a statement of its own: locking in the ranking query itself made PostgreSQL
+    re-check the whole ranking for every row a concurrent vote had just updated. When every candidate is
+    held, wait for the best one rather than tell this rater there is nothing left. On SQLite the whole
+    transaction already holds the database's write lock."""
     k = campaign.votes_per_comparison
     exclude = "AND c.id NOT IN (" + ", ".join(["%s"] * len(tried)) + ") " if tried else ""
-    sql = _SQL_CANDIDATE + exclude + _SQL_CANDIDATE_ORDER
     db_now = rows.db_time(now)
-    params = [db_now, campaign.pk, False, k, rater.pk, k, *sorted(tried)]
-    if connection.vendor == "postgresql":
-        cursor.execute(sql + " FOR UPDATE OF c SKIP LOCKED", params)
-        row = cursor.fetchone()
-        if row is not None and row[1] < k:
-            return row[0]
-    cursor.execute(sql, params)
-    row = cursor.fetchone()
-    if row is None or row[1] >= k:
+    params = [db_now, campaign.pk, False, k, rater.pk, *sorted(tried)]
+    postgres = connection.vendor == "postgresql"
+    limit = _CANDIDATES_TO_LOCK if postgres else 1
+    cursor.execute(f"{_SQL_CANDIDATE}{exclude}{_SQL_CANDIDATE_ORDER} LIMIT {limit}", params)
+    ranked = [pk for pk, load in cursor.fetchall() if load < k]
+    if not ranked:
         return None
-    if connection.vendor == "postgresql":
-        cursor.execute("SELECT id FROM comparisons_comparison WHERE id = %s FOR UPDATE", [row[0]])
-    return row[0]
+    if postgres:
+        cursor.execute(_SQL_LOCK_FIRST_FREE, [ranked])
+        row = cursor.fetchone()
+        if row is not None:
+            return row[0]
+        cursor.execute("SELECT id FROM comparisons_comparison WHERE id = %s FOR UPDATE", [ranked[0]])
+    return ranked[0]
 
 
 @transaction.atomic

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+from collections import Counter
 from datetime import timedelta
 
 import pytest
@@ -131,3 +132,18 @@ def test_attention_checks_are_served_at_about_the_configured_rate():
             served += 1
             services.vote_cast(rater=rater, token=assignment.token, choice="both_bad")
     assert binomtest(golds, served, 0.25).pvalue > 0.001
+
+
+def test_ties_are_broken_at_random_not_in_prompt_order():
+    # Twenty untouched comparisons tie at load 0 (each rater skips the pair it gets, so the load stays 0):
+    # fresh raters must not all start on the same pair, or the same prompts would come first for everyone
+    # and prompt would be confounded with rater fatigue.
+    campaign = build_campaign(n_prompts=20, k=50)
+    firsts: Counter[int] = Counter()
+    for _ in range(30):
+        rater = invite_rater(campaign)
+        assignment = services.assignment_next(rater=rater, campaign=campaign)
+        firsts[assignment.comparison_id] += 1
+        services.assignment_skip(rater=rater, token=assignment.token)
+    # A fixed order gives 1 distinct pair; 30 fair draws over 20 give about 15 (fewer than 8: p < 1e-6).
+    assert len(firsts) >= 8, firsts

@@ -20,9 +20,10 @@ pytestmark = pytest.mark.django_db
 POSTGRES = connection.vendor == "postgresql"
 # With Redis the session is read from the cache (evalsite.sessions), else from the database.
 SESSION = 0 if settings.SESSION_ENGINE == "evalsite.sessions" else 1
-# next: [session], user+rater, campaign; BEGIN, [rater lock], current lease, candidate, lease INSERT, COMMIT;
-# the pair with its progress. SQLite needs no rater lock: its transactions take the write lock at BEGIN.
-NEXT_NEW_LEASE = SESSION + (9 if POSTGRES else 8)
+# next: [session], user+rater, campaign; BEGIN, [rater lock], current lease, candidates, [lock of the first
+# free one], lease INSERT, COMMIT; the pair with its progress. SQLite needs no locks: its transactions take
+# the database's write lock at BEGIN.
+NEXT_NEW_LEASE = SESSION + (10 if POSTGRES else 8)
 # The same pair asked for again (the page reloaded): no candidate, no INSERT.
 NEXT_SAME_LEASE = SESSION + (7 if POSTGRES else 6)
 # vote: [session], user+rater; BEGIN, assignment+comparison (locked), the writes, COMMIT. PostgreSQL makes the

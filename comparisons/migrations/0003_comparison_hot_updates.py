@@ -1,11 +1,11 @@
-"""Indexes for the rater loop: live leases by a partial index; votes_count out of every index.
+"""The rater loop's comparison table: votes_count out of every index.
 
 On PostgreSQL the comparison table also leaves a third of each page free, so the
 update of votes_count that every vote makes can stay on its page (a HOT update,
 which writes no index entries).
 """
 
-from django.db import migrations, models
+from django.db import migrations
 
 
 def comparison_fillfactor(apps, schema_editor, value: int = 70) -> None:
@@ -26,14 +26,6 @@ class Migration(migrations.Migration):
         migrations.RemoveIndex(
             model_name="comparison",
             name="comparisons_campaig_c3cca9_idx",
-        ),
-        migrations.AddIndex(
-            model_name="assignment",
-            index=models.Index(
-                condition=models.Q(("status", "leased")),
-                fields=["leased_until", "comparison"],
-                name="assignment_live_lease_idx",
-            ),
         ),
         migrations.RunPython(comparison_fillfactor, default_fillfactor),
     ]
