@@ -7,16 +7,21 @@ Exports are generators so views and commands can stream them with bounded memory
 
 from __future__ import annotations
 
+import hashlib
 import json
+import logging
 from collections.abc import Iterator
 from typing import Any
 
 from django.conf import settings
-from django.db.models import Count, F, Q, Sum
+from django.core.cache import cache
+from django.db.models import Count, Exists, F, Max, OuterRef, Q, Sum
 
-from comparisons.models import Campaign, Comparison, Rater, Vote
+from comparisons.models import Assignment, Campaign, Comparison, Rater, Vote
 from comparisons.selectors import VOTE_COLUMNS, vote_rows, vote_table
 from comparisons.stats import SUMMARY_COLUMNS, analyze, csv_lines, summary_rows
+
+logger = logging.getLogger(__name__)
 
 EXPORT_KINDS = ("votes", "prompts", "summary", "annotations")
 PROMPT_COLUMNS = [
@@ -37,15 +42,70 @@ PROMPT_COLUMNS = [
 ]
 
 
+# Cached analyses live this long at most; a new vote or a changed flag makes a new key anyway.
+ANALYSIS_CACHE_SECONDS = 3600
+
+
+def _analysis_cache_key(campaign: Campaign, options: dict[str, Any]) -> str:
+    """A key naming the campaign's votes and flags as they are now, and the analysis options.
+
+    Votes are never edited, only added (or deleted by an admin): their count and highest id change
+    with every vote. The flagged raters who rated here are listed (flagging changes the analysis)."""
+    votes = Vote.objects.filter(assignment__comparison__campaign=campaign).aggregate(n=Count("pk"), last=Max("pk"))
+    rated_here = Assignment.objects.filter(rater=OuterRef("pk"), comparison__campaign=campaign)
+    flagged = sorted(Rater.objects.filter(flagged=True).filter(Exists(rated_here)).values_list("pk", flat=True))
+    state = {
+        # The creation time tells this campaign from one that reuses its id in a re-created database.
+        "campaign": [campaign.pk, campaign.created_at.isoformat()],
+        "baseline": campaign.baseline_id,
+        "votes": [votes["n"], votes["last"]],
+        "flagged": flagged,
+        "min_seconds": settings.MIN_SECONDS_PER_VOTE,
+        **options,
+    }
+    digest = hashlib.sha256(json.dumps(state, sort_keys=True).encode()).hexdigest()
+    return f"blindeval:analysis:{campaign.pk}:{digest}"
+
+
 def campaign_analysis(
-    *, campaign: Campaign, n_boot: int = 1000, seed: int = 0, exclude_flagged: bool = False, ci: str = "bca"
+    *,
+    campaign: Campaign,
+    n_boot: int = 1000,
+    seed: int = 0,
+    exclude_flagged: bool = False,
+    ci: str = "bca",
+    use_cache: bool = True,
 ) -> dict[str, Any] | None:
     """``analyze`` on the campaign's votes (with response lengths); None while there is no vote.
 
     ``exclude_flagged`` drops votes of raters who failed an attention check or whom an admin flagged,
     and votes cast faster than ``settings.MIN_SECONDS_PER_VOTE``.
     The campaign's baseline, when set and already voted on, orients the pairs.
+
+    The result is cached under the campaign's vote count, last vote and flagged raters (one aggregate
+    query to check), so the results page of a large campaign is computed once per change, not per
+    view; an unreachable cache only costs the recomputation.
     """
+    options: dict[str, Any] = {"n_boot": n_boot, "seed": seed, "exclude_flagged": exclude_flagged, "ci": ci}
+    if not use_cache:
+        return _analysis(campaign=campaign, **options)
+    key = _analysis_cache_key(campaign, options)
+    try:
+        cached = cache.get(key)
+    except Exception:  # noqa: BLE001 - the cache is an optimisation, never a reason to fail
+        logger.warning("Analysis cache unavailable; computing the analysis.", exc_info=True)
+        return _analysis(campaign=campaign, **options)
+    if cached is not None:
+        return cached["analysis"]
+    analysis = _analysis(campaign=campaign, **options)
+    try:
+        cache.set(key, {"analysis": analysis}, ANALYSIS_CACHE_SECONDS)
+    except Exception:  # noqa: BLE001
+        logger.warning("Analysis cache unavailable; the analysis was not cached.", exc_info=True)
+    return analysis
+
+
+def _analysis(*, campaign: Campaign, n_boot: int, seed: int, exclude_flagged: bool, ci: str) -> dict[str, Any] | None:
     frame = vote_table(campaign=campaign, include_lengths=True)
     if frame.empty:
         return None

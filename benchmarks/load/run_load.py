@@ -510,10 +510,11 @@ def cpu_seconds(stack: Stack) -> dict[str, float]:
 
 
 def cpu_report(before: dict[str, float], after: dict[str, float], elapsed: float) -> str:
-    """Share of the machine's CPU per component over a phase (cumulative times of live processes only)."""
+    """Share of the machine's CPU per component over a phase: the CPU time of processes alive at both ends
+    (a process that exits in between takes its time with it, so a share is a lower bound)."""
     cores = os.cpu_count() or 1
     return (
-        ", ".join(f"{name} {100 * (after[name] - before[name]) / (elapsed * cores):.0f}%" for name in before)
+        ", ".join(f"{name} {100 * max(0.0, after[name] - before[name]) / (elapsed * cores):.0f}%" for name in before)
         + f" of {cores} cores"
     )
 
@@ -547,7 +548,7 @@ def main() -> int:
         "--saturation-seconds", type=float, default=20, help="duration of the saturation phase (after all joined)"
     )
     parser.add_argument(
-        "--saturation-k", type=int, default=20, help="votes per comparison of the saturation campaign (never runs dry)"
+        "--saturation-k", type=int, default=40, help="votes per comparison of the saturation campaign (never runs dry)"
     )
     parser.add_argument("--bare-seconds", type=float, default=15, help="duration of the /healthz phase")
     parser.add_argument("--workers", type=int, default=4, help="gunicorn worker processes")
@@ -585,11 +586,14 @@ def main() -> int:
         if errors:
             problems.append(f"{errors} errors")
         p99 = pct(paced.latencies.get("next", []) + paced.latencies.get("vote", []), 99)
-        ratio = votes_per_s / bare_rps
+        # Two readings of "the rater loop at >= 0.3 of the bare view's throughput": whole loops (one vote =
+        # two requests) against bare requests, and requests against requests. Both are printed.
+        by_loops, by_requests = votes_per_s / bare_rps, requests_per_s / bare_rps
         print(
-            f"[goal] paced p99 {p99:.1f} ms (<150), errors {errors} (0), loop/bare {ratio:.2f} (>=0.3): "
-            f"latency {'met' if p99 < 150 else 'NOT met'}, errors {'met' if not errors else 'NOT met'}, "
-            f"throughput ratio {'met' if ratio >= 0.3 else 'NOT met'}"
+            f"[goal] paced p99 {p99:.1f} ms (<150): {'met' if p99 < 150 else 'NOT met'}; "
+            f"errors {errors} (0): {'met' if not errors else 'NOT met'}; "
+            f"loop/bare (>=0.3) by loops {by_loops:.2f}: {'met' if by_loops >= 0.3 else 'NOT met'}, "
+            f"by requests {by_requests:.2f}: {'met' if by_requests >= 0.3 else 'NOT met'}"
         )
     finally:
         stop_stack(stack)

@@ -8,11 +8,13 @@ import json
 
 import pytest
 from django.core.management import CommandError, call_command
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
 from comparisons import services
-from comparisons.models import Assignment, Campaign
-from comparisons.results import PROMPT_COLUMNS
+from comparisons.models import Assignment, Campaign, Rater
+from comparisons.results import PROMPT_COLUMNS, campaign_analysis
 from comparisons.selectors import VOTE_COLUMNS
 from comparisons.stats import SUMMARY_COLUMNS, analyze, headline, read_votes_csv
 from tests.comparisons.factories import build_campaign, invite_rater, make_user
@@ -179,3 +181,39 @@ def test_export_results_command(campaign, tmp_path):
     with pytest.raises(CommandError, match="does not exist"):
         call_command("export_results", campaign.slug, "votes", str(tmp_path / "missing" / "x.csv"))
     assert not list((tmp_path).glob(".x.csv*"))
+
+
+def test_the_analysis_is_cached_until_a_vote_or_a_flag_changes_it(settings):
+    settings.MIN_SECONDS_PER_VOTE = 0  # these votes are cast by code, instantly
+    campaign = build_campaign(slug="cached-study", n_prompts=6, k=2)
+    first_rater, second_rater = invite_rater(campaign), invite_rater(campaign)
+    vote_as_planned(campaign, first_rater, PLAN)
+    computed = campaign_analysis(campaign=campaign, n_boot=50)
+    assert computed["votes"]["used"] == 6
+
+    # Asked again: the answer comes from the cache, after the two queries that check it is current.
+    with CaptureQueriesContext(connection) as checked:
+        assert campaign_analysis(campaign=campaign, n_boot=50) == computed
+    assert len(checked) == 2, [q["sql"] for q in checked.captured_queries]
+
+    # A new vote is in the next analysis (never a stale page).
+    assignment = services.assignment_next(rater=second_rater, campaign=campaign)
+    services.vote_cast(rater=second_rater, token=assignment.token, choice="tie")
+    assert campaign_analysis(campaign=campaign, n_boot=50)["votes"]["used"] == 7
+
+    # Flagging a rater changes what "exclude flagged" leaves.
+    assert campaign_analysis(campaign=campaign, n_boot=50, exclude_flagged=True)["votes"]["used"] == 7
+    Rater.objects.filter(pk=second_rater.pk).update(flagged=True)
+    assert campaign_analysis(campaign=campaign, n_boot=50, exclude_flagged=True)["votes"]["used"] == 6
+    # Other options are other entries: a different bootstrap size is computed, not served from the cache.
+    assert campaign_analysis(campaign=campaign, n_boot=60)["settings"]["bootstrap"] == 60
+
+
+def test_the_analysis_is_computed_when_the_cache_is_unreachable(settings, caplog):
+    settings.CACHES = {
+        "default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": "redis://127.0.0.1:1/0"}
+    }
+    campaign = build_campaign(slug="no-cache-study", n_prompts=6, k=1)
+    vote_as_planned(campaign, invite_rater(campaign), PLAN)
+    assert campaign_analysis(campaign=campaign, n_boot=50)["votes"]["used"] == 6
+    assert "Analysis cache unavailable" in caplog.text
