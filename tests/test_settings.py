@@ -35,6 +35,9 @@ print(json.dumps({
     "MEDIA_ROOT": str(settings.MEDIA_ROOT),
     "STATIC_ROOT": str(settings.STATIC_ROOT),
     "db": {k: db.get(k) for k in ("ENGINE", "NAME", "USER", "PASSWORD", "HOST", "PORT")},
+    "db_options": db.get("OPTIONS", {}),
+    "session_engine": settings.SESSION_ENGINE,
+    "cache_backend": settings.CACHES["default"]["BACKEND"],
     "db_test_name": (db.get("TEST") or {}).get("NAME"),
     "broker": settings.CELERY_BROKER_URL,
     "broker_options": settings.CELERY_BROKER_TRANSPORT_OPTIONS,
@@ -108,6 +111,23 @@ def test_database_url_postgres_is_parsed(tmp_path: Path) -> None:
         "HOST": "db.internal",
         "PORT": 6543,
     }
+
+
+def test_postgres_prepares_statements_unless_told_not_to(tmp_path: Path) -> None:
+    url = "postgres://rater:s3cret@db.internal:6543/blindeval_prod"
+    prepared = load_settings(tmp_path, DATABASE_URL=url)["db_options"]
+    assert prepared == {"server_side_binding": True, "prepare_threshold": 5}
+    # Behind a transaction-mode pooler: client-side binding, nothing prepared.
+    assert load_settings(tmp_path, DATABASE_URL=url, DATABASE_PREPARED_STATEMENTS="0")["db_options"] == {}
+
+
+def test_sessions_and_cache_use_redis_when_it_is_configured(tmp_path: Path) -> None:
+    embedded = load_settings(tmp_path)
+    assert embedded["session_engine"] == "django.contrib.sessions.backends.db"
+    assert embedded["cache_backend"] == "django.core.cache.backends.filebased.FileBasedCache"
+    served = load_settings(tmp_path, CACHE_URL="redis://cache.internal:6379/1")
+    assert served["session_engine"] == "evalsite.sessions"
+    assert served["cache_backend"] == "evalsite.cache.RedisCache"
 
 
 def test_database_url_sqlite_path_is_parsed(tmp_path: Path) -> None:
