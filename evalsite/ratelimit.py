@@ -6,10 +6,12 @@ client: the signed-in user (a rater) or else the IP address; counters live in Dj
 limits come from settings (`RATE_LIMITS`, env `RATE_LIMIT_JOIN` /
 `RATE_LIMIT_VOTE` as "COUNT/SECONDS"); a client over its limit gets 429 with
 Retry-After. Only POSTs count: opening the welcome page or reading is free.
+While the cache is unreachable the limits are not applied (fail open, logged).
 """
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable
 
@@ -17,6 +19,8 @@ from django.conf import settings
 from django.core.cache import caches
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.urls import Resolver404, resolve
+
+logger = logging.getLogger(__name__)
 
 
 def parse_rate(value: str) -> tuple[int, int]:
@@ -92,7 +96,13 @@ class RateLimitMiddleware:
                 match = None
             limit = limits.get(match.view_name) if match is not None else None
             if limit is not None and limit[0] > 0:
-                retry_after = self._hit(match.view_name, client_key(request), *limit)  # type: ignore[union-attr]
+                try:
+                    retry_after = self._hit(match.view_name, client_key(request), *limit)  # type: ignore[union-attr]
+                except Exception:  # noqa: BLE001 - the counters' cache is down
+                    # Fail open: a Redis outage must not stop a study from collecting votes; the limits
+                    # come back with the cache.
+                    logger.warning("Rate-limit cache unavailable; %s not counted.", request.path, exc_info=True)
+                    retry_after = 0
                 if retry_after:
                     return _too_many(request, retry_after)
         return self.get_response(request)

@@ -1,10 +1,12 @@
 """Sessions read from the shared cache and stored in the database (Django's cached_db), outage-tolerant.
 
 Every rater request reads the session; from Redis that costs a key lookup instead of
-a database query. The database stays the record, so a Redis restart logs nobody out;
-while Redis is unreachable, sessions are read from the database alone (Django's own
-cached_db would answer 500 there, because it writes the copy back to the cache
-without catching the error).
+a database query. The database stays the record, so a Redis restart logs nobody out,
+and while Redis is unreachable sessions are read and written in the database alone
+(Django's own cached_db answers 500 there: it writes the copy back to the cache, and
+deletes it, without catching the error). Cached copies live at most
+`SESSION_CACHE_SECONDS`, so a logout that could not reach Redis ends the session
+everywhere within that time even if Redis kept the copy.
 """
 
 from __future__ import annotations
@@ -14,27 +16,51 @@ from typing import Any
 
 from django.conf import settings
 from django.contrib.sessions.backends.cached_db import SessionStore as CachedDBStore
+from django.contrib.sessions.backends.db import SessionStore as DBStore
 from django.core.cache import caches
 
 logger = logging.getLogger(__name__)
 
+SESSION_CACHE_SECONDS = 300
+
 
 class SessionStore(CachedDBStore):
-    def load(self) -> dict[str, Any]:
-        cache = caches[settings.SESSION_CACHE_ALIAS]
+    def _cache_call(self, action: str, *args: Any) -> Any:
         try:
-            data = cache.get(self.cache_key)
+            return getattr(caches[settings.SESSION_CACHE_ALIAS], action)(*args)
         except Exception:  # noqa: BLE001 - an unreachable cache must not cost the request
-            logger.warning("Session cache unavailable; reading the session from the database.", exc_info=True)
-            data = None
+            logger.warning("Session cache unavailable (%s); using the database alone.", action, exc_info=True)
+            return None
+
+    def load(self) -> dict[str, Any]:
+        data = self._cache_call("get", self.cache_key)
         if data is not None:
             return data
         stored = self._get_session_from_db()  # type: ignore[attr-defined]  # Django's DBStore, not in the stubs
         if not stored:
             return {}
         data = self.decode(stored.session_data)
-        try:
-            cache.set(self.cache_key, data, self.get_expiry_age(expiry=stored.expire_date))
-        except Exception:  # noqa: BLE001
-            logger.warning("Session cache unavailable; the session was not cached.", exc_info=True)
+        self._cache_call("set", self.cache_key, data, self._cache_seconds(stored.expire_date))
         return data
+
+    def exists(self, session_key: str) -> bool:
+        if not session_key:
+            return False
+        return bool(self._cache_call("has_key", self.cache_key_prefix + session_key)) or DBStore.exists(
+            self, session_key
+        )
+
+    def save(self, must_create: bool = False) -> None:
+        DBStore.save(self, must_create)
+        self._cache_call("set", self.cache_key, self._session, self._cache_seconds())  # type: ignore[attr-defined]
+
+    def delete(self, session_key: str | None = None) -> None:
+        DBStore.delete(self, session_key)
+        if session_key is None:
+            if self.session_key is None:
+                return
+            session_key = self.session_key
+        self._cache_call("delete", self.cache_key_prefix + session_key)
+
+    def _cache_seconds(self, expiry: Any = None) -> int:
+        return min(self.get_expiry_age(expiry=expiry), SESSION_CACHE_SECONDS)

@@ -52,13 +52,20 @@ def test_a_session_missing_from_the_cache_is_read_from_the_database_and_cached_a
     assert len(second) == 0
 
 
-def test_raters_keep_rating_while_the_session_cache_is_unreachable(cached_sessions, rater_client, caplog):
+def test_raters_keep_joining_and_rating_while_redis_is_unreachable(cached_sessions, rater_client, caplog):
+    # Sessions and rate-limit counters both live in the cache: with it down, a new rater still joins (the
+    # session is written to the database), rates, and is not refused by a limit that cannot count.
+    cached_sessions.CACHES = {"default": DEAD_REDIS}
+    cached_sessions.RATE_LIMITS = {"comparisons:api_vote": "1/60", "comparisons:join": "1/3600"}
     campaign = build_campaign(n_prompts=4, k=2)
-    client = rater_client(campaign)  # joined while the cache worked
-    cached_sessions.CACHES = {**cached_sessions.CACHES, "sessions-down": DEAD_REDIS}
-    cached_sessions.SESSION_CACHE_ALIAS = "sessions-down"
-
-    pair = client.next(campaign.slug)
-    assert pair.status_code == 200, pair.content
-    assert client.vote(pair.json()["assignment"], "A").status_code == 201
+    client = rater_client(campaign)
+    for _ in range(2):
+        pair = client.next(campaign.slug)
+        assert pair.status_code == 200, pair.content
+        assert client.vote(pair.json()["assignment"], "A").status_code == 201
+    assert Session.objects.count() == 1
     assert "Session cache unavailable" in caplog.text
+    assert "Rate-limit cache unavailable" in caplog.text
+    # Signing out works too, and ends the session in the database.
+    assert client.post("/logout/", headers={"X-CSRFToken": client.csrf()}).status_code in (200, 302)
+    assert Session.objects.count() == 0
