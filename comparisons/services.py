@@ -392,8 +392,9 @@ def _pick_candidate(cursor: Any, *, rater: Rater, campaign: Campaign, now: datet
     On PostgreSQL the candidates are read without locks, then the best one no other transaction holds is
     locked (SKIP LOCKED) by a statement of its own: locking in the ranking query itself made PostgreSQL
     re-check the whole ranking for every row a concurrent vote had just updated. When every candidate is
-    held, wait for the best one rather than tell this rater there is nothing left. On SQLite the whole
-    transaction already holds the database's write lock."""
+    held, wait for the best one rather than tell this rater there is nothing left: the attempt holds no other
+    comparison's lock (see assignment_next), so the wait cannot deadlock. On SQLite the whole transaction
+    already holds the database's write lock."""
     k = campaign.votes_per_comparison
     exclude = "AND c.id NOT IN (" + ", ".join(["%s"] * len(tried)) + ") " if tried else ""
     db_now = rows.db_time(now)
@@ -413,11 +414,33 @@ def _pick_candidate(cursor: Any, *, rater: Rater, campaign: Campaign, now: datet
     return ranked[0]
 
 
-@transaction.atomic
+class _PairFilled(Exception):  # noqa: N818 - control flow inside assignment_next, never raised to callers
+    """The locked candidate filled up after it was ranked: roll back, which releases its lock, and try again."""
+
+    def __init__(self, comparison_id: int) -> None:
+        super().__init__(comparison_id)
+        self.comparison_id = comparison_id
+
+
 def assignment_next(*, rater: Rater, campaign: Campaign) -> Assignment | None:
     """The rater's next pair: their own live unvoted assignment if any, else a new lease on the comparison
     with the fewest votes plus live leases (below k) they have not seen, ties at random. None when nothing is
-    left for this rater (campaign not open, per-rater limit reached, or every pair full or already seen)."""
+    left for this rater (campaign not open, per-rater limit reached, or every pair full or already seen).
+
+    Each attempt is its own transaction and locks at most one comparison: when the locked one turns out to
+    have filled since it was ranked, the attempt rolls back (releasing that lock) before the next one may wait
+    for another. Holding one comparison's lock while waiting for another's deadlocks with a rival doing the
+    same. Every failed attempt rules its comparison out, so the attempts end."""
+    tried: set[int] = set()
+    while True:
+        try:
+            with transaction.atomic():
+                return _assignment_next_attempt(rater=rater, campaign=campaign, tried=tried)
+        except _PairFilled as filled:
+            tried.add(filled.comparison_id)
+
+
+def _assignment_next_attempt(*, rater: Rater, campaign: Campaign, tried: set[int]) -> Assignment | None:
     with connection.cursor() as cursor:
         if connection.vendor == "postgresql":
             # Serialize one rater's concurrent requests (double clicks, two tabs): one lease at a time.
@@ -440,7 +463,7 @@ def assignment_next(*, rater: Rater, campaign: Campaign) -> Assignment | None:
         if limit is not None and rater_votes_done(rater=rater, campaign=campaign) >= limit:
             return None
 
-        if campaign.attention_check_rate > 0 and random.random() < campaign.attention_check_rate:
+        if not tried and campaign.attention_check_rate > 0 and random.random() < campaign.attention_check_rate:
             unseen = ~Exists(Assignment.objects.filter(comparison=OuterRef("pk"), rater=rater))
             gold = (
                 Comparison.objects.filter(campaign=campaign, is_attention_check=True)
@@ -452,25 +475,23 @@ def assignment_next(*, rater: Rater, campaign: Campaign) -> Assignment | None:
             if gold is not None:
                 return _lease(rater=rater, comparison_id=gold, campaign=campaign, now=now)
 
+        pk = _pick_candidate(cursor, rater=rater, campaign=campaign, now=now, tried=tried)
+        if pk is None:
+            return None
+        # The candidates were ranked on an older snapshot: this INSERT re-counts the votes and live leases in a
+        # statement of its own, under the comparison's lock, and leases only while they stay under k.
         k = campaign.votes_per_comparison
-        tried: set[int] = set()
-        while True:
-            pk = _pick_candidate(cursor, rater=rater, campaign=campaign, now=now, tried=tried)
-            if pk is None:
-                return None
-            # The candidate query may have counted leases from an older snapshot: this INSERT re-counts them
-            # in a statement of its own, under the comparison's lock, and leases only while under k.
-            token, left_is_a = new_token(), random.random() < 0.5
-            leased_until = now + timedelta(seconds=campaign.lease_seconds)
-            db_now = rows.db_time(now)
-            cursor.execute(_SQL_LEASE, [token, rater.pk, left_is_a, db_now, rows.db_time(leased_until), pk, db_now, k])
-            row = cursor.fetchone()
-            if row is not None:
-                return _assignment(
-                    pk=row[0], token=token, comparison_id=pk, rater=rater, left_is_a=left_is_a, status=_LEASED,
-                    created_at=now, leased_until=leased_until,
-                )  # fmt: skip
-            tried.add(pk)
+        token, left_is_a = new_token(), random.random() < 0.5
+        leased_until = now + timedelta(seconds=campaign.lease_seconds)
+        db_now = rows.db_time(now)
+        cursor.execute(_SQL_LEASE, [token, rater.pk, left_is_a, db_now, rows.db_time(leased_until), pk, db_now, k])
+        row = cursor.fetchone()
+        if row is None:
+            raise _PairFilled(pk)
+        return _assignment(
+            pk=row[0], token=token, comparison_id=pk, rater=rater, left_is_a=left_is_a, status=_LEASED,
+            created_at=now, leased_until=leased_until,
+        )  # fmt: skip
 
 
 @transaction.atomic
