@@ -149,3 +149,38 @@ def test_raters_voting_at_once_through_the_http_api():
     assert len(acknowledged) == len(set(acknowledged)) == Vote.objects.count() == 8 * k
     for comparison in Comparison.objects.filter(campaign=campaign):
         assert comparison.votes_count == k == comparison.assignments.filter(status="voted").count()
+
+
+def test_a_candidate_that_filled_after_ranking_is_unlocked_before_the_next_is_tried(monkeypatch):
+    # The deadlock this guards against: attempt 1 locks a pair that turns out full, then waits for another pair
+    # while still holding the first; a rival doing the same in the other order waits forever. Here the pick
+    # hands out a full pair first; when the second pick runs, another connection must be able to lock it.
+    campaign = build_campaign(n_prompts=2, k=1)
+    full, free = Comparison.objects.filter(campaign=campaign).order_by("pk")
+    Comparison.objects.filter(pk=full.pk).update(votes_count=1)  # at k: the lease INSERT refuses it
+    rater = invite_rater(campaign)
+    picked, locked_while_retrying = [], []
+    real_pick = services._pick_candidate
+
+    def pick(cursor, *, rater, campaign, now, tried):
+        if not picked:
+            picked.append(full.pk)
+            cursor.execute("SELECT id FROM comparisons_comparison WHERE id = %s FOR UPDATE", [full.pk])
+            return full.pk
+
+        def probe():
+            with connections["default"].cursor() as other:
+                other.execute("SELECT id FROM comparisons_comparison WHERE id = %s FOR UPDATE SKIP LOCKED", [full.pk])
+                locked_while_retrying.append(other.fetchone() is None)
+            connections.close_all()
+
+        prober = threading.Thread(target=probe)
+        prober.start()
+        prober.join(timeout=30)
+        picked.append("again")
+        return real_pick(cursor, rater=rater, campaign=campaign, now=now, tried=tried)
+
+    monkeypatch.setattr(services, "_pick_candidate", pick)
+    assignment = services.assignment_next(rater=rater, campaign=campaign)
+    assert assignment is not None and assignment.comparison_id == free.pk
+    assert locked_while_retrying == [False], "the full pair was still locked during the second attempt"
