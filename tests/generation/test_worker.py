@@ -45,9 +45,18 @@ def test_sigkill_mid_run_then_a_new_worker_completes_it_exactly_once(
     settings.GENERATION_STALE_SECONDS = 4
     model = ready_model("llama", max_new_tokens=48)
     total = 40
+    chunk_size = 10
     first = celery_worker(env=WORKER_ENV, pool=pool)
-    run = services.run_start(model=model, eval_set=eval_set, prompt_limit=total, chunk_size=10, batch_size=2)
-    wait_for(lambda: responses_of(model) >= 1, timeout=120, message="the first stored response")
+    run = services.run_start(model=model, eval_set=eval_set, prompt_limit=total, chunk_size=chunk_size, batch_size=2)
+
+    def chunk_half_done() -> bool:
+        # Kill only while a chunk is in flight with part of its batches stored: between two chunks (one done,
+        # the next not yet taken) a kill would interrupt nothing, and the drill would test nothing.
+        stored = responses_of(model)
+        running = GenerationChunk.objects.filter(run=run, status=GenerationChunk.Status.RUNNING).exists()
+        return running and stored % chunk_size != 0
+
+    wait_for(chunk_half_done, timeout=120, interval=0.05, message="a chunk in flight with some responses stored")
     first.kill()  # SIGKILL: no warm shutdown, the chunk in flight is abandoned
     kept = set(Response.objects.filter(model=model).values_list("pk", flat=True))
     done_at_kill = len(kept)
