@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import logging
 from collections.abc import Iterator
 from typing import Any
 
@@ -20,8 +19,7 @@ from django.db.models import Count, Exists, F, Max, OuterRef, Q, Sum
 from comparisons.models import Assignment, Campaign, Comparison, Rater, Vote
 from comparisons.selectors import VOTE_COLUMNS, vote_rows, vote_table
 from comparisons.stats import SUMMARY_COLUMNS, analyze, csv_lines, summary_rows
-
-logger = logging.getLogger(__name__)
+from evalsite.cache import cache_call
 
 EXPORT_KINDS = ("votes", "prompts", "summary", "annotations")
 PROMPT_COLUMNS = [
@@ -90,18 +88,12 @@ def campaign_analysis(
     if not use_cache:
         return _analysis(campaign=campaign, **options)
     key = _analysis_cache_key(campaign, options)
-    try:
-        cached = cache.get(key)
-    except Exception:  # noqa: BLE001 - the cache is an optimisation, never a reason to fail
-        logger.warning("Analysis cache unavailable; computing the analysis.", exc_info=True)
-        return _analysis(campaign=campaign, **options)
+    reachable, cached = cache_call(cache, "get", key, what="Analysis")
     if cached is not None:
         return cached["analysis"]
     analysis = _analysis(campaign=campaign, **options)
-    try:
-        cache.set(key, {"analysis": analysis}, ANALYSIS_CACHE_SECONDS)
-    except Exception:  # noqa: BLE001
-        logger.warning("Analysis cache unavailable; the analysis was not cached.", exc_info=True)
+    if reachable:  # one failed call is enough: do not wait on an unreachable cache twice
+        cache_call(cache, "set", key, {"analysis": analysis}, ANALYSIS_CACHE_SECONDS, what="Analysis")
     return analysis
 
 

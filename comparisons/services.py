@@ -606,8 +606,9 @@ def vote_cast(*, rater: Rater, token: str, choice: str, rationale: str = "") -> 
         failed = bool(is_check) and screen_choice != "both_bad" and winner_id != response_a_id
         values = [pk, screen_choice, winner_id, winner_model_id, rationale.strip(),
                   max(0.0, (now - assignment.created_at).total_seconds()), now, failed]  # fmt: skip
-        insert = [*values[:6], rows.db_time(now), failed]
-        voted = [rows.db_time(now), pk]
+        db_now = rows.db_time(now)
+        insert = [*values[:6], db_now, failed]
+        voted = [db_now, pk]
         counted = [0 if is_check else 1, comparison_id]  # attention checks do not count toward k
         try:
             if connection.vendor == "postgresql":

@@ -5,15 +5,21 @@ redis-py 8 that object costs about 0.1 ms to build (response-callback tables, an
 dispatcher), more than the round trip to Redis. Sessions and rate limits hit the cache on
 every rater request, so the client is made once per pool here. A `redis.Redis` over a
 connection pool is safe to share between threads.
+
+`cache_call` is how sessions and cached analyses use a cache they can do without.
 """
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import redis
+from django.core.cache.backends.base import BaseCache
 from django.core.cache.backends.redis import RedisCache as DjangoRedisCache
 from django.core.cache.backends.redis import RedisCacheClient as DjangoRedisCacheClient
+
+logger = logging.getLogger(__name__)
 
 
 class RedisCacheClient(DjangoRedisCacheClient):
@@ -33,3 +39,13 @@ class RedisCache(DjangoRedisCache):
     def __init__(self, server: Any, params: dict[str, Any]) -> None:
         super().__init__(server, params)
         self._class = RedisCacheClient
+
+
+def cache_call(cache: BaseCache, action: str, *args: Any, what: str) -> tuple[bool, Any]:
+    """`cache.<action>(*args)` for a cache that is an optimisation: (True, result), or (False, None) and a
+    warning naming `what` when the cache cannot be reached, so the caller carries on without it."""
+    try:
+        return True, getattr(cache, action)(*args)
+    except Exception:  # noqa: BLE001 - an unreachable cache must not cost the request
+        logger.warning("%s cache unavailable (%s); carrying on without it.", what, action, exc_info=True)
+        return False, None

@@ -11,7 +11,6 @@ everywhere within that time even if Redis kept the copy.
 
 from __future__ import annotations
 
-import logging
 from typing import Any
 
 from django.conf import settings
@@ -19,18 +18,14 @@ from django.contrib.sessions.backends.cached_db import SessionStore as CachedDBS
 from django.contrib.sessions.backends.db import SessionStore as DBStore
 from django.core.cache import caches
 
-logger = logging.getLogger(__name__)
+from evalsite.cache import cache_call
 
 SESSION_CACHE_SECONDS = 300
 
 
 class SessionStore(CachedDBStore):
     def _cache_call(self, action: str, *args: Any) -> Any:
-        try:
-            return getattr(caches[settings.SESSION_CACHE_ALIAS], action)(*args)
-        except Exception:  # noqa: BLE001 - an unreachable cache must not cost the request
-            logger.warning("Session cache unavailable (%s); using the database alone.", action, exc_info=True)
-            return None
+        return cache_call(caches[settings.SESSION_CACHE_ALIAS], action, *args, what="Session")[1]
 
     def load(self) -> dict[str, Any]:
         data = self._cache_call("get", self.cache_key)

@@ -9,6 +9,12 @@ from django.test import Client
 
 from comparisons.models import Campaign, Rater
 
+# A Redis nothing listens on (port 1 is reserved): every cache call fails at once with a connection error.
+UNREACHABLE_REDIS_CACHE = {
+    "BACKEND": "django.core.cache.backends.redis.RedisCache",
+    "LOCATION": "redis://127.0.0.1:1/0",
+}
+
 
 class RaterClient(Client):
     """A Django test client that enforces CSRF like a browser and speaks the rating API."""

@@ -17,6 +17,7 @@ from comparisons.models import Assignment, Campaign, Rater
 from comparisons.results import PROMPT_COLUMNS, campaign_analysis
 from comparisons.selectors import VOTE_COLUMNS
 from comparisons.stats import SUMMARY_COLUMNS, analyze, headline, read_votes_csv
+from tests.comparisons.conftest import UNREACHABLE_REDIS_CACHE
 from tests.comparisons.factories import build_campaign, invite_rater, make_user
 
 pytestmark = pytest.mark.django_db
@@ -210,9 +211,7 @@ def test_the_analysis_is_cached_until_a_vote_or_a_flag_changes_it(settings):
 
 
 def test_the_analysis_is_computed_when_the_cache_is_unreachable(settings, caplog):
-    settings.CACHES = {
-        "default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": "redis://127.0.0.1:1/0"}
-    }
+    settings.CACHES = {"default": UNREACHABLE_REDIS_CACHE}
     campaign = build_campaign(slug="no-cache-study", n_prompts=6, k=1)
     vote_as_planned(campaign, invite_rater(campaign), PLAN)
     assert campaign_analysis(campaign=campaign, n_boot=50)["votes"]["used"] == 6

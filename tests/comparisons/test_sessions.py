@@ -14,12 +14,10 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
 from evalsite.sessions import SessionStore
+from tests.comparisons.conftest import UNREACHABLE_REDIS_CACHE
 from tests.comparisons.factories import build_campaign
 
 pytestmark = pytest.mark.django_db
-
-# A Redis URL nothing listens on (port 1 is reserved): every cache call fails at once with a connection error.
-DEAD_REDIS = {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": "redis://127.0.0.1:1/0"}
 
 
 @pytest.fixture
@@ -55,7 +53,7 @@ def test_a_session_missing_from_the_cache_is_read_from_the_database_and_cached_a
 def test_raters_keep_joining_and_rating_while_redis_is_unreachable(cached_sessions, rater_client, caplog):
     # Sessions and rate-limit counters both live in the cache: with it down, a new rater still joins (the
     # session is written to the database), rates, and is not refused by a limit that cannot count.
-    cached_sessions.CACHES = {"default": DEAD_REDIS}
+    cached_sessions.CACHES = {"default": UNREACHABLE_REDIS_CACHE}
     cached_sessions.RATE_LIMITS = {"comparisons:api_vote": "1/60", "comparisons:join": "1/3600"}
     campaign = build_campaign(n_prompts=4, k=2)
     client = rater_client(campaign)
