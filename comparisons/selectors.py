@@ -3,7 +3,8 @@
 `rater_view_for_assignment` is the ONE gate between stored comparisons and
 anything a rater can reach: it returns texts labelled A/B in the assignment's
 left/right order, an opaque token and progress counts, and nothing else
-(no model, response, run or comparison id).
+(no model, response, run or comparison id). Every text it returns is the
+canonical served text (`comparisons.served_text`), never the stored bytes.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from django.db.models.functions import Length
 from comparisons import rows
 from comparisons.markdown import render_markdown
 from comparisons.models import Assignment, Campaign, Comparison, Rater, Vote
+from comparisons.served_text import served_text
 from comparisons.stats.table import EXPORT_COLUMNS
 
 # The one vote schema: the export, `analyze` and the results page all read it.
@@ -77,6 +79,8 @@ def rater_view_for_assignment(
 ) -> dict[str, Any]:
     """What a rater may see of an assignment: the API's JSON body (plus rendered HTML when asked).
 
+    Instruction, input and both responses are canonical served texts (the HTML is rendered from them), so
+    a model's byte-level habits (leading whitespace, line endings, invisible characters) never reach a rater.
     One query (the rating loop's hot path). `campaign` is accepted for callers that have it; the
     campaign's settings are read in the same query anyway."""
     with connection.cursor() as cursor:
@@ -85,6 +89,7 @@ def rater_view_for_assignment(
     if row is None:
         raise Assignment.DoesNotExist(f"No assignment {assignment.pk}.")
     token, left_is_a, instruction, input_text, text_a, text_b, done, total = row
+    instruction, input_text, text_a, text_b = (served_text(t) for t in (instruction, input_text, text_a, text_b))
     left, right = (text_a, text_b) if left_is_a else (text_b, text_a)
     view: dict[str, Any] = {
         "assignment": token,
