@@ -18,7 +18,7 @@ from django.utils.html import format_html
 
 from comparisons import services
 from comparisons.models import Assignment, Campaign, Comparison, Rater, Vote
-from comparisons.selectors import campaign_progress
+from comparisons.selectors import campaign_blinding_audit_cached, campaign_progress
 
 
 def _invite_url(request: HttpRequest, campaign: Campaign) -> str:
@@ -127,6 +127,7 @@ class CampaignAdmin(admin.ModelAdmin):
             "campaign": campaign,
             "progress": campaign_progress(campaign=campaign),
             "invite_url": _invite_url(request, campaign),
+            "audit": campaign_blinding_audit_cached(campaign=campaign),
         }
         return TemplateResponse(request, "admin/comparisons/campaign/progress.html", context)
 

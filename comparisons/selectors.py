@@ -17,15 +17,18 @@ from datetime import datetime
 from typing import Any, TypedDict
 
 import pandas as pd
+from django.core.cache import cache
 from django.db import connection
-from django.db.models import Sum
+from django.db.models import Count, Max, Sum
 from django.db.models.functions import Length
 
 from comparisons import rows
+from comparisons.blinding import BYTE_LEVEL_FEATURES, CI_KIND, FEATURE_NAMES, AuditSettings, audit_gold, audit_pair
 from comparisons.markdown import render_markdown
 from comparisons.models import Assignment, Campaign, Comparison, Rater, Vote
 from comparisons.served_text import served_text
 from comparisons.stats.table import EXPORT_COLUMNS
+from evalsite.cache import cache_call
 
 # The one vote schema: the export, `analyze` and the results page all read it.
 VOTE_COLUMNS = list(EXPORT_COLUMNS)
@@ -190,6 +193,101 @@ def vote_table(*, campaign: Campaign, include_lengths: bool = False) -> pd.DataF
     frame["attention_failed"] = frame["attention_failed"].astype(bool)
     frame["seconds"] = frame["seconds"].astype(float)
     return frame
+
+
+# ---------------------------------------------------------------- blinding audit
+
+
+@dataclass(frozen=True)
+class ServedPair:
+    """One comparison as raters receive it (test-side truth: which model wrote which text)."""
+
+    prompt_id: str
+    model_a: str
+    model_b: str
+    text_a: str
+    text_b: str
+    is_attention_check: bool
+
+
+def campaign_served_pairs(*, campaign: Campaign, stored: bool = False) -> list[ServedPair]:
+    """Every comparison of the campaign (attention checks included) with both texts as raters receive them:
+    the canonical served text, or the stored bytes with `stored=True` (what raters would get without it)."""
+    serve = (lambda text: text) if stored else served_text
+    fields = ("prompt__external_id", "response_a__model__name", "response_b__model__name", "response_a__text",
+              "response_b__text", "is_attention_check")  # fmt: skip
+    return [
+        ServedPair(prompt_id, model_a, model_b, serve(text_a), serve(text_b), is_check)
+        for prompt_id, model_a, model_b, text_a, text_b, is_check in Comparison.objects.filter(campaign=campaign)
+        .order_by("prompt__position", "pk")
+        .values_list(*fields)
+        .iterator(chunk_size=500)
+    ]
+
+
+def campaign_blinding_audit(
+    *, campaign: Campaign, stored: bool = False, settings: AuditSettings | None = None
+) -> dict[str, Any]:
+    """The blinding audit of a campaign (`comparisons.blinding`): per pair of models, how well surface features
+    of the served texts tell which model wrote which side, and whether attention checks can be told from real
+    pairs. JSON-ready; the keys are documented in the README ("Blinding audit")."""
+    settings = settings or AuditSettings()
+    pairs = campaign_served_pairs(campaign=campaign, stored=stored)
+    real = [p for p in pairs if not p.is_attention_check]
+    gold = [p for p in pairs if p.is_attention_check]
+    by_models: dict[tuple[str, str], list[ServedPair]] = defaultdict(list)
+    for pair in real:
+        by_models[(pair.model_a, pair.model_b)].append(pair)
+    audits = [
+        audit_pair(
+            texts_a=[p.text_a for p in group],
+            texts_b=[p.text_b for p in group],
+            groups=[p.prompt_id for p in group],
+            model_a=model_a,
+            model_b=model_b,
+            settings=settings,
+        )
+        for (model_a, model_b), group in sorted(by_models.items())
+    ]
+
+    def sides(group: list[ServedPair]) -> tuple[list[str], list[str], list[str]]:
+        return [p.text_a for p in group], [p.text_b for p in group], [p.prompt_id for p in group]
+
+    return {
+        "campaign": campaign.slug,
+        "texts": "stored" if stored else "served",
+        "pairs": audits,
+        "attention_checks": {
+            "byte_level": audit_gold(real=sides(real), gold=sides(gold), names=BYTE_LEVEL_FEATURES, settings=settings),
+            "all": audit_gold(real=sides(real), gold=sides(gold), names=FEATURE_NAMES, settings=settings),
+        },
+        "settings": {
+            "folds": settings.folds,
+            "bootstrap": settings.n_boot,
+            "seed": settings.seed,
+            "confidence": settings.confidence,
+            "ci": CI_KIND,
+        },
+    }
+
+
+BLINDING_AUDIT_CACHE_SECONDS = 24 * 3600
+
+
+def campaign_blinding_audit_cached(*, campaign: Campaign) -> dict[str, Any] | None:
+    """The default audit of the campaign's served texts for the admin's progress page, kept in the shared cache
+    (its comparisons and texts do not change once it is open); None before the campaign has comparisons."""
+    stats = Comparison.objects.filter(campaign=campaign).aggregate(n=Count("pk"), last=Max("pk"))
+    if not stats["n"]:
+        return None
+    key = f"blindeval:blinding-audit:{campaign.pk}:{campaign.created_at.timestamp()}:{stats['n']}:{stats['last']}"
+    reachable, cached = cache_call(cache, "get", key, what="Blinding audit")
+    if cached is not None:
+        return cached
+    audit = campaign_blinding_audit(campaign=campaign)
+    if reachable:
+        cache_call(cache, "set", key, audit, BLINDING_AUDIT_CACHE_SECONDS, what="Blinding audit")
+    return audit
 
 
 # ---------------------------------------------------------------- admin progress

@@ -14,12 +14,13 @@ import re
 import pytest
 from scipy.stats import binomtest
 
+from comparisons.blinding import audit_pair
 from comparisons.markdown import render_markdown
 from comparisons.models import Assignment
 from comparisons.served_text import served_text
 from generation.models import Response
 from tests.comparisons.conftest import RaterClient
-from tests.comparisons.real_data import DAVINCI, real_campaign, served_models
+from tests.comparisons.real_data import ALPACA, DAVINCI, real_campaign, served_models
 
 pytestmark = [pytest.mark.django_db, pytest.mark.slow]
 
@@ -120,3 +121,14 @@ def test_every_surface_serves_the_canonical_text_of_both_sides():
             assert pair["rich"]["html"][side] == expected
             assert html_lib.unescape(pair["page"][side]) == html_lib.unescape(expected)
         assert pair["rich"]["html"]["instruction"] == render_markdown(pair["plain"]["instruction"])
+
+    # What the rater received, side by side with the truth: the audit finds byte-level features at chance.
+    texts = {ALPACA: [], DAVINCI: []}
+    for pair in crawled:
+        for side, model in zip("AB", served_models(pair["token"]), strict=True):
+            texts[model].append(pair["plain"]["responses"][side])
+    audit = audit_pair(texts_a=texts[ALPACA], texts_b=texts[DAVINCI], groups=[str(i) for i in range(252)],
+                       model_a=ALPACA, model_b=DAVINCI)  # fmt: skip
+    byte_level = audit["classifier"]["byte_level"]
+    assert byte_level["at_chance"] and byte_level["accuracy"] == 50.0
+    assert all(f["at_chance"] for f in audit["features"] if f["group"] == "byte-level")
