@@ -102,6 +102,16 @@ def text_features(text: str) -> np.ndarray:
     return np.array([function(text) for _, _, function in FEATURES.values()], dtype=float)
 
 
+def lookalike_space(texts: Sequence[str]) -> np.ndarray:
+    """The texts' features as points where distance means "looks alike" (signed log, each feature scaled to unit
+    spread over these texts): used to pick attention-check distractors that look like the answer they replace."""
+    if not texts:
+        return np.zeros((0, len(FEATURE_NAMES)))
+    points = _signed_log(np.array([text_features(t) for t in texts]))
+    spread = points.std(axis=0)
+    return points / np.where(spread > 0, spread, 1.0)
+
+
 @dataclass(frozen=True)
 class AuditSettings:
     folds: int = 5

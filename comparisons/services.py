@@ -13,10 +13,12 @@ from __future__ import annotations
 import itertools
 import math
 import random
+from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
+import numpy as np
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AbstractBaseUser, Group
 from django.core.exceptions import ValidationError
@@ -27,7 +29,9 @@ from django.utils import timezone
 
 from comparisons import rows
 from comparisons.access import ANALYST_GROUP
+from comparisons.blinding import lookalike_space
 from comparisons.models import Assignment, Campaign, Comparison, Rater, Vote, new_token
+from comparisons.served_text import served_text
 from generation.models import EvalSet, ModelEntry, Prompt, Response
 
 
@@ -175,7 +179,11 @@ def _build_comparisons(campaign: Campaign) -> OpenReport:
 
 
 def _build_attention_checks(campaign: Campaign, real: list[Comparison]) -> int:
-    """Gold pairs: a model's answer to the prompt against the same model's answer to another prompt."""
+    """Gold pairs built like real ones, one answer of each model: one model's answer to the prompt (the correct
+    side) against the other model's answer to a different prompt. A gold pair made of one model's texts only
+    carried that model's habits on both sides, which told gold from real pairs without reading them. The
+    off-prompt answer is drawn among the five that look most like the answer it stands in for (length, lines,
+    lists, Markdown: the audit's features of the served texts), so the pair looks like a real one as a whole."""
     if campaign.attention_check_rate <= 0:
         return 0
     prompt_ids = sorted({c.prompt_id for c in real})
@@ -183,27 +191,44 @@ def _build_attention_checks(campaign: Campaign, real: list[Comparison]) -> int:
         return 0
     wanted = max(1, math.ceil(campaign.attention_check_rate * len(real)))
     rng = random.Random()
-    by_prompt_model = {(c.prompt_id, c.response_a.model_id): c.response_a for c in real}
+    answers: dict[tuple[int, int], Response] = {}
+    for comparison in real:
+        for response in (comparison.response_a, comparison.response_b):
+            answers[(comparison.prompt_id, response.model_id)] = response
+    texts = dict(Response.objects.filter(pk__in=[r.pk for r in answers.values()]).values_list("pk", "text"))
+    order = list(texts)
+    points = dict(zip(order, lookalike_space([served_text(texts[pk]) for pk in order]), strict=True))
+    used: dict[int, int] = defaultdict(int)
     golds: list[Comparison] = []
     seen: set[tuple[int, int]] = set()
     for real_cmp in rng.sample(real, k=min(wanted, len(real))):
-        gold = real_cmp.response_a
-        others = [pid for pid in prompt_ids if pid != real_cmp.prompt_id]
-        rng.shuffle(others)
-        for other in others:
-            distractor = by_prompt_model.get((other, gold.model_id))
-            if distractor is not None and (gold.pk, distractor.pk) not in seen:
-                seen.add((gold.pk, distractor.pk))
-                golds.append(
-                    Comparison(
-                        campaign=campaign,
-                        prompt_id=real_cmp.prompt_id,
-                        response_a=gold,
-                        response_b=distractor,
-                        is_attention_check=True,
-                    )
-                )
-                break
+        gold, stand_in_for = rng.choice(
+            [(real_cmp.response_a, real_cmp.response_b), (real_cmp.response_b, real_cmp.response_a)]
+        )
+        candidates = [
+            answer
+            for pid in prompt_ids
+            if pid != real_cmp.prompt_id
+            and (answer := answers.get((pid, stand_in_for.model_id))) is not None
+            and (gold.pk, answer.pk) not in seen
+        ]
+        if not candidates:
+            continue
+        target = points[stand_in_for.pk]
+        nearest = sorted(candidates, key=lambda a: float(np.sum((points[a.pk] - target) ** 2)))[:5]
+        fewest = min(used[a.pk] for a in nearest)
+        distractor = rng.choice([a for a in nearest if used[a.pk] == fewest])
+        used[distractor.pk] += 1
+        seen.add((gold.pk, distractor.pk))
+        golds.append(
+            Comparison(
+                campaign=campaign,
+                prompt_id=real_cmp.prompt_id,
+                response_a=gold,
+                response_b=distractor,
+                is_attention_check=True,
+            )
+        )
     Comparison.objects.bulk_create(golds)
     return len(golds)
 

@@ -69,7 +69,16 @@ def test_attention_checks_pair_an_answer_with_an_off_prompt_answer():
     for gold in golds:
         assert gold.response_a.prompt_id == gold.prompt_id
         assert gold.response_b.prompt_id != gold.prompt_id
-        assert gold.response_a.model_id == gold.response_b.model_id
+
+
+def test_attention_checks_take_one_answer_of_each_model_like_real_pairs():
+    """A gold pair of one model's texts carries that model's habits on both sides; real pairs never do."""
+    campaign = build_campaign(n_prompts=40, attention_check_rate=1.0)
+    golds = list(campaign.comparisons.filter(is_attention_check=True).select_related("response_a", "response_b"))
+    assert len(golds) == 40
+    assert all(gold.response_a.model_id != gold.response_b.model_id for gold in golds)
+    # Either model's answer can be the correct side.
+    assert len({gold.response_a.model_id for gold in golds}) == 2
 
 
 @pytest.mark.parametrize(

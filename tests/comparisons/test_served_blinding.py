@@ -17,6 +17,7 @@ from scipy.stats import binomtest
 from comparisons.blinding import audit_pair
 from comparisons.markdown import render_markdown
 from comparisons.models import Assignment
+from comparisons.selectors import campaign_blinding_audit
 from comparisons.served_text import served_text
 from generation.models import Response
 from tests.comparisons.conftest import RaterClient
@@ -132,3 +133,16 @@ def test_every_surface_serves_the_canonical_text_of_both_sides():
     byte_level = audit["classifier"]["byte_level"]
     assert byte_level["at_chance"] and byte_level["accuracy"] == 50.0
     assert all(f["at_chance"] for f in audit["features"] if f["group"] == "byte-level")
+
+
+def test_attention_checks_cannot_be_told_from_real_pairs_by_byte_level_features():
+    """On the real fixtures, with attention checks at 20%: the audit's gold-versus-real classifier is at chance
+    on the byte-level features of the served texts. Even on the stored bytes it stays near chance, as each gold
+    pair carries one answer of each model like a real pair (gold pairs of one model's texts: 100%)."""
+    campaign = real_campaign(slug="gold-study", attention_check_rate=0.2)
+    assert campaign.comparisons.filter(is_attention_check=True).count() == 51
+    served = campaign_blinding_audit(campaign=campaign)["attention_checks"]["byte_level"]
+    assert served["gold_pairs"] == 51 and served["real_pairs"] == 252
+    assert served["at_chance"] and served["balanced_accuracy"] == 50.0
+    stored = campaign_blinding_audit(campaign=campaign, stored=True)["attention_checks"]["byte_level"]
+    assert stored["balanced_accuracy"] < 62 and stored["ci_low"] < 55, stored
