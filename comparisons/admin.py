@@ -30,7 +30,7 @@ class CampaignForm(forms.ModelForm):
         model = Campaign
         fields = [
             "slug", "title", "eval_set", "models", "baseline", "prompt_limit", "prompts", "votes_per_comparison",
-            "instructions", "attention_check_rate", "lease_seconds", "comparisons_per_rater",
+            "instructions", "attention_check_rate", "lease_seconds", "comparisons_per_rater", "render_mode",
         ]  # fmt: skip
 
     def clean(self) -> dict[str, Any]:
@@ -69,6 +69,7 @@ class CampaignAdmin(admin.ModelAdmin):
                     "attention_check_rate",
                     "lease_seconds",
                     "comparisons_per_rater",
+                    "render_mode",
                 ]
             },
         ),

@@ -65,6 +65,19 @@ class Campaign(models.Model):
     comparisons_per_rater = models.PositiveIntegerField(
         null=True, blank=True, help_text="Most pairs one rater judges (attention checks included); empty = no limit."
     )
+
+    class Rendering(models.TextChoices):
+        MARKDOWN = "markdown", "Markdown"
+        PLAIN = "plain", "Plain text"
+
+    render_mode = models.CharField(
+        max_length=20,
+        choices=Rendering.choices,
+        default=Rendering.MARKDOWN,
+        help_text="How raters see the texts: Markdown (lists, tables, code; headings no larger than body text; "
+        "code written without fences keeps its indentation) or plain text exactly as served. Either way, "
+        "raters can show the raw text of each response.",
+    )
     invite_token = models.CharField(max_length=64, unique=True, default=new_token, editable=False)
     created_at = models.DateTimeField(auto_now_add=True)
     opened_at = models.DateTimeField(null=True, blank=True)

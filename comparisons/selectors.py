@@ -24,7 +24,7 @@ from django.db.models.functions import Length
 
 from comparisons import rows
 from comparisons.blinding import BYTE_LEVEL_FEATURES, CI_KIND, FEATURE_NAMES, AuditSettings, audit_gold, audit_pair
-from comparisons.markdown import render_markdown
+from comparisons.markdown import render_text
 from comparisons.models import Assignment, Campaign, Comparison, Rater, Vote
 from comparisons.served_text import served_text
 from comparisons.stats.table import EXPORT_COLUMNS
@@ -71,7 +71,8 @@ _SQL_RATER_VIEW = (
     "WHERE va.rater_id = a.rater_id "
     "AND (SELECT vc.campaign_id FROM comparisons_comparison vc WHERE vc.id = va.comparison_id) = c.campaign_id), "
     "COALESCE((SELECT g.comparisons_per_rater FROM comparisons_campaign g WHERE g.id = c.campaign_id), "
-    "(SELECT COUNT(*) FROM comparisons_comparison gc WHERE gc.campaign_id = c.campaign_id)) "
+    "(SELECT COUNT(*) FROM comparisons_comparison gc WHERE gc.campaign_id = c.campaign_id)), "
+    "(SELECT g.render_mode FROM comparisons_campaign g WHERE g.id = c.campaign_id) "
     "FROM comparisons_assignment a INNER JOIN comparisons_comparison c ON c.id = a.comparison_id "
     "WHERE a.id = %s"
 )
@@ -80,7 +81,8 @@ _SQL_RATER_VIEW = (
 def rater_view_for_assignment(
     *, assignment: Assignment, include_html: bool = False, campaign: Campaign | None = None
 ) -> dict[str, Any]:
-    """What a rater may see of an assignment: the API's JSON body (plus rendered HTML when asked).
+    """What a rater may see of an assignment: the API's JSON body (plus HTML rendered in the campaign's
+    rendering, Markdown or plain text, when asked).
 
     Instruction, input and both responses are canonical served texts (the HTML is rendered from them), so
     a model's byte-level habits (leading whitespace, line endings, invisible characters) never reach a rater.
@@ -91,7 +93,7 @@ def rater_view_for_assignment(
         row = cursor.fetchone()
     if row is None:
         raise Assignment.DoesNotExist(f"No assignment {assignment.pk}.")
-    token, left_is_a, instruction, input_text, text_a, text_b, done, total = row
+    token, left_is_a, instruction, input_text, text_a, text_b, done, total, render_mode = row
     instruction, input_text, text_a, text_b = (served_text(t) for t in (instruction, input_text, text_a, text_b))
     left, right = (text_a, text_b) if left_is_a else (text_b, text_a)
     view: dict[str, Any] = {
@@ -103,10 +105,10 @@ def rater_view_for_assignment(
     }
     if include_html:
         view["html"] = {
-            "instruction": render_markdown(instruction),
-            "input": render_markdown(input_text) if input_text else "",
-            "A": render_markdown(left),
-            "B": render_markdown(right),
+            "instruction": render_text(instruction, mode=render_mode),
+            "input": render_text(input_text, mode=render_mode) if input_text else "",
+            "A": render_text(left, mode=render_mode),
+            "B": render_text(right, mode=render_mode),
         }
     return view
 

@@ -84,6 +84,7 @@ def campaign_create(
     attention_check_rate: float = 0.0,
     lease_seconds: int = 600,
     comparisons_per_rater: int | None = None,
+    render_mode: str = Campaign.Rendering.MARKDOWN,
 ) -> Campaign:
     """Create a draft campaign after checking its settings; raises ValidationError with a readable message."""
     if Campaign.objects.filter(slug=slug).exists():
@@ -101,6 +102,8 @@ def campaign_create(
         raise ValidationError("The attention-check rate is a share between 0 and 1.")
     if prompts and any(p.eval_set_id != eval_set.pk for p in prompts):
         raise ValidationError("Every prompt of the subset must belong to the campaign's eval set.")
+    if render_mode not in Campaign.Rendering.values:
+        raise ValidationError(f"Rendering must be one of {', '.join(Campaign.Rendering.values)}, not {render_mode!r}.")
     campaign = Campaign(
         slug=slug,
         title=title or slug,
@@ -112,6 +115,7 @@ def campaign_create(
         attention_check_rate=attention_check_rate,
         lease_seconds=lease_seconds,
         comparisons_per_rater=comparisons_per_rater,
+        render_mode=render_mode,
     )
     campaign.full_clean()
     campaign.save()

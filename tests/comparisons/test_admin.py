@@ -34,11 +34,13 @@ def test_create_in_admin_then_open_with_the_action(admin_client_):
             "attention_check_rate": 0,
             "lease_seconds": 600,
             "instructions": "Prefer correct answers.",
+            "render_mode": "plain",
         },
     )
     assert response.status_code == 302, response.content.decode()[:2000]
     campaign = Campaign.objects.get(slug="from-admin")
     assert campaign.status == Campaign.Status.DRAFT
+    assert campaign.render_mode == Campaign.Rendering.PLAIN
     response = admin_client_.post(
         "/admin/comparisons/campaign/",
         {"action": "open_campaigns", "_selected_action": [campaign.pk]},

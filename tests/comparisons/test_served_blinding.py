@@ -15,7 +15,7 @@ import pytest
 from scipy.stats import binomtest
 
 from comparisons.blinding import audit_pair
-from comparisons.markdown import render_markdown
+from comparisons.markdown import render_text
 from comparisons.models import Assignment
 from comparisons.selectors import campaign_blinding_audit
 from comparisons.served_text import served_text
@@ -63,6 +63,7 @@ def test_a_rater_who_picks_the_side_starting_with_whitespace_is_at_chance(rater_
 
 
 RESPONSE_DIV = re.compile(r'<div id="response-([ab])"[^>]*>(.*?)</div>', re.DOTALL)
+RAW_PRE = re.compile(r'<pre id="raw-([ab])"[^>]*>(.*?)</pre>', re.DOTALL)
 TOKEN_INPUT = re.compile(r'name="assignment" id="assignment" value="([^"]+)"')
 
 
@@ -91,7 +92,11 @@ def crawl_served_pairs(campaign) -> list[dict]:
         rich = client.next(campaign.slug, html=1).json()
         assert plain["assignment"] == rich["assignment"] == token
         divs = dict(RESPONSE_DIV.findall(page.content.decode()))
-        crawled.append({"token": token, "plain": plain, "rich": rich, "page": {"A": divs["a"], "B": divs["b"]}})
+        raw = dict(RAW_PRE.findall(page.content.decode()))
+        crawled.append(
+            {"token": token, "plain": plain, "rich": rich, "page": {"A": divs["a"], "B": divs["b"]},
+             "page_raw": {"A": html_lib.unescape(raw["a"]), "B": html_lib.unescape(raw["b"])}}
+        )  # fmt: skip
         # Alternate the no-JavaScript form and the API for the vote; the form lands on the page again.
         if len(crawled) % 2:
             form = {"csrfmiddlewaretoken": client.csrf(), "assignment": token, "choice": "tie"}
@@ -118,10 +123,11 @@ def test_every_surface_serves_the_canonical_text_of_both_sides():
                 assert text == served_text(stored[side]) and served_text(text) == text
                 assert not text[:1].isspace() and not text[-1:].isspace() and "\r" not in text
         for side in "AB":
-            expected = render_markdown(pair["plain"]["responses"][side])
+            assert pair["page_raw"][side] == pair["plain"]["responses"][side]  # "show raw text" on the page
+            expected = render_text(pair["plain"]["responses"][side])
             assert pair["rich"]["html"][side] == expected
             assert html_lib.unescape(pair["page"][side]) == html_lib.unescape(expected)
-        assert pair["rich"]["html"]["instruction"] == render_markdown(pair["plain"]["instruction"])
+        assert pair["rich"]["html"]["instruction"] == render_text(pair["plain"]["instruction"])
 
     # What the rater received, side by side with the truth: the audit finds byte-level features at chance.
     texts = {ALPACA: [], DAVINCI: []}

@@ -1,5 +1,6 @@
 """python manage.py create_campaign SLUG --evalset NAME --models A B [more…] [--baseline NAME] [--votes-per-pair K]
-[--limit N] [--title T] [--attention-rate R] [--per-rater N] [--draft]: create a campaign and open it."""
+[--limit N] [--title T] [--attention-rate R] [--per-rater N] [--render markdown|plain] [--draft]:
+create a campaign and open it."""
 
 from __future__ import annotations
 
@@ -29,6 +30,12 @@ class Command(BaseCommand):
         parser.add_argument("--attention-rate", type=float, default=0.0, metavar="R", help="Share of attention checks.")
         parser.add_argument("--per-rater", type=int, metavar="N", help="Most pairs one rater judges.")
         parser.add_argument("--lease-seconds", type=int, default=600, help="How long a served pair is held (600).")
+        parser.add_argument(
+            "--render",
+            choices=Campaign.Rendering.values,
+            default=Campaign.Rendering.MARKDOWN,
+            help="How raters see the texts: markdown (default) or plain text.",
+        )
         parser.add_argument("--draft", action="store_true", help="Create it without opening it.")
 
     def handle(self, *args: Any, **opts: Any) -> None:
@@ -62,6 +69,7 @@ class Command(BaseCommand):
                     attention_check_rate=opts["attention_rate"],
                     lease_seconds=opts["lease_seconds"],
                     comparisons_per_rater=opts["per_rater"],
+                    render_mode=opts["render"],
                 )
                 report = None if opts["draft"] else services.campaign_open(campaign=campaign)
         except ValidationError as exc:

@@ -41,6 +41,11 @@
     document.getElementById("input-block").hidden = !data.input;
     document.getElementById("response-a").innerHTML = data.html.A;
     document.getElementById("response-b").innerHTML = data.html.B;
+    // The raw text is the canonical served text, shown as text (never parsed as HTML).
+    document.getElementById("raw-a").textContent = data.responses.A;
+    document.getElementById("raw-b").textContent = data.responses.B;
+    document.getElementById("raw-toggle-a").open = false;
+    document.getElementById("raw-toggle-b").open = false;
     document.getElementById("response-a").scrollTop = 0;
     document.getElementById("response-b").scrollTop = 0;
     rationale.value = "";
