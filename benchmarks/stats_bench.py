@@ -62,6 +62,9 @@ def make_votes(n_votes: int, n_models: int, n_prompts: int, seed: int = 1) -> pd
             "attention_failed": np.where(rng.random(n_votes) < 0.01, "true", "false").astype(object),
             "submitted_at": "2026-01-01T00:00:00+00:00",
             "seconds": np.round(rng.gamma(4.0, 8.0, n_votes), 1),
+            "length_a": rng.integers(20, 2000, n_votes),
+            "length_b": rng.integers(20, 2000, n_votes),
+            "rationale": "",
         },
         columns=list(EXPORT_COLUMNS),
     )

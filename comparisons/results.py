@@ -74,7 +74,7 @@ def campaign_analysis(
     ci: str = "bca",
     use_cache: bool = True,
 ) -> dict[str, Any] | None:
-    """``analyze`` on the campaign's votes (with response lengths); None while there is no vote.
+    """``analyze`` on the campaign's votes (the votes export's table); None while there is no vote.
 
     ``exclude_flagged`` drops votes of raters who failed an attention check or whom an admin flagged,
     and votes cast faster than ``settings.MIN_SECONDS_PER_VOTE``.
@@ -98,7 +98,7 @@ def campaign_analysis(
 
 
 def _analysis(*, campaign: Campaign, n_boot: int, seed: int, exclude_flagged: bool, ci: str) -> dict[str, Any] | None:
-    frame = vote_table(campaign=campaign, include_lengths=True)
+    frame = vote_table(campaign=campaign)
     if frame.empty:
         return None
     flagged = set(

@@ -19,8 +19,7 @@ from typing import Any, TypedDict
 import pandas as pd
 from django.core.cache import cache
 from django.db import connection
-from django.db.models import Count, Max, Sum
-from django.db.models.functions import Length
+from django.db.models import Count, Max, Q, Sum
 
 from comparisons import rows
 from comparisons.blinding import BYTE_LEVEL_FEATURES, CI_KIND, FEATURE_NAMES, AuditSettings, audit_gold, audit_pair
@@ -29,6 +28,7 @@ from comparisons.models import Assignment, Campaign, Comparison, Rater, Vote
 from comparisons.served_text import served_text
 from comparisons.stats.table import EXPORT_COLUMNS
 from evalsite.cache import cache_call
+from generation.models import Response
 
 # The one vote schema: the export, `analyze` and the results page all read it.
 VOTE_COLUMNS = list(EXPORT_COLUMNS)
@@ -139,15 +139,28 @@ _VOTE_FIELDS = [
     "assignment__rater_id",
     "submitted_at",
     "seconds",
+    "assignment__comparison__response_a_id",
+    "assignment__comparison__response_b_id",
+    "rationale",
 ]
 
 
-def vote_rows(*, campaign: Campaign, include_lengths: bool = False, chunk_size: int = 2000) -> Iterator[list[Any]]:
-    """One list per vote in VOTE_COLUMNS order (plus length_a, length_b in characters when asked), streamed.
+def served_lengths(*, campaign: Campaign, chunk_size: int = 500) -> dict[int, int]:
+    """Characters of the canonical served text of every response in the campaign's real comparisons, by id:
+    the lengths raters read (one pass over the texts, whatever the number of votes)."""
+    pairs = Comparison.objects.filter(campaign=campaign, is_attention_check=False).order_by()
+    in_pairs = Q(pk__in=pairs.values("response_a_id")) | Q(pk__in=pairs.values("response_b_id"))
+    texts = Response.objects.filter(in_pairs).order_by().values_list("pk", "text").iterator(chunk_size=chunk_size)
+    return {pk: len(served_text(text)) for pk, text in texts}
+
+
+def vote_rows(*, campaign: Campaign, chunk_size: int = 2000) -> Iterator[list[Any]]:
+    """One list per vote in VOTE_COLUMNS order, streamed.
 
     Attention-check votes are left out (they compare no two models); `attention_failed` says whether the
     vote's rater failed any attention check in this campaign, so analyses can drop such raters' votes.
-    `winner` is the picked model's name, `tie` or `both_bad`; `submitted_at` is ISO 8601 in UTC.
+    `winner` is the picked model's name, `tie` or `both_bad`; `submitted_at` is ISO 8601 in UTC;
+    `length_a`/`length_b` are the characters of model_a's and model_b's canonical served texts.
     """
     # One query for the raters who failed a check, instead of a correlated
     # subquery per vote row: the export of a million votes depends on it.
@@ -156,17 +169,13 @@ def vote_rows(*, campaign: Campaign, include_lengths: bool = False, chunk_size: 
             "assignment__rater_id", flat=True
         )
     )
+    lengths = served_lengths(campaign=campaign)
     qs = Vote.objects.filter(
         assignment__comparison__campaign=campaign, assignment__comparison__is_attention_check=False
     ).order_by("submitted_at", "pk")
-    if include_lengths:
-        qs = qs.annotate(
-            length_a=Length("assignment__comparison__response_a__text"),
-            length_b=Length("assignment__comparison__response_b__text"),
-        )
-    fields = _VOTE_FIELDS + (["length_a", "length_b"] if include_lengths else [])
-    for row in qs.values_list(*fields).iterator(chunk_size=chunk_size):
-        prompt_id, category, model_a, model_b, left_is_a, choice, winner_name, rater, rater_id, at, secs = row[:11]
+    for row in qs.values_list(*_VOTE_FIELDS).iterator(chunk_size=chunk_size):
+        (prompt_id, category, model_a, model_b, left_is_a, choice, winner_name, rater, rater_id, at, secs,
+         response_a_id, response_b_id, rationale) = row  # fmt: skip
         winner = winner_name if choice in (Vote.Choice.LEFT, Vote.Choice.RIGHT) else choice
         yield [
             campaign.slug,
@@ -180,7 +189,9 @@ def vote_rows(*, campaign: Campaign, include_lengths: bool = False, chunk_size: 
             rater_id in failed_raters,
             _iso(at),
             round(float(secs), 3),
-            *row[11:],
+            lengths[response_a_id],
+            lengths[response_b_id],
+            rationale,
         ]
 
 
@@ -188,10 +199,9 @@ def _iso(value: datetime) -> str:
     return value.isoformat().replace("+00:00", "Z")
 
 
-def vote_table(*, campaign: Campaign, include_lengths: bool = False) -> pd.DataFrame:
-    """The campaign's votes as a DataFrame with exactly VOTE_COLUMNS (plus length_a/length_b when asked)."""
-    columns = VOTE_COLUMNS + (["length_a", "length_b"] if include_lengths else [])
-    frame = pd.DataFrame(list(vote_rows(campaign=campaign, include_lengths=include_lengths)), columns=columns)
+def vote_table(*, campaign: Campaign) -> pd.DataFrame:
+    """The campaign's votes as a DataFrame with exactly VOTE_COLUMNS: the rows of the votes export."""
+    frame = pd.DataFrame(list(vote_rows(campaign=campaign)), columns=VOTE_COLUMNS)
     frame["attention_failed"] = frame["attention_failed"].astype(bool)
     frame["seconds"] = frame["seconds"].astype(float)
     return frame

@@ -23,9 +23,10 @@ Optional columns (used when present, ignored otherwise):
 ``seconds``
     time the rater took (``min_seconds`` drops faster votes).
 ``length_a``, ``length_b``
-    lengths in characters of ``model_a``'s and ``model_b``'s responses (length bias).
+    lengths in characters of ``model_a``'s and ``model_b``'s responses (length bias); the campaign export gives
+    the length of the canonical served text, what the rater read.
 
-Other columns (``campaign``, ``submitted_at``...) are carried along untouched.
+Other columns (``campaign``, ``submitted_at``, ``rationale``...) are carried along untouched.
 """
 
 from __future__ import annotations
@@ -58,6 +59,9 @@ EXPORT_COLUMNS = (
     "attention_failed",
     "submitted_at",
     "seconds",
+    "length_a",
+    "length_b",
+    "rationale",
 )
 TIE = "tie"
 BOTH_BAD = "both_bad"
