@@ -28,7 +28,9 @@ from django.utils import timezone
 from comparisons import rows
 from comparisons.access import ANALYST_GROUP
 from comparisons.models import Assignment, Campaign, Comparison, Rater, Vote, new_token
+from generation.identity import describe
 from generation.models import EvalSet, ModelEntry, Prompt, Response
+from generation.services import responses_scan_identity
 
 
 class RatingError(Exception):
@@ -58,11 +60,27 @@ class InvalidChoice(RatingError):
 
 @dataclass
 class OpenReport:
-    """What `campaign_open` did: comparisons created and prompts left out (with the models lacking a response)."""
+    """What `campaign_open` did: comparisons created, prompts left out (with the models lacking a response),
+    and the (prompt, pair) comparisons where an answer self-identifies (left out unless the campaign keeps them)."""
 
     created: int = 0
     attention_checks: int = 0
     skipped: list[tuple[str, list[str]]] = field(default_factory=list)
+    identity_leaks: list[dict[str, Any]] = field(default_factory=list)
+    identity_leaks_kept: bool = False
+
+    @property
+    def identity_left_out(self) -> int:
+        return 0 if self.identity_leaks_kept else len(self.identity_leaks)
+
+
+def identity_leak_lines(leaks: list[dict[str, Any]]) -> list[str]:
+    """One line per self-identifying comparison: the prompt, the pair, and each answer's phrases."""
+    return [
+        f"{leak['prompt_id']} ({' vs '.join(leak['models'])}): "
+        + "; ".join(f"{item['model']} {describe(item['matches'])}" for item in leak["leaks"])
+        for leak in leaks
+    ]
 
 
 @transaction.atomic
@@ -80,8 +98,12 @@ def campaign_create(
     attention_check_rate: float = 0.0,
     lease_seconds: int = 600,
     comparisons_per_rater: int | None = None,
+    keep_identity_leaks: bool = False,
 ) -> Campaign:
-    """Create a draft campaign after checking its settings; raises ValidationError with a readable message."""
+    """Create a draft campaign after checking its settings; raises ValidationError with a readable message.
+
+    ``keep_identity_leaks`` keeps comparisons where an answer names its model, its maker or itself as an
+    AI; by default `campaign_open` leaves them out."""
     if Campaign.objects.filter(slug=slug).exists():
         raise ValidationError(f"A campaign with slug {slug!r} already exists; choose another slug.")
     unique_models = list(dict.fromkeys(models))
@@ -108,6 +130,7 @@ def campaign_create(
         attention_check_rate=attention_check_rate,
         lease_seconds=lease_seconds,
         comparisons_per_rater=comparisons_per_rater,
+        keep_identity_leaks=keep_identity_leaks,
     )
     campaign.full_clean()
     campaign.save()
@@ -143,26 +166,46 @@ def _build_comparisons(campaign: Campaign) -> OpenReport:
     if not prompts:
         raise ValidationError(f"Eval set {campaign.eval_set.name!r} has no prompts to compare on.")
     model_ids = {m.pk for pair in pairs for m in pair}
+    candidates = Response.objects.filter(prompt__in=prompts, model_id__in=model_ids)
+    # Model entries may have been added since these responses were scanned: look again with today's names.
+    responses_scan_identity(responses=candidates)
     responses: dict[tuple[int, int], Response] = {
-        (r.prompt_id, r.model_id): r
-        for r in Response.objects.filter(prompt__in=prompts, model_id__in=model_ids).only("pk", "prompt_id", "model_id")
+        (r.prompt_id, r.model_id): r for r in candidates.only("pk", "prompt_id", "model_id", "identity_matches")
     }
     names = {m.pk: m.name for pair in pairs for m in pair}
     rows: list[Comparison] = []
+    clean: list[Comparison] = []  # the comparisons gold pairs may draw from: no self-identifying answer
+    report.identity_leaks_kept = campaign.keep_identity_leaks
     for prompt in prompts:
         missing = sorted(names[mid] for mid in model_ids if (prompt.pk, mid) not in responses)
         if missing:
             report.skipped.append((prompt.external_id, missing))
             continue
         for model_a, model_b in pairs:
-            rows.append(
-                Comparison(
-                    campaign=campaign,
-                    prompt=prompt,
-                    response_a=responses[(prompt.pk, model_a.pk)],
-                    response_b=responses[(prompt.pk, model_b.pk)],
+            pair = (responses[(prompt.pk, model_a.pk)], responses[(prompt.pk, model_b.pk)])
+            comparison = Comparison(campaign=campaign, prompt=prompt, response_a=pair[0], response_b=pair[1])
+            leaks = [
+                {"model": names[response.model_id], "matches": response.identity_matches}
+                for response in pair
+                if response.identity_matches
+            ]
+            if leaks:
+                report.identity_leaks.append(
+                    {"prompt_id": prompt.external_id, "models": [model_a.name, model_b.name], "leaks": leaks}
                 )
-            )
+                if not campaign.keep_identity_leaks:
+                    continue
+            else:
+                clean.append(comparison)
+            rows.append(comparison)
+    campaign.identity_leaks = report.identity_leaks
+    campaign.save(update_fields=["identity_leaks"])
+    if not rows and report.identity_leaks:
+        raise ValidationError(
+            f"Every comparison of this campaign has an answer that names its model, its maker or itself as an AI "
+            f"({len(report.identity_leaks)} comparisons), so none is left to rate. Keep them on purpose with "
+            "--keep-identity-leaks (admin: keep identity leaks), or compare other models or prompts."
+        )
     if not rows:
         raise ValidationError(
             f"No prompt of eval set {campaign.eval_set.name!r} has a response from every model of the campaign; "
@@ -170,7 +213,8 @@ def _build_comparisons(campaign: Campaign) -> OpenReport:
         )
     Comparison.objects.bulk_create(rows, batch_size=500)
     report.created = len(rows)
-    report.attention_checks = _build_attention_checks(campaign, rows)
+    # Gold pairs never show a self-identifying answer either, even when real pairs may.
+    report.attention_checks = _build_attention_checks(campaign, clean)
     return report
 
 
@@ -220,6 +264,7 @@ def campaign_open(*, campaign: Campaign) -> OpenReport:
     locked.closed_at = None
     locked.save(update_fields=["status", "opened_at", "closed_at"])
     campaign.status, campaign.opened_at, campaign.closed_at = locked.status, locked.opened_at, locked.closed_at
+    campaign.identity_leaks = locked.identity_leaks
     return report
 
 

@@ -1,5 +1,6 @@
 """python manage.py create_campaign SLUG --evalset NAME --models A B [more…] [--baseline NAME] [--votes-per-pair K]
-[--limit N] [--title T] [--attention-rate R] [--per-rater N] [--draft]: create a campaign and open it."""
+[--limit N] [--title T] [--attention-rate R] [--per-rater N] [--keep-identity-leaks] [--draft]: create a campaign and
+open it."""
 
 from __future__ import annotations
 
@@ -29,6 +30,11 @@ class Command(BaseCommand):
         parser.add_argument("--attention-rate", type=float, default=0.0, metavar="R", help="Share of attention checks.")
         parser.add_argument("--per-rater", type=int, metavar="N", help="Most pairs one rater judges.")
         parser.add_argument("--lease-seconds", type=int, default=600, help="How long a served pair is held (600).")
+        parser.add_argument(
+            "--keep-identity-leaks",
+            action="store_true",
+            help="Also compare answers that name their model, their maker or themselves as an AI (default: left out).",
+        )
         parser.add_argument("--draft", action="store_true", help="Create it without opening it.")
 
     def handle(self, *args: Any, **opts: Any) -> None:
@@ -62,6 +68,7 @@ class Command(BaseCommand):
                     attention_check_rate=opts["attention_rate"],
                     lease_seconds=opts["lease_seconds"],
                     comparisons_per_rater=opts["per_rater"],
+                    keep_identity_leaks=opts["keep_identity_leaks"],
                 )
                 report = None if opts["draft"] else services.campaign_open(campaign=campaign)
         except ValidationError as exc:
@@ -72,9 +79,20 @@ class Command(BaseCommand):
             return
         for external_id, lacking in report.skipped:
             self.stdout.write(f"skipped prompt {external_id}: no response from {', '.join(lacking)}")
+        verb = "kept" if report.identity_leaks_kept else "left out"
+        for line in services.identity_leak_lines(report.identity_leaks):
+            self.stdout.write(f"{verb} comparison {line}")
+        leaks = len(report.identity_leaks)
+        if report.identity_leaks_kept:
+            identity = f"{leaks} comparisons with a self-identifying answer kept (--keep-identity-leaks)"
+        else:
+            identity = (
+                f"{leaks} comparisons left out because an answer names its model, its maker or itself as an AI"
+                + (" (--keep-identity-leaks keeps them)" if leaks else "")
+            )
         self.stdout.write(
             self.style.SUCCESS(
                 f"Opened campaign {slug!r}: {report.created} comparisons x {campaign.votes_per_comparison} votes, "
-                f"{report.attention_checks} attention checks, {len(report.skipped)} prompts skipped."
+                f"{report.attention_checks} attention checks, {len(report.skipped)} prompts skipped, {identity}."
             )
         )
