@@ -18,8 +18,10 @@ from django.db.models import Count, Exists, F, Max, OuterRef, Q, Sum
 
 from comparisons.models import Assignment, Campaign, Comparison, Rater, Vote
 from comparisons.selectors import VOTE_COLUMNS, vote_rows, vote_table
+from comparisons.services import campaign_prompts
 from comparisons.stats import SUMMARY_COLUMNS, analyze, csv_lines, summary_rows
 from evalsite.cache import cache_call
+from generation.models import Response
 
 EXPORT_KINDS = ("votes", "prompts", "summary", "annotations")
 PROMPT_COLUMNS = [
@@ -132,6 +134,25 @@ def votes_missing(*, campaign: Campaign) -> dict[str, int]:
         "comparisons": totals["comparisons"],
         "comparisons_complete": totals["complete"],
     }
+
+
+def identity_leak_rates(*, campaign: Campaign) -> list[dict[str, Any]]:
+    """Per model of the campaign: how many of its answers to the campaign's prompts self-identify (name the model,
+    its maker or itself as an AI), of how many, and the rate in percent (None without answers). Two queries."""
+    responses = Response.objects.filter(
+        prompt__in=[p.pk for p in campaign_prompts(campaign=campaign)], model__in=campaign.models.all()
+    )
+    totals = dict(responses.values_list("model__name").annotate(n=Count("pk")).order_by())
+    leaking = dict(responses.exclude(identity_matches=[]).values_list("model__name").annotate(n=Count("pk")).order_by())
+    return [
+        {
+            "model": name,
+            "leaking": leaking.get(name, 0),
+            "responses": totals.get(name, 0),
+            "rate": 100.0 * leaking.get(name, 0) / totals[name] if totals.get(name) else None,
+        }
+        for name in sorted(campaign.models.values_list("name", flat=True))
+    ]
 
 
 def _majority(model_a: str, model_b: str, counts: tuple[int, int, int, int]) -> str:

@@ -9,7 +9,7 @@ from django.views.decorators.http import require_GET
 from comparisons.access import analyst_required
 from comparisons.models import Campaign
 from comparisons.plots import forest_plot_svg, ranking_plot_svg
-from comparisons.results import EXPORT_KINDS, campaign_analysis, export_stream, votes_missing
+from comparisons.results import EXPORT_KINDS, campaign_analysis, export_stream, identity_leak_rates, votes_missing
 from comparisons.stats import format_p, headline
 
 _CONTENT_TYPES = {
@@ -40,6 +40,7 @@ def results(request: HttpRequest, slug: str) -> HttpResponse:
         "analysis": analysis,
         "exclude_flagged": exclude_flagged,
         "export_kinds": EXPORT_KINDS,
+        "identity_rates": [{**row, "percent": _pct(row["rate"])} for row in identity_leak_rates(campaign=campaign)],
     }
     if analysis is not None:
         confidence = analysis["settings"]["confidence"]

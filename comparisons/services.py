@@ -148,7 +148,8 @@ def _model_pairs(campaign: Campaign) -> list[tuple[ModelEntry, ModelEntry]]:
     return list(itertools.combinations(models, 2))
 
 
-def _campaign_prompts(campaign: Campaign) -> list[Prompt]:
+def campaign_prompts(*, campaign: Campaign) -> list[Prompt]:
+    """The prompts a campaign compares on: its subset, else its eval set's, cut to its prompt limit, in order."""
     subset = campaign.prompts.all()
     prompts = subset if subset.exists() else Prompt.objects.filter(eval_set=campaign.eval_set)
     prompts = prompts.order_by("position")
@@ -162,7 +163,7 @@ def _build_comparisons(campaign: Campaign) -> OpenReport:
     pairs = _model_pairs(campaign)
     if not pairs:
         raise ValidationError("The campaign needs at least two models (besides the baseline, at least one other).")
-    prompts = _campaign_prompts(campaign)
+    prompts = campaign_prompts(campaign=campaign)
     if not prompts:
         raise ValidationError(f"Eval set {campaign.eval_set.name!r} has no prompts to compare on.")
     model_ids = {m.pk for pair in pairs for m in pair}

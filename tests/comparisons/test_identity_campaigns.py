@@ -4,15 +4,19 @@ model, its maker or itself as an AI, says how many and why, and builds no attent
 from __future__ import annotations
 
 import io
+import re
 
 import pytest
 from django.contrib.auth import get_user_model
 from django.core.management import CommandError, call_command
 from django.test import Client
+from django.urls import reverse
 
+from comparisons import services
 from comparisons.models import Campaign, Comparison
 from generation.models import Response
-from tests.comparisons.factories import build_eval_set
+from generation.services import responses_scan_identity
+from tests.comparisons.factories import build_eval_set, make_user
 from tests.factories import ModelEntryFactory
 
 pytestmark = pytest.mark.django_db
@@ -158,3 +162,34 @@ def test_the_admin_creates_opens_and_reports_left_out_comparisons():
     assert kept.keep_identity_leaks
     admin.post("/admin/comparisons/campaign/", {"action": "open_campaigns", "_selected_action": [kept.pk]})
     assert Comparison.objects.filter(campaign=kept).count() == 8
+
+
+def test_the_results_page_shows_each_models_leak_rate_and_what_was_left_out(client):
+    eval_set, _, _ = leaky_eval_set()
+    create(eval_set)
+    analyst = make_user("ana")
+    services.user_make_analyst(user=analyst)
+    client.force_login(analyst)
+
+    page = client.get(reverse("comparisons:results", args=["leaky"])).content.decode()
+
+    # zebra: prompts 0 and 1 of 8; quokka: prompts 1 and 4 of 8.
+    rates = page[page.index('id="identity-rates"') :]
+    assert re.search(r"<td>quokka-llm-13b</td><td[^>]*>2</td><td[^>]*>8</td><td[^>]*>25\.0</td>", rates)
+    assert re.search(r"<td>zebra-model-7</td><td[^>]*>2</td><td[^>]*>8</td><td[^>]*>25\.0</td>", rates)
+    assert "3 comparisons were left out because an answer names its model, its maker or itself as an AI" in page
+
+
+def test_the_admin_lists_self_identifying_responses_with_the_phrase():
+    leaky_eval_set()
+    admin = Client()
+    admin.force_login(get_user_model().objects.create_superuser("boss", "boss@example.org", "pw-123456789"))
+    responses_scan_identity()  # the texts were changed behind the detector's back: scan them
+
+    flagged = admin.get("/admin/generation/response/?self_identifies=yes").content.decode()
+    assert "“I was trained by OpenAI” (vendor)" in flagged
+    assert "“As an AI language model” (self description)" in flagged
+    assert "“zebra model 7” (entry name)" in flagged
+    assert "4 responses" in flagged
+    clean = admin.get("/admin/generation/response/?self_identifies=no").content.decode()
+    assert "“I was trained by OpenAI”" not in clean and "12 responses" in clean
