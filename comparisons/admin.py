@@ -307,6 +307,9 @@ class AssignmentAdmin(ReadOnlyAdmin):
 
 @admin.register(Vote)
 class VoteAdmin(ReadOnlyAdmin):
-    list_display = ["pk", "assignment", "choice", "winner_model", "seconds", "attention_failed", "submitted_at"]
-    list_filter = ["choice", "attention_failed", "assignment__comparison__campaign"]
+    list_display = [
+        "pk", "assignment", "choice", "winner_model", "seconds", "attention_failed", "identity_reported",
+        "submitted_at",
+    ]  # fmt: skip
+    list_filter = ["choice", "attention_failed", "identity_reported", "assignment__comparison__campaign"]
     list_select_related = ["assignment", "winner_model"]

@@ -221,6 +221,9 @@ class Vote(models.Model):
     seconds = models.FloatField(help_text="From serving the pair to the vote.")
     submitted_at = models.DateTimeField()
     attention_failed = models.BooleanField(default=False, help_text="An attention check answered wrongly.")
+    identity_reported = models.BooleanField(
+        default=False, help_text="The rater reported that an answer of this pair reveals who wrote it."
+    )
 
     class Meta:
         ordering = ["-submitted_at"]

@@ -74,12 +74,14 @@ def campaign_analysis(
     seed: int = 0,
     exclude_flagged: bool = False,
     ci: str = "bca",
+    exclude_identity_reports: bool = False,
     use_cache: bool = True,
 ) -> dict[str, Any] | None:
     """``analyze`` on the campaign's votes (with response lengths); None while there is no vote.
 
     ``exclude_flagged`` drops votes of raters who failed an attention check or whom an admin flagged,
-    and votes cast faster than ``settings.MIN_SECONDS_PER_VOTE``.
+    and votes cast faster than ``settings.MIN_SECONDS_PER_VOTE``; ``exclude_identity_reports`` drops every
+    vote on a pair a rater reported as revealing who wrote it.
     The campaign's baseline, when set and already voted on, orients the pairs.
 
     The result is cached under the campaign's vote count, last vote and flagged raters (one aggregate
@@ -87,6 +89,8 @@ def campaign_analysis(
     view; an unreachable cache only costs the recomputation.
     """
     options: dict[str, Any] = {"n_boot": n_boot, "seed": seed, "exclude_flagged": exclude_flagged, "ci": ci}
+    if exclude_identity_reports:
+        options["exclude_identity_reports"] = True
     if not use_cache:
         return _analysis(campaign=campaign, **options)
     key = _analysis_cache_key(campaign, options)
@@ -99,7 +103,15 @@ def campaign_analysis(
     return analysis
 
 
-def _analysis(*, campaign: Campaign, n_boot: int, seed: int, exclude_flagged: bool, ci: str) -> dict[str, Any] | None:
+def _analysis(
+    *,
+    campaign: Campaign,
+    n_boot: int,
+    seed: int,
+    exclude_flagged: bool,
+    ci: str,
+    exclude_identity_reports: bool = False,
+) -> dict[str, Any] | None:
     frame = vote_table(campaign=campaign, include_lengths=True)
     if frame.empty:
         return None
@@ -114,7 +126,15 @@ def _analysis(*, campaign: Campaign, n_boot: int, seed: int, exclude_flagged: bo
     baseline = campaign.baseline.name if campaign.baseline is not None else None
     if baseline is not None and baseline not in set(frame["model_a"]) | set(frame["model_b"]):
         baseline = None
-    return analyze(frame, baseline=baseline, n_boot=n_boot, seed=seed, ci=ci, exclude_flagged=exclude_flagged)
+    return analyze(
+        frame,
+        baseline=baseline,
+        n_boot=n_boot,
+        seed=seed,
+        ci=ci,
+        exclude_flagged=exclude_flagged,
+        exclude_identity_reports=exclude_identity_reports,
+    )
 
 
 def votes_missing(*, campaign: Campaign) -> dict[str, int]:
@@ -153,6 +173,15 @@ def identity_leak_rates(*, campaign: Campaign) -> list[dict[str, Any]]:
         }
         for name in sorted(campaign.models.values_list("name", flat=True))
     ]
+
+
+def identity_reports_count(*, campaign: Campaign) -> int:
+    """Votes whose rater reported that an answer of the pair reveals who wrote it (attention checks left out)."""
+    return Vote.objects.filter(
+        assignment__comparison__campaign=campaign,
+        assignment__comparison__is_attention_check=False,
+        identity_reported=True,
+    ).count()
 
 
 def _majority(model_a: str, model_b: str, counts: tuple[int, int, int, int]) -> str:
@@ -274,9 +303,10 @@ def annotations_json(*, campaign: Campaign) -> Iterator[str]:
 
 def vote_csv_rows(campaign: Campaign) -> Iterator[list[Any]]:
     """The votes export's rows, booleans spelled `true`/`false` as in the CSV."""
-    failed = VOTE_COLUMNS.index("attention_failed")
+    booleans = [VOTE_COLUMNS.index("attention_failed"), VOTE_COLUMNS.index("identity_reported")]
     for row in vote_rows(campaign=campaign):
-        row[failed] = "true" if row[failed] else "false"
+        for column in booleans:
+            row[column] = "true" if row[column] else "false"
         yield row
 
 

@@ -129,6 +129,7 @@ _VOTE_FIELDS = [
     "assignment__rater_id",
     "submitted_at",
     "seconds",
+    "identity_reported",
 ]
 
 
@@ -136,7 +137,8 @@ def vote_rows(*, campaign: Campaign, include_lengths: bool = False, chunk_size: 
     """One list per vote in VOTE_COLUMNS order (plus length_a, length_b in characters when asked), streamed.
 
     Attention-check votes are left out (they compare no two models); `attention_failed` says whether the
-    vote's rater failed any attention check in this campaign, so analyses can drop such raters' votes.
+    vote's rater failed any attention check in this campaign, so analyses can drop such raters' votes;
+    `identity_reported` whether this rater reported that an answer of the pair reveals who wrote it.
     `winner` is the picked model's name, `tie` or `both_bad`; `submitted_at` is ISO 8601 in UTC.
     """
     # One query for the raters who failed a check, instead of a correlated
@@ -156,7 +158,9 @@ def vote_rows(*, campaign: Campaign, include_lengths: bool = False, chunk_size: 
         )
     fields = _VOTE_FIELDS + (["length_a", "length_b"] if include_lengths else [])
     for row in qs.values_list(*fields).iterator(chunk_size=chunk_size):
-        prompt_id, category, model_a, model_b, left_is_a, choice, winner_name, rater, rater_id, at, secs = row[:11]
+        prompt_id, category, model_a, model_b, left_is_a, choice, winner_name, rater, rater_id, at, secs, reported = (
+            row[:12]
+        )
         winner = winner_name if choice in (Vote.Choice.LEFT, Vote.Choice.RIGHT) else choice
         yield [
             campaign.slug,
@@ -170,7 +174,8 @@ def vote_rows(*, campaign: Campaign, include_lengths: bool = False, chunk_size: 
             rater_id in failed_raters,
             _iso(at),
             round(float(secs), 3),
-            *row[11:],
+            bool(reported),
+            *row[12:],
         ]
 
 
@@ -183,6 +188,7 @@ def vote_table(*, campaign: Campaign, include_lengths: bool = False) -> pd.DataF
     columns = VOTE_COLUMNS + (["length_a", "length_b"] if include_lengths else [])
     frame = pd.DataFrame(list(vote_rows(campaign=campaign, include_lengths=include_lengths)), columns=columns)
     frame["attention_failed"] = frame["attention_failed"].astype(bool)
+    frame["identity_reported"] = frame["identity_reported"].astype(bool)
     frame["seconds"] = frame["seconds"].astype(float)
     return frame
 

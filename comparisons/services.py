@@ -578,7 +578,7 @@ _SQL_VOTE_TARGET = (
 )
 _SQL_VOTE_INSERT = (
     "INSERT INTO comparisons_vote (assignment_id, choice, winner_response_id, winner_model_id, rationale, seconds, "
-    "submitted_at, attention_failed) VALUES (%s, %s, %s, %s, %s, %s, %s, %s) RETURNING id"
+    "submitted_at, attention_failed, identity_reported) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s) RETURNING id"
 )
 _SQL_VOTED = "UPDATE comparisons_assignment SET status = 'voted', closed_at = %s WHERE id = %s"
 _SQL_COUNT_VOTE = "UPDATE comparisons_comparison SET votes_count = votes_count + %s WHERE id = %s"
@@ -598,8 +598,13 @@ class VoteResult:
 
 
 @transaction.atomic
-def vote_cast(*, rater: Rater, token: str, choice: str, rationale: str = "") -> VoteResult:
+def vote_cast(
+    *, rater: Rater, token: str, choice: str, rationale: str = "", reveals_identity: bool = False
+) -> VoteResult:
     """Record the rater's vote on an assignment, exactly once.
+
+    ``reveals_identity`` is the rater's report that an answer of the pair tells who wrote it (it names its
+    model or maker); the vote is stored with ``identity_reported`` set, and analyses can leave such pairs out.
 
     `choice` is the API's "A" | "B" | "tie" | "both_bad" (A = left on the rater's screen). The same
     choice again returns the stored vote (created=False); a different one raises Conflict; another
@@ -615,6 +620,8 @@ def vote_cast(*, rater: Rater, token: str, choice: str, rationale: str = "") -> 
         raise InvalidChoice(f"'rationale' is limited to {MAX_RATIONALE_CHARS} characters.")
     if "\x00" in rationale:  # PostgreSQL text cannot hold NUL: refuse it here rather than fail in the INSERT
         raise InvalidChoice("'rationale' must not contain NUL (\\u0000) characters.")
+    if not isinstance(reveals_identity, bool):
+        raise InvalidChoice("'reveals_identity' must be true or false.")
     screen_choice = API_CHOICES[choice].value
     # Lock the assignment (one vote per assignment) and its comparison (the quota) in one query; the
     # clock is read after the locks so a lease cannot expire between the check and a rival's lease.
@@ -651,9 +658,9 @@ def vote_cast(*, rater: Rater, token: str, choice: str, rationale: str = "") -> 
         # On a gold pair the on-prompt answer (response_a) must win; "both bad" is tolerated (it may really be bad).
         failed = bool(is_check) and screen_choice != "both_bad" and winner_id != response_a_id
         values = [pk, screen_choice, winner_id, winner_model_id, rationale.strip(),
-                  max(0.0, (now - assignment.created_at).total_seconds()), now, failed]  # fmt: skip
+                  max(0.0, (now - assignment.created_at).total_seconds()), now, failed, reveals_identity]  # fmt: skip
         db_now = rows.db_time(now)
-        insert = [*values[:6], db_now, failed]
+        insert = [*values[:6], db_now, failed, reveals_identity]
         voted = [db_now, pk]
         counted = [0 if is_check else 1, comparison_id]  # attention checks do not count toward k
         try:
