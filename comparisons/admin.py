@@ -18,6 +18,7 @@ from django.utils.html import format_html
 
 from comparisons import services
 from comparisons.models import Assignment, Campaign, Comparison, Rater, Vote
+from comparisons.results import identity_reports_count
 from comparisons.selectors import campaign_progress
 
 
@@ -162,6 +163,7 @@ class CampaignAdmin(admin.ModelAdmin):
             "progress": campaign_progress(campaign=campaign),
             "invite_url": _invite_url(request, campaign),
             "identity_summary": identity_leaks_summary(campaign),
+            "identity_reports": identity_reports_count(campaign=campaign),
             "identity_lines": services.identity_leak_lines(campaign.identity_leaks),
         }
         return TemplateResponse(request, "admin/comparisons/campaign/progress.html", context)

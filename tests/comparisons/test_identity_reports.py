@@ -6,10 +6,12 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
 
 import pandas as pd
 import pytest
 from django.core.management import CommandError, call_command
+from django.test import Client
 from django.urls import reverse
 
 from comparisons import services
@@ -187,3 +189,21 @@ def test_the_rater_page_sends_the_report_with_the_vote(live_server):
     vote = Vote.objects.get(assignment__token=seen["token"])
     assert vote.choice == Vote.Choice.TIE and vote.identity_reported is True
     assert seen["checked_after"] is False
+
+
+@pytest.mark.django_db
+def test_the_progress_page_counts_the_reports_and_links_to_the_reported_votes(rater_client):
+    campaign = build_campaign(n_prompts=3, k=1)
+    client = rater_client(campaign)
+    reported = client.next(campaign.slug).json()["assignment"]
+    client.post_json(*vote_body(reported, reveals_identity=True))
+    client.vote(client.next(campaign.slug).json()["assignment"], "B")
+
+    admin = make_user("boss", is_staff=True, is_superuser=True)
+    staff = Client()
+    staff.force_login(admin)
+    page = staff.get(reverse("admin:comparisons_campaign_progress", args=[campaign.pk])).content.decode()
+    assert "Votes whose rater reported that an answer reveals who wrote it: 1" in page
+    link = re.search(r'href="([^"]*identity_reported__exact=1[^"]*)"', page).group(1).replace("&amp;", "&")
+    listed = staff.get(link).content.decode()
+    assert "1 vote" in listed and "2 votes" not in listed
