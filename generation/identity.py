@@ -201,6 +201,10 @@ def _entry_patterns(names: Iterable[str]) -> tuple[re.Pattern[str] | None, re.Pa
     )
 
 
+# Unicode format characters (category Cf) that show nothing: soft hyphen, zero-width spaces and joiners,
+# direction marks and embeddings, word joiner and invisible operators, BOM, interlinear annotation marks.
+_INVISIBLE = re.compile("[\u00ad\u061c\u180e\u200b-\u200f\u202a-\u202e\u2060-\u2064\u2066-\u206f\ufeff\ufff9-\ufffb]")
+
 # "as smart as an AI", "as fast as a chatbot": a comparison, not the speaker describing itself.
 _COMPARISON_BEFORE = re.compile(r"\bas\s+[\w-]+\s+$", re.IGNORECASE)
 
@@ -212,6 +216,12 @@ def detect_identity(text: str, *, model_names: Sequence[str] = ()) -> list[Ident
     one that wrote the text: an answer naming a rival model tells as much). Overlapping matches are
     reported once, the earliest (then the longest) winning.
     """
+    # Invisible format characters ("Open\u200bAI", "Chat\u00adGPT") are not shown to a rater: read past them,
+    # and report positions in the text as stored.
+    positions: list[int] | None = None
+    if _INVISIBLE.search(text):
+        positions = [i for i, ch in enumerate(text) if not _INVISIBLE.match(ch)]
+        text = "".join(text[i] for i in positions)
     found: list[IdentityMatch] = []
     anywhere, plain = _entry_patterns(model_names)
     patterns: list[tuple[str, re.Pattern[str] | None]] = [*_FIXED, (ENTRY_NAME, anywhere), (ENTRY_NAME, plain)]
@@ -224,7 +234,10 @@ def detect_identity(text: str, *, model_names: Sequence[str] = ()) -> list[Ident
                 continue
             if phrase:
                 start = match.start() + (len(match.group(0)) - len(match.group(0).lstrip()))
-                found.append(IdentityMatch(phrase=phrase, kind=kind, start=start, end=start + len(phrase)))
+                end = start + len(phrase)
+                if positions is not None:
+                    start, end = positions[start], positions[end - 1] + 1
+                found.append(IdentityMatch(phrase=phrase, kind=kind, start=start, end=end))
     found.sort(key=lambda m: (m.start, -(m.end - m.start), KINDS.index(m.kind)))
     kept: list[IdentityMatch] = []
     for item in found:

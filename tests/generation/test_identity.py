@@ -220,6 +220,13 @@ def test_entry_names_are_whole_words_in_any_case_and_with_any_separator():
     assert detect_identity("Generated with Alpaca 7B.", model_names=[]) == []
 
 
+def test_invisible_characters_do_not_hide_a_phrase_and_positions_stay_those_of_the_stored_text():
+    text = "Note: Open\u200bAI trained me. I'm Chat\u00adGPT."
+    matches = detect_identity(text, model_names=ENTRY_NAMES)
+    assert [(m.kind, m.phrase) for m in matches] == [(VENDOR, "OpenAI trained me"), (MODEL_NAME, "I'm ChatGPT")]
+    assert [text[m.start : m.end] for m in matches] == ["Open\u200bAI trained me", "I'm Chat\u00adGPT"]
+
+
 def test_overlapping_rules_report_a_phrase_once():
     matches = detect_identity("I am an AI language model trained by OpenAI.", model_names=ENTRY_NAMES)
     assert len(matches) == 1
