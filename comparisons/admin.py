@@ -18,7 +18,21 @@ from django.utils.html import format_html
 
 from comparisons import services
 from comparisons.models import Assignment, Campaign, Comparison, Rater, Vote
+from comparisons.results import identity_reports_count
 from comparisons.selectors import campaign_blinding_audit_cached, campaign_progress
+
+
+def identity_leaks_summary(campaign: Campaign) -> str:
+    """The campaign's self-identifying comparisons in one sentence, for admin messages and pages."""
+    leaks = len(campaign.identity_leaks)
+    if not leaks:
+        return "No answer names its model, its maker or itself as an AI."
+    if campaign.keep_identity_leaks:
+        return f"{leaks} comparisons have an answer that names its model, its maker or itself as an AI: kept."
+    return (
+        f"{leaks} comparisons left out because an answer names its model, its maker or itself as an AI "
+        "(listed on the progress page)."
+    )
 
 
 def _invite_url(request: HttpRequest, campaign: Campaign) -> str:
@@ -31,6 +45,7 @@ class CampaignForm(forms.ModelForm):
         fields = [
             "slug", "title", "eval_set", "models", "baseline", "prompt_limit", "prompts", "votes_per_comparison",
             "instructions", "attention_check_rate", "lease_seconds", "comparisons_per_rater", "render_mode",
+            "keep_identity_leaks",
         ]  # fmt: skip
 
     def clean(self) -> dict[str, Any]:
@@ -55,11 +70,26 @@ class CampaignAdmin(admin.ModelAdmin):
     search_fields = ["slug", "title"]
     filter_horizontal = ["models"]
     raw_id_fields = ["prompts"]
-    readonly_fields = ["status", "invite_link", "opened_at", "closed_at", "created_at", "progress_link"]
+    readonly_fields = [
+        "status", "invite_link", "opened_at", "closed_at", "created_at", "progress_link", "identity_leaks_report",
+    ]  # fmt: skip
     actions = ["open_campaigns", "pause_campaigns", "close_campaigns"]
     fieldsets = [
         (None, {"fields": ["slug", "title", "status", "invite_link", "progress_link"]}),
-        ("What is compared", {"fields": ["eval_set", "models", "baseline", "prompt_limit", "prompts"]}),
+        (
+            "What is compared",
+            {
+                "fields": [
+                    "eval_set",
+                    "models",
+                    "baseline",
+                    "prompt_limit",
+                    "prompts",
+                    "keep_identity_leaks",
+                    "identity_leaks_report",
+                ]
+            },
+        ),  # fmt: skip
         (
             "Rating",
             {
@@ -80,8 +110,14 @@ class CampaignAdmin(admin.ModelAdmin):
         fields = list(self.readonly_fields)
         if obj is not None and obj.comparisons.exists():
             # The comparisons are built from these: they cannot change once the campaign has opened.
-            fields += ["eval_set", "models", "baseline", "prompt_limit", "prompts"]
+            fields += ["eval_set", "models", "baseline", "prompt_limit", "prompts", "keep_identity_leaks"]
         return fields
+
+    @admin.display(description="Self-identifying answers")
+    def identity_leaks_report(self, obj: Campaign) -> str:
+        if obj.pk is None or obj.opened_at is None:
+            return "(checked when the campaign opens)"
+        return identity_leaks_summary(obj)
 
     @admin.display(description="Invite link")
     def invite_link(self, obj: Campaign) -> str:
@@ -129,6 +165,9 @@ class CampaignAdmin(admin.ModelAdmin):
             "progress": campaign_progress(campaign=campaign),
             "invite_url": _invite_url(request, campaign),
             "audit": campaign_blinding_audit_cached(campaign=campaign),
+            "identity_summary": identity_leaks_summary(campaign),
+            "identity_reports": identity_reports_count(campaign=campaign),
+            "identity_lines": services.identity_leak_lines(campaign.identity_leaks),
         }
         return TemplateResponse(request, "admin/comparisons/campaign/progress.html", context)
 
@@ -142,10 +181,11 @@ class CampaignAdmin(admin.ModelAdmin):
                 continue
             skipped = ", ".join(pid for pid, _ in report.skipped[:10])
             more = f" (skipped prompts: {skipped}{'…' if len(report.skipped) > 10 else ''})" if skipped else ""
+            identity = f" {identity_leaks_summary(campaign)}" if report.identity_leaks else ""
             self.message_user(
                 request,
                 f"{campaign.slug} is open: {report.created} new comparisons, "
-                f"{report.attention_checks} attention checks, {len(report.skipped)} prompts skipped{more}.",
+                f"{report.attention_checks} attention checks, {len(report.skipped)} prompts skipped{more}.{identity}",
             )
 
     @admin.action(description="Pause (stop handing out pairs)")
@@ -272,6 +312,9 @@ class AssignmentAdmin(ReadOnlyAdmin):
 
 @admin.register(Vote)
 class VoteAdmin(ReadOnlyAdmin):
-    list_display = ["pk", "assignment", "choice", "winner_model", "seconds", "attention_failed", "submitted_at"]
-    list_filter = ["choice", "attention_failed", "assignment__comparison__campaign"]
+    list_display = [
+        "pk", "assignment", "choice", "winner_model", "seconds", "attention_failed", "identity_reported",
+        "submitted_at",
+    ]  # fmt: skip
+    list_filter = ["choice", "attention_failed", "identity_reported", "assignment__comparison__campaign"]
     list_select_related = ["assignment", "winner_model"]

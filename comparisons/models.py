@@ -78,6 +78,19 @@ class Campaign(models.Model):
         "code written without fences keeps its indentation) or plain text exactly as served. Either way, "
         "raters can show the raw text of each response.",
     )
+    keep_identity_leaks = models.BooleanField(
+        default=False,
+        help_text="Also compare answers that name their model, their maker or themselves as an AI. Off by default: "
+        "such comparisons are left out, because they tell raters who wrote what.",
+    )
+    identity_leaks = models.JSONField(
+        default=list,
+        blank=True,
+        editable=False,
+        help_text="Filled when the campaign opens: each (prompt, pair of models) where an answer self-identifies, "
+        "as {prompt_id, models, leaks: [{model, matches: [{phrase, kind, start, end}]}]}; left out unless "
+        "keep_identity_leaks.",
+    )
     invite_token = models.CharField(max_length=64, unique=True, default=new_token, editable=False)
     created_at = models.DateTimeField(auto_now_add=True)
     opened_at = models.DateTimeField(null=True, blank=True)
@@ -106,6 +119,11 @@ class Campaign(models.Model):
     @property
     def is_open(self) -> bool:
         return self.status == self.Status.OPEN
+
+    @property
+    def identity_leaks_left_out(self) -> int:
+        """How many comparisons were left out because an answer self-identifies (0 when they were kept)."""
+        return 0 if self.keep_identity_leaks else len(self.identity_leaks)
 
 
 class Comparison(models.Model):
@@ -216,6 +234,9 @@ class Vote(models.Model):
     seconds = models.FloatField(help_text="From serving the pair to the vote.")
     submitted_at = models.DateTimeField()
     attention_failed = models.BooleanField(default=False, help_text="An attention check answered wrongly.")
+    identity_reported = models.BooleanField(
+        default=False, help_text="The rater reported that an answer of this pair reveals who wrote it."
+    )
 
     class Meta:
         ordering = ["-submitted_at"]

@@ -18,8 +18,10 @@ from django.db.models import Count, Exists, F, Max, OuterRef, Q, Sum
 
 from comparisons.models import Assignment, Campaign, Comparison, Rater, Vote
 from comparisons.selectors import VOTE_COLUMNS, vote_rows, vote_table
+from comparisons.services import campaign_prompts
 from comparisons.stats import SUMMARY_COLUMNS, analyze, csv_lines, summary_rows
 from evalsite.cache import cache_call
+from generation.models import Response
 
 EXPORT_KINDS = ("votes", "prompts", "summary", "annotations")
 PROMPT_COLUMNS = [
@@ -72,12 +74,14 @@ def campaign_analysis(
     seed: int = 0,
     exclude_flagged: bool = False,
     ci: str = "bca",
+    exclude_identity_reports: bool = False,
     use_cache: bool = True,
 ) -> dict[str, Any] | None:
     """``analyze`` on the campaign's votes (the votes export's table); None while there is no vote.
 
     ``exclude_flagged`` drops votes of raters who failed an attention check or whom an admin flagged,
-    and votes cast faster than ``settings.MIN_SECONDS_PER_VOTE``.
+    and votes cast faster than ``settings.MIN_SECONDS_PER_VOTE``; ``exclude_identity_reports`` drops every
+    vote on a pair a rater reported as revealing who wrote it.
     The campaign's baseline, when set and already voted on, orients the pairs.
 
     The result is cached under the campaign's vote count, last vote and flagged raters (one aggregate
@@ -85,6 +89,8 @@ def campaign_analysis(
     view; an unreachable cache only costs the recomputation.
     """
     options: dict[str, Any] = {"n_boot": n_boot, "seed": seed, "exclude_flagged": exclude_flagged, "ci": ci}
+    if exclude_identity_reports:
+        options["exclude_identity_reports"] = True
     if not use_cache:
         return _analysis(campaign=campaign, **options)
     key = _analysis_cache_key(campaign, options)
@@ -97,7 +103,15 @@ def campaign_analysis(
     return analysis
 
 
-def _analysis(*, campaign: Campaign, n_boot: int, seed: int, exclude_flagged: bool, ci: str) -> dict[str, Any] | None:
+def _analysis(
+    *,
+    campaign: Campaign,
+    n_boot: int,
+    seed: int,
+    exclude_flagged: bool,
+    ci: str,
+    exclude_identity_reports: bool = False,
+) -> dict[str, Any] | None:
     frame = vote_table(campaign=campaign)
     if frame.empty:
         return None
@@ -112,7 +126,15 @@ def _analysis(*, campaign: Campaign, n_boot: int, seed: int, exclude_flagged: bo
     baseline = campaign.baseline.name if campaign.baseline is not None else None
     if baseline is not None and baseline not in set(frame["model_a"]) | set(frame["model_b"]):
         baseline = None
-    return analyze(frame, baseline=baseline, n_boot=n_boot, seed=seed, ci=ci, exclude_flagged=exclude_flagged)
+    return analyze(
+        frame,
+        baseline=baseline,
+        n_boot=n_boot,
+        seed=seed,
+        ci=ci,
+        exclude_flagged=exclude_flagged,
+        exclude_identity_reports=exclude_identity_reports,
+    )
 
 
 def votes_missing(*, campaign: Campaign) -> dict[str, int]:
@@ -132,6 +154,34 @@ def votes_missing(*, campaign: Campaign) -> dict[str, int]:
         "comparisons": totals["comparisons"],
         "comparisons_complete": totals["complete"],
     }
+
+
+def identity_leak_rates(*, campaign: Campaign) -> list[dict[str, Any]]:
+    """Per model of the campaign: how many of its answers to the campaign's prompts self-identify (name the model,
+    its maker or itself as an AI), of how many, and the rate in percent (None without answers). Two queries."""
+    responses = Response.objects.filter(
+        prompt__in=[p.pk for p in campaign_prompts(campaign=campaign)], model__in=campaign.models.all()
+    )
+    totals = dict(responses.values_list("model__name").annotate(n=Count("pk")).order_by())
+    leaking = dict(responses.exclude(identity_matches=[]).values_list("model__name").annotate(n=Count("pk")).order_by())
+    return [
+        {
+            "model": name,
+            "leaking": leaking.get(name, 0),
+            "responses": totals.get(name, 0),
+            "rate": 100.0 * leaking.get(name, 0) / totals[name] if totals.get(name) else None,
+        }
+        for name in sorted(campaign.models.values_list("name", flat=True))
+    ]
+
+
+def identity_reports_count(*, campaign: Campaign) -> int:
+    """Votes whose rater reported that an answer of the pair reveals who wrote it (attention checks left out)."""
+    return Vote.objects.filter(
+        assignment__comparison__campaign=campaign,
+        assignment__comparison__is_attention_check=False,
+        identity_reported=True,
+    ).count()
 
 
 def _majority(model_a: str, model_b: str, counts: tuple[int, int, int, int]) -> str:
@@ -253,9 +303,10 @@ def annotations_json(*, campaign: Campaign) -> Iterator[str]:
 
 def vote_csv_rows(campaign: Campaign) -> Iterator[list[Any]]:
     """The votes export's rows, booleans spelled `true`/`false` as in the CSV."""
-    failed = VOTE_COLUMNS.index("attention_failed")
+    booleans = [VOTE_COLUMNS.index("attention_failed"), VOTE_COLUMNS.index("identity_reported")]
     for row in vote_rows(campaign=campaign):
-        row[failed] = "true" if row[failed] else "false"
+        for column in booleans:
+            row[column] = "true" if row[column] else "false"
         yield row
 
 

@@ -9,7 +9,14 @@ from django.views.decorators.http import require_GET
 from comparisons.access import analyst_required
 from comparisons.models import Campaign
 from comparisons.plots import forest_plot_svg, ranking_plot_svg
-from comparisons.results import EXPORT_KINDS, campaign_analysis, export_stream, votes_missing
+from comparisons.results import (
+    EXPORT_KINDS,
+    campaign_analysis,
+    export_stream,
+    identity_leak_rates,
+    identity_reports_count,
+    votes_missing,
+)
 from comparisons.stats import format_p, headline
 
 _CONTENT_TYPES = {
@@ -33,13 +40,19 @@ def _ci(low: float | None, high: float | None) -> str:
 def results(request: HttpRequest, slug: str) -> HttpResponse:
     campaign = get_object_or_404(Campaign.objects.select_related("baseline", "eval_set"), slug=slug)
     exclude_flagged = request.GET.get("exclude_flagged") == "1"
-    analysis = campaign_analysis(campaign=campaign, exclude_flagged=exclude_flagged)
+    exclude_identity = request.GET.get("exclude_identity_reports") == "1"
+    analysis = campaign_analysis(
+        campaign=campaign, exclude_flagged=exclude_flagged, exclude_identity_reports=exclude_identity
+    )
     context: dict = {
         "campaign": campaign,
         "progress": votes_missing(campaign=campaign),
         "analysis": analysis,
         "exclude_flagged": exclude_flagged,
+        "exclude_identity": exclude_identity,
         "export_kinds": EXPORT_KINDS,
+        "identity_reports": identity_reports_count(campaign=campaign),
+        "identity_rates": [{**row, "percent": _pct(row["rate"])} for row in identity_leak_rates(campaign=campaign)],
     }
     if analysis is not None:
         confidence = analysis["settings"]["confidence"]
@@ -78,6 +91,8 @@ def _command(analysis: dict) -> str:
     parts.append(f"--bootstrap {settings['bootstrap']} --seed {settings['seed']} --ci {settings['ci']}")
     if settings["exclude_flagged"]:
         parts.append("--exclude-flagged")
+    if settings.get("exclude_identity_reports"):
+        parts.append("--exclude-identity-reports")
     return " ".join(parts)
 
 

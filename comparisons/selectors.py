@@ -142,6 +142,7 @@ _VOTE_FIELDS = [
     "assignment__comparison__response_a_id",
     "assignment__comparison__response_b_id",
     "rationale",
+    "identity_reported",
 ]
 
 
@@ -160,7 +161,8 @@ def vote_rows(*, campaign: Campaign, chunk_size: int = 2000) -> Iterator[list[An
     Attention-check votes are left out (they compare no two models); `attention_failed` says whether the
     vote's rater failed any attention check in this campaign, so analyses can drop such raters' votes.
     `winner` is the picked model's name, `tie` or `both_bad`; `submitted_at` is ISO 8601 in UTC;
-    `length_a`/`length_b` are the characters of model_a's and model_b's canonical served texts.
+    `length_a`/`length_b` are the characters of model_a's and model_b's canonical served texts;
+    `identity_reported` whether this rater reported that an answer of the pair reveals who wrote it.
     """
     # One query for the raters who failed a check, instead of a correlated
     # subquery per vote row: the export of a million votes depends on it.
@@ -175,7 +177,7 @@ def vote_rows(*, campaign: Campaign, chunk_size: int = 2000) -> Iterator[list[An
     ).order_by("submitted_at", "pk")
     for row in qs.values_list(*_VOTE_FIELDS).iterator(chunk_size=chunk_size):
         (prompt_id, category, model_a, model_b, left_is_a, choice, winner_name, rater, rater_id, at, secs,
-         response_a_id, response_b_id, rationale) = row  # fmt: skip
+         response_a_id, response_b_id, rationale, reported) = row  # fmt: skip
         winner = winner_name if choice in (Vote.Choice.LEFT, Vote.Choice.RIGHT) else choice
         yield [
             campaign.slug,
@@ -192,6 +194,7 @@ def vote_rows(*, campaign: Campaign, chunk_size: int = 2000) -> Iterator[list[An
             lengths[response_a_id],
             lengths[response_b_id],
             rationale,
+            bool(reported),
         ]
 
 
@@ -203,6 +206,7 @@ def vote_table(*, campaign: Campaign) -> pd.DataFrame:
     """The campaign's votes as a DataFrame with exactly VOTE_COLUMNS: the rows of the votes export."""
     frame = pd.DataFrame(list(vote_rows(campaign=campaign)), columns=VOTE_COLUMNS)
     frame["attention_failed"] = frame["attention_failed"].astype(bool)
+    frame["identity_reported"] = frame["identity_reported"].astype(bool)
     frame["seconds"] = frame["seconds"].astype(float)
     return frame
 

@@ -32,7 +32,9 @@ from comparisons.access import ANALYST_GROUP
 from comparisons.blinding import lookalike_space
 from comparisons.models import Assignment, Campaign, Comparison, Rater, Vote, new_token
 from comparisons.served_text import served_text
+from generation.identity import describe
 from generation.models import EvalSet, ModelEntry, Prompt, Response
+from generation.services import responses_scan_identity
 
 
 class RatingError(Exception):
@@ -62,11 +64,27 @@ class InvalidChoice(RatingError):
 
 @dataclass
 class OpenReport:
-    """What `campaign_open` did: comparisons created and prompts left out (with the models lacking a response)."""
+    """What `campaign_open` did: comparisons created, prompts left out (with the models lacking a response),
+    and the (prompt, pair) comparisons where an answer self-identifies (left out unless the campaign keeps them)."""
 
     created: int = 0
     attention_checks: int = 0
     skipped: list[tuple[str, list[str]]] = field(default_factory=list)
+    identity_leaks: list[dict[str, Any]] = field(default_factory=list)
+    identity_leaks_kept: bool = False
+
+    @property
+    def identity_left_out(self) -> int:
+        return 0 if self.identity_leaks_kept else len(self.identity_leaks)
+
+
+def identity_leak_lines(leaks: list[dict[str, Any]]) -> list[str]:
+    """One line per self-identifying comparison: the prompt, the pair, and each answer's phrases."""
+    return [
+        f"{leak['prompt_id']} ({' vs '.join(leak['models'])}): "
+        + "; ".join(f"{item['model']} {describe(item['matches'])}" for item in leak["leaks"])
+        for leak in leaks
+    ]
 
 
 @transaction.atomic
@@ -85,8 +103,12 @@ def campaign_create(
     lease_seconds: int = 600,
     comparisons_per_rater: int | None = None,
     render_mode: str = Campaign.Rendering.MARKDOWN,
+    keep_identity_leaks: bool = False,
 ) -> Campaign:
-    """Create a draft campaign after checking its settings; raises ValidationError with a readable message."""
+    """Create a draft campaign after checking its settings; raises ValidationError with a readable message.
+
+    ``keep_identity_leaks`` keeps comparisons where an answer names its model, its maker or itself as an
+    AI; by default `campaign_open` leaves them out."""
     if Campaign.objects.filter(slug=slug).exists():
         raise ValidationError(f"A campaign with slug {slug!r} already exists; choose another slug.")
     unique_models = list(dict.fromkeys(models))
@@ -116,6 +138,7 @@ def campaign_create(
         lease_seconds=lease_seconds,
         comparisons_per_rater=comparisons_per_rater,
         render_mode=render_mode,
+        keep_identity_leaks=keep_identity_leaks,
     )
     campaign.full_clean()
     campaign.save()
@@ -133,7 +156,8 @@ def _model_pairs(campaign: Campaign) -> list[tuple[ModelEntry, ModelEntry]]:
     return list(itertools.combinations(models, 2))
 
 
-def _campaign_prompts(campaign: Campaign) -> list[Prompt]:
+def campaign_prompts(*, campaign: Campaign) -> list[Prompt]:
+    """The prompts a campaign compares on: its subset, else its eval set's, cut to its prompt limit, in order."""
     subset = campaign.prompts.all()
     prompts = subset if subset.exists() else Prompt.objects.filter(eval_set=campaign.eval_set)
     prompts = prompts.order_by("position")
@@ -147,30 +171,50 @@ def _build_comparisons(campaign: Campaign) -> OpenReport:
     pairs = _model_pairs(campaign)
     if not pairs:
         raise ValidationError("The campaign needs at least two models (besides the baseline, at least one other).")
-    prompts = _campaign_prompts(campaign)
+    prompts = campaign_prompts(campaign=campaign)
     if not prompts:
         raise ValidationError(f"Eval set {campaign.eval_set.name!r} has no prompts to compare on.")
     model_ids = {m.pk for pair in pairs for m in pair}
+    candidates = Response.objects.filter(prompt__in=prompts, model_id__in=model_ids)
+    # Model entries may have been added since these responses were scanned: look again with today's names.
+    responses_scan_identity(responses=candidates)
     responses: dict[tuple[int, int], Response] = {
-        (r.prompt_id, r.model_id): r
-        for r in Response.objects.filter(prompt__in=prompts, model_id__in=model_ids).only("pk", "prompt_id", "model_id")
+        (r.prompt_id, r.model_id): r for r in candidates.only("pk", "prompt_id", "model_id", "identity_matches")
     }
     names = {m.pk: m.name for pair in pairs for m in pair}
     rows: list[Comparison] = []
+    clean: list[Comparison] = []  # the comparisons gold pairs may draw from: no self-identifying answer
+    report.identity_leaks_kept = campaign.keep_identity_leaks
     for prompt in prompts:
         missing = sorted(names[mid] for mid in model_ids if (prompt.pk, mid) not in responses)
         if missing:
             report.skipped.append((prompt.external_id, missing))
             continue
         for model_a, model_b in pairs:
-            rows.append(
-                Comparison(
-                    campaign=campaign,
-                    prompt=prompt,
-                    response_a=responses[(prompt.pk, model_a.pk)],
-                    response_b=responses[(prompt.pk, model_b.pk)],
+            pair = (responses[(prompt.pk, model_a.pk)], responses[(prompt.pk, model_b.pk)])
+            comparison = Comparison(campaign=campaign, prompt=prompt, response_a=pair[0], response_b=pair[1])
+            leaks = [
+                {"model": names[response.model_id], "matches": response.identity_matches}
+                for response in pair
+                if response.identity_matches
+            ]
+            if leaks:
+                report.identity_leaks.append(
+                    {"prompt_id": prompt.external_id, "models": [model_a.name, model_b.name], "leaks": leaks}
                 )
-            )
+                if not campaign.keep_identity_leaks:
+                    continue
+            else:
+                clean.append(comparison)
+            rows.append(comparison)
+    campaign.identity_leaks = report.identity_leaks
+    campaign.save(update_fields=["identity_leaks"])
+    if not rows and report.identity_leaks:
+        raise ValidationError(
+            f"Every comparison of this campaign has an answer that names its model, its maker or itself as an AI "
+            f"({len(report.identity_leaks)} comparisons), so none is left to rate. Keep them on purpose with "
+            "--keep-identity-leaks (admin: keep identity leaks), or compare other models or prompts."
+        )
     if not rows:
         raise ValidationError(
             f"No prompt of eval set {campaign.eval_set.name!r} has a response from every model of the campaign; "
@@ -178,7 +222,8 @@ def _build_comparisons(campaign: Campaign) -> OpenReport:
         )
     Comparison.objects.bulk_create(rows, batch_size=500)
     report.created = len(rows)
-    report.attention_checks = _build_attention_checks(campaign, rows)
+    # Gold pairs never show a self-identifying answer either, even when real pairs may.
+    report.attention_checks = _build_attention_checks(campaign, clean)
     return report
 
 
@@ -249,6 +294,7 @@ def campaign_open(*, campaign: Campaign) -> OpenReport:
     locked.closed_at = None
     locked.save(update_fields=["status", "opened_at", "closed_at"])
     campaign.status, campaign.opened_at, campaign.closed_at = locked.status, locked.opened_at, locked.closed_at
+    campaign.identity_leaks = locked.identity_leaks
     return report
 
 
@@ -561,7 +607,7 @@ _SQL_VOTE_TARGET = (
 )
 _SQL_VOTE_INSERT = (
     "INSERT INTO comparisons_vote (assignment_id, choice, winner_response_id, winner_model_id, rationale, seconds, "
-    "submitted_at, attention_failed) VALUES (%s, %s, %s, %s, %s, %s, %s, %s) RETURNING id"
+    "submitted_at, attention_failed, identity_reported) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s) RETURNING id"
 )
 _SQL_VOTED = "UPDATE comparisons_assignment SET status = 'voted', closed_at = %s WHERE id = %s"
 _SQL_COUNT_VOTE = "UPDATE comparisons_comparison SET votes_count = votes_count + %s WHERE id = %s"
@@ -581,8 +627,13 @@ class VoteResult:
 
 
 @transaction.atomic
-def vote_cast(*, rater: Rater, token: str, choice: str, rationale: str = "") -> VoteResult:
+def vote_cast(
+    *, rater: Rater, token: str, choice: str, rationale: str = "", reveals_identity: bool = False
+) -> VoteResult:
     """Record the rater's vote on an assignment, exactly once.
+
+    ``reveals_identity`` is the rater's report that an answer of the pair tells who wrote it (it names its
+    model or maker); the vote is stored with ``identity_reported`` set, and analyses can leave such pairs out.
 
     `choice` is the API's "A" | "B" | "tie" | "both_bad" (A = left on the rater's screen). The same
     choice again returns the stored vote (created=False); a different one raises Conflict; another
@@ -598,6 +649,8 @@ def vote_cast(*, rater: Rater, token: str, choice: str, rationale: str = "") -> 
         raise InvalidChoice(f"'rationale' is limited to {MAX_RATIONALE_CHARS} characters.")
     if "\x00" in rationale:  # PostgreSQL text cannot hold NUL: refuse it here rather than fail in the INSERT
         raise InvalidChoice("'rationale' must not contain NUL (\\u0000) characters.")
+    if not isinstance(reveals_identity, bool):
+        raise InvalidChoice("'reveals_identity' must be true or false.")
     screen_choice = API_CHOICES[choice].value
     # Lock the assignment (one vote per assignment) and its comparison (the quota) in one query; the
     # clock is read after the locks so a lease cannot expire between the check and a rival's lease.
@@ -634,9 +687,9 @@ def vote_cast(*, rater: Rater, token: str, choice: str, rationale: str = "") -> 
         # On a gold pair the on-prompt answer (response_a) must win; "both bad" is tolerated (it may really be bad).
         failed = bool(is_check) and screen_choice != "both_bad" and winner_id != response_a_id
         values = [pk, screen_choice, winner_id, winner_model_id, rationale.strip(),
-                  max(0.0, (now - assignment.created_at).total_seconds()), now, failed]  # fmt: skip
+                  max(0.0, (now - assignment.created_at).total_seconds()), now, failed, reveals_identity]  # fmt: skip
         db_now = rows.db_time(now)
-        insert = [*values[:6], db_now, failed]
+        insert = [*values[:6], db_now, failed, reveals_identity]
         voted = [db_now, pk]
         counted = [0 if is_check else 1, comparison_id]  # attention checks do not count toward k
         try:

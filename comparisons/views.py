@@ -160,6 +160,7 @@ def rate_vote_form(request: HttpRequest, slug: str) -> HttpResponse:
                 token=token,
                 choice=request.POST.get("choice", ""),
                 rationale=request.POST.get("rationale", ""),
+                reveals_identity=request.POST.get("reveals_identity") in {"1", "on", "true"},
             )
     except services.RatingError as exc:
         messages.error(request, str(exc))
@@ -214,7 +215,10 @@ def api_vote(request: HttpRequest, token: str) -> HttpResponse:
         if not isinstance(choice, str):
             raise services.InvalidChoice("Field 'choice' must be one of the strings A, B, tie, both_bad.")
         rationale = body.get("rationale") or ""
-        result = services.vote_cast(rater=rater, token=token, choice=choice, rationale=rationale)
+        reveals_identity = body.get("reveals_identity", False)
+        result = services.vote_cast(
+            rater=rater, token=token, choice=choice, rationale=rationale, reveals_identity=reveals_identity
+        )
     except services.RatingError as exc:
         return _json_error(str(exc), exc.status)
     payload = vote_public(result.vote)

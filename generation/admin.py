@@ -17,6 +17,7 @@ from django.views.decorators.csrf import csrf_exempt
 from generation import selectors, services
 from generation.checkpoints import CheckpointError, archive_kind
 from generation.errors import InputError
+from generation.identity import describe
 from generation.models import EvalSet, GenerationChunk, GenerationRun, ModelEntry, Prompt, Response
 
 
@@ -287,13 +288,39 @@ class GenerationChunkAdmin(admin.ModelAdmin):
         return False
 
 
+class SelfIdentifiesFilter(admin.SimpleListFilter):
+    """Responses that name their model, their maker or themselves as an AI (campaigns leave them out by default)."""
+
+    title = "self-identifies"
+    parameter_name = "self_identifies"
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
+        return [("yes", "Yes"), ("no", "No")]
+
+    def queryset(self, request: HttpRequest, queryset):
+        if self.value() == "yes":
+            return queryset.exclude(identity_matches=[])
+        if self.value() == "no":
+            return queryset.filter(identity_matches=[])
+        return queryset
+
+
 @admin.register(Response)
 class ResponseAdmin(admin.ModelAdmin):
-    list_display = ["prompt", "model", "short_text", "finish_reason", "prompt_tokens", "completion_tokens", "seconds"]
-    list_filter = ["model", "finish_reason", "prompt__eval_set"]
+    list_display = [
+        "prompt", "model", "short_text", "self_identification", "finish_reason", "prompt_tokens", "completion_tokens",
+        "seconds",
+    ]  # fmt: skip
+    list_filter = [SelfIdentifiesFilter, "model", "finish_reason", "prompt__eval_set"]
     search_fields = ["text", "prompt__external_id", "prompt__instruction", "model__name"]
     list_select_related = ["prompt", "model"]
     raw_id_fields = ["prompt", "run"]
+    readonly_fields = ["self_identification"]
+    exclude = ["identity_matches"]
+
+    @admin.display(description="self-identifies")
+    def self_identification(self, obj: Response) -> str:
+        return describe(obj.identity_matches) or "–"
 
     @admin.display(description="text")
     def short_text(self, obj: Response) -> str:

@@ -17,6 +17,7 @@ from evalsite.files import atomic_text_file
 from generation import formats
 from generation.errors import InputError
 from generation.models import EvalSet, ModelEntry, Prompt, Response
+from generation.services import identity_matches_of, model_entry_names
 
 MAX_NAME_LENGTH = 200
 
@@ -48,6 +49,7 @@ class OutputsImportResult:
     model_created: bool
     prompts_without_output: int
     ignored: dict[str, int] = field(default_factory=dict)
+    self_identifying: int = 0
 
     @property
     def message(self) -> str:
@@ -66,6 +68,11 @@ class OutputsImportResult:
             parts.append(f"ignored {sum(self.ignored.values())} entries of other data sets ({per_dataset})")
         if self.prompts_without_output:
             parts.append(f"{self.prompts_without_output} prompts of the eval set have no output from this model")
+        if self.self_identifying:
+            parts.append(
+                f"{self.self_identifying} of the new outputs name their model, their maker or themselves as an AI "
+                "(campaigns leave them out; see Responses in the admin)"
+            )
         return "; ".join(parts) + "."
 
 
@@ -215,12 +222,14 @@ def outputs_import(*, path: Path | str, model_name: str, eval_set_name: str) -> 
                 f"{len(conflicts)} of these prompts ({formats.listing(conflicts)}). Imports never overwrite "
                 "responses; import under another --model name, or delete the old responses first. Nothing was changed."
             )
+        names = model_entry_names()
         new = [
             Response(
                 prompt=prompts[position],
                 model=model,
                 text=record.output,
                 finish_reason=Response.FinishReason.IMPORTED,
+                identity_matches=identity_matches_of(text=record.output, names=names),
             )
             for position, record in sorted(match.outputs.items())
             if prompts[position].pk not in stored
@@ -239,6 +248,7 @@ def outputs_import(*, path: Path | str, model_name: str, eval_set_name: str) -> 
         model_created=model_created,
         prompts_without_output=len(prompts) - len(stored) - len(new),
         ignored=dict(match.ignored),
+        self_identifying=sum(1 for response in new if response.identity_matches),
     )
 
 

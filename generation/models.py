@@ -200,6 +200,12 @@ class Response(models.Model):
     completion_tokens = models.PositiveIntegerField(null=True, blank=True)
     seconds = models.FloatField(null=True, blank=True)
     finish_reason = models.CharField(max_length=20, choices=FinishReason.choices)
+    identity_matches = models.JSONField(
+        default=list,
+        blank=True,
+        help_text="Where the text names its model, its maker or itself as an AI (generation.identity): "
+        "a list of {phrase, kind, start, end}; empty when it does not.",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -210,3 +216,7 @@ class Response(models.Model):
 
     def __str__(self) -> str:
         return f"{self.model} on {self.prompt}"
+
+    @property
+    def self_identifies(self) -> bool:
+        return bool(self.identity_matches)

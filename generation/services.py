@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import re
 import shutil
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
 from datetime import timedelta
 from functools import partial
 from pathlib import Path
@@ -20,9 +20,10 @@ from typing import TYPE_CHECKING
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import F
+from django.db.models import F, QuerySet
 from django.utils import timezone
 
+from generation import identity
 from generation.checkpoints import CheckpointError, Limits, archive_kind, extract_archive, inspect_checkpoint
 from generation.errors import InputError
 from generation.models import (
@@ -438,6 +439,77 @@ def _clean_text(text: str) -> str:
     return text.replace("\x00", "")
 
 
+# ---------------------------------------------------------------- self-identifying responses
+
+
+def model_entry_names() -> list[str]:
+    """The names of every model entry: what `identity_matches_of` also looks for in a text."""
+    return list(ModelEntry.objects.values_list("name", flat=True))
+
+
+def identity_matches_of(*, text: str, names: Sequence[str]) -> list[dict]:
+    """What ``Response.identity_matches`` holds for ``text``, given the model entry names ``names``."""
+    return identity.matches_as_json(identity.detect_identity(text, model_names=names))
+
+
+@dataclass(frozen=True)
+class IdentityScan:
+    """What `responses_scan_identity` found: responses read, flagged and changed, and per model (flagged, read)."""
+
+    scanned: int
+    flagged: int
+    changed: int
+    names: int
+    per_model: dict[str, tuple[int, int]] = field(default_factory=dict)
+
+    @property
+    def message(self) -> str:
+        lines = [
+            f"Scanned {self.scanned} responses against {self.names} model entry names: {self.flagged} "
+            f"self-identify; {self.changed} changed since the last scan."
+        ]
+        lines += [
+            f"  {name}: {flagged} of {total} self-identify" for name, (flagged, total) in sorted(self.per_model.items())
+        ]
+        return "\n".join(lines)
+
+
+def responses_scan_identity(*, responses: QuerySet[Response] | Iterable[Response] | None = None) -> IdentityScan:
+    """Run the detector again on ``responses`` (default: all) with the model entry names as they are now.
+
+    Names change as models are added, so a response stored before a rival's entry existed is only
+    flagged for naming it once scanned again: `campaign_open` scans its responses this way, and
+    ``manage.py scan_identity`` scans any set. Only responses whose matches changed are written.
+    """
+    names = model_entry_names()
+    if responses is None:
+        responses = Response.objects.all()
+    if isinstance(responses, QuerySet):
+        responses = responses.select_related("model").only("pk", "text", "identity_matches", "model__name")
+    changed: list[Response] = []
+    per_model: dict[str, list[int]] = {}
+    scanned = flagged = 0
+    for response in responses:
+        matches = identity_matches_of(text=response.text, names=names)
+        counts = per_model.setdefault(response.model.name, [0, 0])
+        counts[1] += 1
+        scanned += 1
+        if matches:
+            counts[0] += 1
+            flagged += 1
+        if matches != response.identity_matches:
+            response.identity_matches = matches
+            changed.append(response)
+    Response.objects.bulk_update(changed, ["identity_matches"], batch_size=500)
+    return IdentityScan(
+        scanned=scanned,
+        flagged=flagged,
+        changed=len(changed),
+        names=len(names),
+        per_model={name: (counts[0], counts[1]) for name, counts in per_model.items()},
+    )
+
+
 @transaction.atomic
 def chunk_store_responses(*, chunk_id: int, run_id: int, model_id: int, results: Sequence[GenerationResult]) -> int:
     """Store a finished batch; prompts that already have a response keep it. Returns how many were new."""
@@ -446,6 +518,7 @@ def chunk_store_responses(*, chunk_id: int, run_id: int, model_id: int, results:
         Response.objects.filter(model_id=model_id, prompt_id__in=prompt_ids).values_list("prompt_id", flat=True)
     )
     fresh = [r for r in results if r.key not in existing]
+    names = model_entry_names() if fresh else []
     Response.objects.bulk_create(
         [
             Response(
@@ -457,6 +530,7 @@ def chunk_store_responses(*, chunk_id: int, run_id: int, model_id: int, results:
                 completion_tokens=r.completion_tokens,
                 seconds=r.seconds,
                 finish_reason=r.finish_reason,
+                identity_matches=identity_matches_of(text=_clean_text(r.text), names=names),
             )
             for r in fresh
         ],

@@ -110,6 +110,7 @@ def analyze(
     both_bad: str = "tie",
     exclude_flagged: bool = False,
     min_seconds: float | None = None,
+    exclude_identity_reports: bool = False,
     categories: bool = True,
     first_line: int | None = None,
 ) -> dict:
@@ -120,7 +121,13 @@ def analyze(
     ``agreement``, ``position_bias``, ``length_bias``, ``categories``, ``votes`` and ``settings``.
     """
     _check_settings(n_boot, ci, confidence, both_bad)
-    votes = votes_prepare(frame, exclude_flagged=exclude_flagged, min_seconds=min_seconds, first_line=first_line)
+    votes = votes_prepare(
+        frame,
+        exclude_flagged=exclude_flagged,
+        min_seconds=min_seconds,
+        exclude_identity_reports=exclude_identity_reports,
+        first_line=first_line,
+    )
     if baseline is not None and baseline not in votes.models:
         raise VoteTableError(
             f"The baseline {baseline!r} is not one of the models in the votes ({', '.join(votes.models)})."
@@ -195,6 +202,7 @@ def analyze(
             "both_bad": both_bad,
             "exclude_flagged": exclude_flagged,
             "min_seconds": min_seconds,
+            "exclude_identity_reports": exclude_identity_reports,
             "ranking_scale": f"Bradley-Terry, Elo-like: {ELO_BASE:g} + 400*log10(strength), mean log-strength 0",
             "ranking_prior": ranking.prior,
             "ranking_regularized": ranking.regularized,
@@ -248,7 +256,8 @@ def format_text(result: dict) -> str:
     out = [
         f"{result['votes']['used']} votes on {result['votes']['prompts']} prompts "
         f"({result['votes']['excluded']} excluded); {settings['bootstrap']} bootstrap rounds over prompts, "
-        f"{settings['ci']} CI, seed {settings['seed']}; both_bad counted as {settings['both_bad']}.",
+        f"{settings['ci']} CI, seed {settings['seed']}; both_bad counted as {settings['both_bad']}"
+        + ("; pairs reported as revealing who wrote them left out." if settings["exclude_identity_reports"] else "."),
         "",
     ]
     out += [headline(e, confidence=settings["confidence"]) for e in result["pairs"]]

@@ -22,6 +22,10 @@ Optional columns (used when present, ignored otherwise):
     the vote was flagged (for example as too fast). ``exclude_flagged`` drops both.
 ``seconds``
     time the rater took (``min_seconds`` drops faster votes).
+``identity_reported``
+    boolean: the rater reported that an answer of the pair reveals who wrote it.
+    ``exclude_identity_reports`` drops every vote on a reported pair (same prompt and the same two models),
+    whoever reported it.
 ``length_a``, ``length_b``
     lengths in characters of ``model_a``'s and ``model_b``'s responses (length bias); the campaign export gives
     the length of the canonical served text, what the rater read.
@@ -46,6 +50,7 @@ OPTIONAL_COLUMNS = (
     "seconds",
     "length_a",
     "length_b",
+    "identity_reported",
 )
 EXPORT_COLUMNS = (
     "campaign",
@@ -62,6 +67,7 @@ EXPORT_COLUMNS = (
     "length_a",
     "length_b",
     "rationale",
+    "identity_reported",
 )
 TIE = "tie"
 BOTH_BAD = "both_bad"
@@ -172,9 +178,13 @@ def votes_prepare(
     *,
     exclude_flagged: bool = False,
     min_seconds: float | None = None,
+    exclude_identity_reports: bool = False,
     first_line: int | None = None,
 ) -> Votes:
     """Validate a vote table, normalise its columns and encode it for the statistics.
+
+    ``exclude_identity_reports`` drops every vote on a pair (prompt and the two models, either order) that
+    any rater reported as revealing who wrote it; it needs the ``identity_reported`` column.
 
     ``first_line`` is the file line of the first row (2 for a CSV with a header) so errors can name
     the line; without it errors name the 0-based row. Raises VoteTableError on the first problem.
@@ -231,7 +241,7 @@ def votes_prepare(
                 f"Bad vote at {_where(pos, first_line)}: left_model {df['left_model'].iloc[pos]!r} is neither "
                 f"model_a ({df['model_a'].iloc[pos]!r}) nor model_b ({df['model_b'].iloc[pos]!r})."
             )
-    for col in ("attention_failed", "flagged"):
+    for col in ("attention_failed", "flagged", "identity_reported"):
         if col in df.columns:
             df[col] = _boolean(df, col, first_line)
     for col in ("seconds", "length_a", "length_b"):
@@ -248,6 +258,17 @@ def votes_prepare(
         if "seconds" not in df.columns:
             raise VoteTableError("min_seconds needs a 'seconds' column, and the vote table has none.")
         keep &= ~(df["seconds"].to_numpy() < min_seconds)
+    if exclude_identity_reports:
+        if "identity_reported" not in df.columns:
+            raise VoteTableError(
+                "exclude_identity_reports needs an 'identity_reported' column, and the vote table has none "
+                "(exports made before raters could report self-identifying answers lack it)."
+            )
+        # A pair is its prompt and its two models in either order: one report takes all its votes out.
+        prompt_code = pd.factorize(df["prompt_id"].to_numpy(dtype=object))[0].astype(np.int64)
+        width = np.int64(len(vocab))
+        pair = (prompt_code * width + np.minimum(code_a, code_b)) * width + np.maximum(code_a, code_b)
+        keep &= ~np.isin(pair, pair[df["identity_reported"].to_numpy(dtype=bool)])
     if not keep.all():
         df = df[keep].reset_index(drop=True)
         side, left_side = side[keep], left_side[keep]

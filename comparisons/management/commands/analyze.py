@@ -42,6 +42,11 @@ class Command(BaseCommand):
             help="drop votes with attention_failed or flagged true",
         )
         parser.add_argument("--min-seconds", type=float, help="drop votes that took fewer seconds than this")
+        parser.add_argument(
+            "--exclude-identity-reports",
+            action="store_true",
+            help="drop every vote on a pair that a rater reported as revealing who wrote it (identity_reported)",
+        )
         parser.add_argument("--no-categories", action="store_true", help="skip the per-category breakdown")
 
     def handle(self, *args: Any, **options: Any) -> None:
@@ -59,6 +64,7 @@ class Command(BaseCommand):
                 both_bad=options["both_bad_as"],
                 exclude_flagged=options["exclude_flagged"],
                 min_seconds=options["min_seconds"],
+                exclude_identity_reports=options["exclude_identity_reports"],
                 categories=not options["no_categories"],
                 first_line=2,
             )

@@ -1,5 +1,6 @@
 """python manage.py create_campaign SLUG --evalset NAME --models A B [more…] [--baseline NAME] [--votes-per-pair K]
-[--limit N] [--title T] [--attention-rate R] [--per-rater N] [--render markdown|plain] [--draft]:
+[--limit N] [--title T] [--attention-rate R] [--per-rater N] [--render markdown|plain] [--keep-identity-leaks]
+[--draft]:
 create a campaign and open it."""
 
 from __future__ import annotations
@@ -36,6 +37,11 @@ class Command(BaseCommand):
             default=Campaign.Rendering.MARKDOWN,
             help="How raters see the texts: markdown (default) or plain text.",
         )
+        parser.add_argument(
+            "--keep-identity-leaks",
+            action="store_true",
+            help="Also compare answers that name their model, their maker or themselves as an AI (default: left out).",
+        )
         parser.add_argument("--draft", action="store_true", help="Create it without opening it.")
 
     def handle(self, *args: Any, **opts: Any) -> None:
@@ -70,6 +76,7 @@ class Command(BaseCommand):
                     lease_seconds=opts["lease_seconds"],
                     comparisons_per_rater=opts["per_rater"],
                     render_mode=opts["render"],
+                    keep_identity_leaks=opts["keep_identity_leaks"],
                 )
                 report = None if opts["draft"] else services.campaign_open(campaign=campaign)
         except ValidationError as exc:
@@ -80,9 +87,20 @@ class Command(BaseCommand):
             return
         for external_id, lacking in report.skipped:
             self.stdout.write(f"skipped prompt {external_id}: no response from {', '.join(lacking)}")
+        verb = "kept" if report.identity_leaks_kept else "left out"
+        for line in services.identity_leak_lines(report.identity_leaks):
+            self.stdout.write(f"{verb} comparison {line}")
+        leaks = len(report.identity_leaks)
+        if report.identity_leaks_kept:
+            identity = f"{leaks} comparisons with a self-identifying answer kept (--keep-identity-leaks)"
+        else:
+            identity = (
+                f"{leaks} comparisons left out because an answer names its model, its maker or itself as an AI"
+                + (" (--keep-identity-leaks keeps them)" if leaks else "")
+            )
         self.stdout.write(
             self.style.SUCCESS(
                 f"Opened campaign {slug!r}: {report.created} comparisons x {campaign.votes_per_comparison} votes, "
-                f"{report.attention_checks} attention checks, {len(report.skipped)} prompts skipped."
+                f"{report.attention_checks} attention checks, {len(report.skipped)} prompts skipped, {identity}."
             )
         )

@@ -9,6 +9,7 @@
   var form = document.getElementById("vote-form");
   var tokenInput = document.getElementById("assignment");
   var rationale = document.getElementById("rationale");
+  var revealsIdentity = document.getElementById("reveals-identity");
   var statusLine = document.getElementById("status");
   var csrf = form.querySelector("input[name=csrfmiddlewaretoken]").value;
   var buttons = form.querySelectorAll("button");
@@ -49,6 +50,7 @@
     document.getElementById("response-a").scrollTop = 0;
     document.getElementById("response-b").scrollTop = 0;
     rationale.value = "";
+    revealsIdentity.checked = false;
     setProgress(data.progress);
     window.scrollTo(0, 0);
     document.getElementById("instruction-heading").focus({ preventScroll: true });
@@ -79,7 +81,7 @@
     say(kind === "skip" ? "Skipping…" : "Saving your vote…");
     var request = kind === "skip"
       ? post(root.dataset.skipUrl, {})
-      : post(root.dataset.voteUrl, { choice: choice, rationale: rationale.value });
+      : post(root.dataset.voteUrl, { choice: choice, rationale: rationale.value, reveals_identity: revealsIdentity.checked });
     request
       .then(function (response) {
         if (response.status === 400) {
@@ -110,7 +112,7 @@
   document.addEventListener("keydown", function (event) {
     if (event.ctrlKey || event.metaKey || event.altKey || event.repeat) { return; }
     var target = event.target;
-    if (target && target.closest && target.closest("textarea, input, select, [contenteditable]")) { return; }
+    if (target && target.closest && target.closest("textarea, input:not([type=checkbox]), select, [contenteditable]")) { return; }
     var key = (event.key || "").toLowerCase();
     if (key === "s") { event.preventDefault(); act("skip"); return; }
     var choice = KEYS[key];
