@@ -123,14 +123,27 @@ class AuditSettings:
 # ---------------------------------------------------------------- scoring helpers
 
 
-def resample_weights(groups: np.ndarray, settings: AuditSettings) -> np.ndarray:
-    """A (rounds × rows) matrix: how many times each row's prompt is drawn in each bootstrap round."""
+@dataclass(frozen=True)
+class Resamples:
+    """Bootstrap rounds over prompts: `draws[r, g]` is how many times prompt g is drawn in round r, `codes[i]`
+    the prompt of row i. Statistics are sums per prompt weighted by the draws (memory: rounds × prompts)."""
+
+    draws: np.ndarray
+    codes: np.ndarray
+
+    def totals(self, values: np.ndarray) -> np.ndarray:
+        """Per round, the sum of `values` over the rows of the drawn prompts."""
+        per_group = np.bincount(self.codes, weights=values, minlength=self.draws.shape[1])
+        return self.draws @ per_group
+
+
+def resample(groups: np.ndarray, settings: AuditSettings) -> Resamples:
     uniques, codes = np.unique(groups, return_inverse=True)
     rng = np.random.default_rng(settings.seed)
     picks = rng.integers(0, len(uniques), size=(settings.n_boot, len(uniques)))
-    per_group = np.zeros((settings.n_boot, len(uniques)))
-    np.add.at(per_group, (np.arange(settings.n_boot)[:, None], picks), 1.0)
-    return per_group[:, codes]
+    draws = np.zeros((settings.n_boot, len(uniques)))
+    np.add.at(draws, (np.arange(settings.n_boot)[:, None], picks), 1.0)
+    return Resamples(draws=draws, codes=codes)
 
 
 def _interval(values: np.ndarray, settings: AuditSettings) -> tuple[float, float]:
@@ -139,9 +152,9 @@ def _interval(values: np.ndarray, settings: AuditSettings) -> tuple[float, float
     return float(low), float(high)
 
 
-def _accuracy_entry(scores: np.ndarray, weights: np.ndarray, settings: AuditSettings) -> dict[str, Any]:
+def _accuracy_entry(scores: np.ndarray, rounds: Resamples, settings: AuditSettings) -> dict[str, Any]:
     """Mean out-of-fold score (1 right, 0 wrong, 0.5 a coin flip) in percent, with its interval."""
-    low, high = _interval(weights @ scores / weights.sum(axis=1), settings)
+    low, high = _interval(rounds.totals(scores) / rounds.totals(np.ones(len(scores))), settings)
     accuracy = 100.0 * float(scores.mean())
     return {
         "accuracy": round(accuracy, 1),
@@ -216,13 +229,13 @@ def audit_pair(
         entry.update(classifier=None, best_rule=None, features=[], headline="Too few prompts to audit.")
         return entry
     folds = _folds(group_array, settings)
-    weights = resample_weights(group_array, settings)
+    rounds = resample(group_array, settings)
     index = {name: i for i, name in enumerate(FEATURE_NAMES)}
     classifier = {}
     for key, names in (("all", FEATURE_NAMES), ("byte_level", BYTE_LEVEL_FEATURES), ("content", CONTENT_FEATURES)):
         columns = [index[name] for name in names]
         scores = _classifier_scores(diff[:, columns], folds)
-        classifier[key] = _accuracy_entry(scores, weights, settings)
+        classifier[key] = _accuracy_entry(scores, rounds, settings)
 
     sign_diff = np.sign(diff)
     features = []
@@ -245,14 +258,14 @@ def audit_pair(
                 "feature": name,
                 "label": label,
                 "group": group,
-                **_accuracy_entry(per_feature_scores[:, i], weights, settings),
+                **_accuracy_entry(per_feature_scores[:, i], rounds, settings),
                 "mean_a": round(float(feats_a[:, i].mean()), 3),
                 "mean_b": round(float(feats_b[:, i].mean()), 3),
                 "differs": float(np.mean(diff[:, i] != 0)),
                 "more_is": more,
             }
         )
-    best_rule = {**_accuracy_entry(best_scores, weights, settings), "chosen": chosen}
+    best_rule = {**_accuracy_entry(best_scores, rounds, settings), "chosen": chosen}
     entry.update(
         classifier=classifier,
         best_rule=best_rule,
@@ -327,16 +340,14 @@ def audit_gold(
         model.fit(x[train], y[train])
         p = model.predict_proba(x[test])[:, 1]
         correct[test] = np.where(p == 0.5, 0.5, ((p > 0.5) == (y[test] == 1)).astype(float))
-    gold_mask = y == 1
 
-    def balanced(weights: np.ndarray) -> np.ndarray:
-        with np.errstate(invalid="ignore", divide="ignore"):
-            hit_gold = weights[:, gold_mask] @ correct[gold_mask] / weights[:, gold_mask].sum(axis=1)
-            hit_real = weights[:, ~gold_mask] @ correct[~gold_mask] / weights[:, ~gold_mask].sum(axis=1)
-        return (hit_gold + hit_real) / 2
-
-    point = float(balanced(np.ones((1, len(y))))[0])
-    low, high = _interval(balanced(resample_weights(groups, settings)), settings)
+    is_gold = (y == 1).astype(float)
+    point = (np.sum(correct * is_gold) / is_gold.sum() + np.sum(correct * (1 - is_gold)) / (1 - is_gold).sum()) / 2
+    rounds = resample(groups, settings)
+    with np.errstate(invalid="ignore", divide="ignore"):  # a round may draw no gold pair: left out (NaN)
+        hit_gold = rounds.totals(correct * is_gold) / rounds.totals(is_gold)
+        hit_real = rounds.totals(correct * (1 - is_gold)) / rounds.totals(1 - is_gold)
+    low, high = _interval((hit_gold + hit_real) / 2, settings)
     return entry | {
         "balanced_accuracy": round(100 * point, 1),
         "ci_low": round(100 * low, 1),

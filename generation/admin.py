@@ -318,6 +318,10 @@ class ResponseAdmin(admin.ModelAdmin):
     readonly_fields = ["self_identification"]
     exclude = ["identity_matches"]
 
+    def save_model(self, request: HttpRequest, obj: Response, form: forms.ModelForm, change: bool) -> None:
+        super().save_model(request, obj, form, change)
+        services.responses_scan_identity(responses=Response.objects.filter(pk=obj.pk))  # the text may have changed
+
     @admin.display(description="self-identifies")
     def self_identification(self, obj: Response) -> str:
         return describe(obj.identity_matches) or "–"

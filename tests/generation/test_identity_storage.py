@@ -124,3 +124,16 @@ def test_scan_identity_refuses_unknown_names_and_changes_nothing(options, messag
         run("scan_identity", **options)
     response.refresh_from_db()
     assert response.identity_matches == []
+
+
+def test_editing_a_response_in_the_admin_scans_its_new_text(admin_client):
+    response = ResponseFactory(text="A short answer.")
+    form = {
+        "prompt": response.prompt_id, "model": response.model_id, "run": "", "text": "Hello! I am Bard.",
+        "prompt_tokens": "", "completion_tokens": "", "seconds": "", "finish_reason": "stop",
+    }  # fmt: skip
+    reply = admin_client.post(f"/admin/generation/response/{response.pk}/change/", form)
+    assert reply.status_code == 302, reply.content.decode()[:3000]
+    response.refresh_from_db()
+    assert response.text == "Hello! I am Bard."
+    assert [m["phrase"] for m in response.identity_matches] == ["I am Bard"]
