@@ -135,7 +135,7 @@ def test_the_admin_creates_opens_and_reports_left_out_comparisons():
     admin.force_login(get_user_model().objects.create_superuser("boss", "boss@example.org", "pw-123456789"))
     form = {
         "slug": "from-admin", "title": "From the admin", "eval_set": eval_set.pk, "models": [m.pk for m in models],
-        "votes_per_comparison": 2, "attention_check_rate": 0, "lease_seconds": 600,
+        "votes_per_comparison": 2, "attention_check_rate": 0, "lease_seconds": 600, "render_mode": "markdown",
     }  # fmt: skip
     assert admin.post("/admin/comparisons/campaign/add/", form).status_code == 302
     campaign = Campaign.objects.get(slug="from-admin")

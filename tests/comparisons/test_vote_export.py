@@ -53,7 +53,11 @@ def test_the_export_appends_served_lengths_and_rationales_after_the_old_columns(
     out = tmp_path / "votes.csv"
     call_command("export_votes", voted_campaign.slug, str(out), stdout=StringIO())
     rows = list(csv.DictReader(out.open(encoding="utf-8", newline="")))
-    assert list(rows[0]) == [*OLD_COLUMNS, "length_a", "length_b", "rationale"] == list(EXPORT_COLUMNS)
+    assert (
+        list(rows[0])
+        == [*OLD_COLUMNS, "length_a", "length_b", "rationale", "identity_reported"]
+        == list(EXPORT_COLUMNS)
+    )
     assert len(rows) == 24
     texts = {
         (c.prompt.external_id, c.response_a.model.name): (c.response_a.text, c.response_b.text)
