@@ -7,9 +7,10 @@ benchmark and in tests on its own. Everything takes one vote table (see ``table`
 from .agreement import fleiss_kappa, krippendorff_alpha_nominal
 from .bootstrap import CI_METHODS
 from .io import csv_lines, read_votes_csv
-from .pairs import sign_test, winrate_ci
+from .pairs import winrate_ci
 from .ranking import bt_fit
 from .report import SUMMARY_COLUMNS, analyze, format_p, format_text, headline, summary_rows
+from .signflip import sign_flip_p
 from .table import BOTH_BAD_MODES, EXPORT_COLUMNS, REQUIRED_COLUMNS, VoteTableError, votes_prepare
 
 __all__ = [
@@ -28,7 +29,7 @@ __all__ = [
     "headline",
     "krippendorff_alpha_nominal",
     "read_votes_csv",
-    "sign_test",
+    "sign_flip_p",
     "summary_rows",
     "votes_prepare",
     "winrate_ci",

@@ -58,12 +58,18 @@ def _pair_entries(stats: PairStats, models: list[str], baseline: str | None) -> 
     return entries
 
 
-def _check_settings(n_boot: int, ci: str, confidence: float, both_bad: str) -> None:
-    if n_boot < 0:
-        raise VoteTableError(f"The number of bootstrap rounds must be 0 or more, not {n_boot}.")
+def _check_settings(
+    n_boot: int, seed: int, ci: str, confidence: float, both_bad: str, min_seconds: float | None
+) -> None:
+    if isinstance(n_boot, bool) or not isinstance(n_boot, int | np.integer) or n_boot < 0:
+        raise VoteTableError(f"The number of bootstrap rounds must be a whole number, 0 or more, not {n_boot!r}.")
+    if isinstance(seed, bool) or not isinstance(seed, int | np.integer) or seed < 0:
+        raise VoteTableError(f"The bootstrap seed must be a whole number, 0 or more, not {seed!r}.")
+    if min_seconds is not None and not (np.isfinite(min_seconds) and min_seconds >= 0):
+        raise VoteTableError(f"min_seconds must be a finite number, 0 or more, not {min_seconds!r}.")
     if ci not in CI_METHODS:
         raise VoteTableError(f"Unknown CI method {ci!r}; use one of {', '.join(CI_METHODS)}.")
-    if not 0.0 < confidence < 1.0:
+    if not (np.isfinite(confidence) and 0.0 < confidence < 1.0):
         raise VoteTableError(f"The confidence level must be between 0 and 1 (e.g. 0.95), not {confidence}.")
     if both_bad not in BOTH_BAD_MODES:
         raise VoteTableError(f"both_bad must be one of {', '.join(BOTH_BAD_MODES)}, not {both_bad!r}.")
@@ -116,10 +122,12 @@ def analyze(
     """Analyse a vote table (see ``table`` for its columns); raises VoteTableError on bad input or settings.
 
     Keys: ``pairs`` (one entry per pair of models that met, or per model against ``baseline``; win
-    rates and CI bounds in percent), ``ranking`` (Bradley–Terry, Elo-like scale), ``win_rate_matrix``,
+    rates and CI bounds in percent), ``ranking`` (Bradley–Terry, Elo-like scale, per connected
+    component of the comparison graph), ``ranking_components`` (the models of each component: models
+    in different components cannot be compared), ``win_rate_matrix``,
     ``agreement``, ``position_bias``, ``length_bias``, ``categories``, ``votes`` and ``settings``.
     """
-    _check_settings(n_boot, ci, confidence, both_bad)
+    _check_settings(n_boot, seed, ci, confidence, both_bad, min_seconds)
     votes = votes_prepare(frame, exclude_flagged=exclude_flagged, min_seconds=min_seconds, first_line=first_line)
     if baseline is not None and baseline not in votes.models:
         raise VoteTableError(
@@ -158,6 +166,7 @@ def analyze(
     return {
         "pairs": _pair_entries(stats, votes.models, baseline),
         "ranking": ranking.entries(),
+        "ranking_components": ranking.components(),
         "win_rate_matrix": {
             "models": votes.models,
             "values": winrate_matrix(votes.models, stats.pair_first, stats.pair_second, stats.win_rate),
@@ -195,7 +204,10 @@ def analyze(
             "both_bad": both_bad,
             "exclude_flagged": exclude_flagged,
             "min_seconds": min_seconds,
-            "ranking_scale": f"Bradley-Terry, Elo-like: {ELO_BASE:g} + 400*log10(strength), mean log-strength 0",
+            "ranking_scale": (
+                f"Bradley-Terry, Elo-like: {ELO_BASE:g} + 400*log10(strength), "
+                "mean log-strength 0 in each group of connected models"
+            ),
             "ranking_prior": ranking.prior,
             "ranking_regularized": ranking.regularized,
             "ranking_replicates_regularized": ranking.replicates_regularized,
@@ -216,20 +228,60 @@ def _pct(x: float | None, digits: int = 1) -> str:
     return "n/a" if x is None else f"{x:.{digits}f}"
 
 
+CI_METHOD_WORDS = {
+    "bca": "BCa bootstrap",
+    "percentile": "percentile bootstrap",
+    "clopper_pearson": "exact Clopper–Pearson over prompts",
+    "too_few_prompts": "too few prompts for an interval",
+}
+
+
+def interval_words(entry: dict, *, level: str, digits: int = 1, method: bool = False) -> str:
+    """An entry's interval as "23.4–29.5", or why there is none; with ``method``, how it was made.
+
+    A Clopper–Pearson interval (bootstrap degenerate or fewer than 10 prompts) always says so.
+    """
+    how = entry.get("ci_method")
+    if how == "too_few_prompts":
+        return "too few prompts"
+    if entry["ci_low"] is None or entry["ci_high"] is None:
+        return "n/a"
+    bounds = f"{_pct(entry['ci_low'], digits)}–{_pct(entry['ci_high'], digits)}"
+    if how == "clopper_pearson" or (method and how):
+        return f"{bounds} ({CI_METHOD_WORDS.get(how, how)})"
+    return bounds
+
+
 def headline(entry: dict, *, confidence: float = 0.95) -> str:
     """One pair in plain words.
 
     E.g. "Model X wins 26.5% of comparisons against Y (95% CI 23.4–29.5%, p < 0.001; 205 wins, 16 ties, 584 losses)".
     """
     level = f"{100 * confidence:g}%"
-    ci = (
-        f"{level} CI {_pct(entry['ci_low'])}–{_pct(entry['ci_high'])}%"
-        if entry["ci_low"] is not None and entry["ci_high"] is not None
-        else f"{level} CI n/a"
-    )
+    how = entry.get("ci_method")
+    if how == "too_few_prompts":
+        ci = f"{level} CI n/a: too few prompts"
+    elif entry["ci_low"] is None or entry["ci_high"] is None:
+        ci = f"{level} CI n/a"
+    else:
+        ci = f"{level} CI {_pct(entry['ci_low'])}–{_pct(entry['ci_high'])}%"
+        if how == "clopper_pearson":
+            ci += f" exact over {entry['prompts']} prompts"
     return (
         f"Model {entry['model']} wins {_pct(entry['win_rate'])}% of comparisons against {entry['baseline']} "
         f"({ci}, {format_p(entry['p_value'])}; {entry['wins']} wins, {entry['ties']} ties, {entry['losses']} losses)"
+    )
+
+
+def components_words(components: list[list[str]]) -> str | None:
+    """Which models cannot be compared, in one sentence; None when every model can be."""
+    if len(components) <= 1:
+        return None
+    groups = "; ".join(f"group {i} ({', '.join(models)})" for i, models in enumerate(components, start=1))
+    return (
+        f"The models form {len(components)} groups that never met, directly or through other models, so a "
+        f"model cannot be compared with one of another group: {groups}. Each group is ranked on its own, "
+        "with its own mean score of 1000."
     )
 
 
@@ -249,23 +301,26 @@ def format_text(result: dict) -> str:
         f"{result['votes']['used']} votes on {result['votes']['prompts']} prompts "
         f"({result['votes']['excluded']} excluded); {settings['bootstrap']} bootstrap rounds over prompts, "
         f"{settings['ci']} CI, seed {settings['seed']}; both_bad counted as {settings['both_bad']}.",
+        "p: sign-flip test over prompts (wins minus losses, whole prompts flipped).",
         "",
     ]
     out += [headline(e, confidence=settings["confidence"]) for e in result["pairs"]]
     out += ["", "Win rates (percent, ties count half):"]
     out.append(
         _table(
-            ["model", "baseline", "n", "wins", "ties", "losses", "win rate", f"{level} CI", "no ties", "se", "p"],
+            ["model", "baseline", "n", "prompts", "wins", "ties", "losses", "win rate", f"{level} CI", "no ties"]
+            + ["se", "p"],
             [
                 [
                     e["model"],
                     e["baseline"],
                     str(e["n"]),
+                    str(e["prompts"]),
                     str(e["wins"]),
                     str(e["ties"]),
                     str(e["losses"]),
                     _pct(e["win_rate"], 2),
-                    f"{_pct(e['ci_low'], 2)}–{_pct(e['ci_high'], 2)}",
+                    interval_words(e, level=level, digits=2),
                     _pct(e["win_rate_no_ties"], 2),
                     _pct(e["se"], 2),
                     f"{e['p_value']:.3g}",
@@ -274,12 +329,19 @@ def format_text(result: dict) -> str:
             ],
         )
     )
+    components = result["ranking_components"]
     out += ["", f"Ranking ({settings['ranking_scale']}):"]
+    warning = components_words(components)
+    if warning:
+        out.append(warning)
+    out.append("rank: 1 + the number of models whose interval lies entirely above this one's (in the same group).")
+    headers = ["rank", "model", "score", f"{level} CI"] + (["group"] if len(components) > 1 else [])
     out.append(
         _table(
-            ["rank", "model", "score", f"{level} CI"],
+            headers,
             [
                 [str(r["rank"]), r["model"], _pct(r["score"], 0), f"{_pct(r['ci_low'], 0)}–{_pct(r['ci_high'], 0)}"]
+                + ([str(r["component"])] if len(components) > 1 else [])
                 for r in result["ranking"]
             ],
         )
@@ -305,21 +367,22 @@ def format_text(result: dict) -> str:
     if length["available"]:
         out.append(
             f"Length bias: the longer response wins {_pct(length['longer_win_rate'])}% of {length['votes']} votes "
-            f"({level} CI {_pct(length['ci_low'])}–{_pct(length['ci_high'])}%)."
+            f"({level} CI {interval_words(length, level=level, method=True)})."
         )
     if result["categories"]:
         out += ["", "Per category:"]
         out.append(
             _table(
-                ["category", "model", "baseline", "n", "win rate", f"{level} CI"],
+                ["category", "model", "baseline", "n", "prompts", "win rate", f"{level} CI"],
                 [
                     [
                         c["category"],
                         c["model"],
                         c["baseline"],
                         str(c["n"]),
+                        str(c["prompts"]),
                         _pct(c["win_rate"]),
-                        f"{_pct(c['ci_low'])}–{_pct(c['ci_high'])}",
+                        interval_words(c, level=level),
                     ]
                     for c in result["categories"]
                 ],

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from comparisons.stats import analyze, bt_fit
-from comparisons.stats.ranking import mle_exists, mle_exists_batch
+from comparisons.stats.ranking import Graph, mle_exists
 
 from .helpers import pair_votes, votes_frame
 
@@ -62,13 +62,18 @@ def test_bootstrap_interval_brackets_the_score():
         assert entry["ci_low"] <= entry["score"] <= entry["ci_high"]
 
 
-def test_batch_existence_check_agrees_with_the_graph_algorithm():
+def test_batch_existence_check_agrees_with_one_fit_at_a_time():
+    # Many fits on one graph at once (bootstrap replicates) against each fit checked on its own.
     rng = np.random.default_rng(0)
     wins = (rng.random((500, 4, 4)) < 0.35) * 1.0
     wins[:, np.arange(4), np.arange(4)] = 0
     everyone_played = ((wins + wins.transpose(0, 2, 1)).sum(axis=-1) > 0).all(axis=-1)
     wins = wins[everyone_played]
-    assert mle_exists_batch(wins).tolist() == [mle_exists(w) for w in wins]
+    first, second = np.triu_indices(4, k=1)
+    graph = Graph.build(first, second, 4)
+    batch = graph.mle_exists(wins[:, first, second], wins[:, second, first])
+    assert batch.shape == (len(wins), 1)
+    assert batch[:, 0].tolist() == [mle_exists(w) for w in wins]
 
 
 def test_small_study_keeps_finite_ranking_intervals():
