@@ -41,6 +41,8 @@ DEFAULT_PRIOR = 0.5
 # Log-strengths are kept within this range of the mean: a model that never won is "very weak", not -inf.
 _LOG_BOUND = 30.0
 _MAX_STEP = 2.0
+# Score differences below this (Elo-like points) are rounding, not one interval lying above another.
+_RANK_TOLERANCE = 1e-6
 
 
 @dataclass(frozen=True)
@@ -241,7 +243,7 @@ def interval_ranks(score: np.ndarray, low: np.ndarray, high: np.ndarray, compone
         member_low, member_high = low[members], high[members]
         # For each member, count members whose lower bound exceeds its upper bound.
         ordered = np.sort(member_low)
-        above = len(members) - np.searchsorted(ordered, member_high, side="right")
+        above = len(members) - np.searchsorted(ordered, member_high + _RANK_TOLERANCE, side="right")
         ranks[members] = 1 + above
     return ranks
 

@@ -239,7 +239,7 @@ CI_METHOD_WORDS = {
 def interval_words(entry: dict, *, level: str, digits: int = 1, method: bool = False) -> str:
     """An entry's interval as "23.4–29.5", or why there is none; with ``method``, how it was made.
 
-    A Clopper–Pearson interval (bootstrap degenerate or fewer than 10 prompts) always says so.
+    A Clopper–Pearson interval (bootstrap degenerate or fewer than 10 prompts) always says "exact".
     """
     how = entry.get("ci_method")
     if how == "too_few_prompts":
@@ -247,9 +247,9 @@ def interval_words(entry: dict, *, level: str, digits: int = 1, method: bool = F
     if entry["ci_low"] is None or entry["ci_high"] is None:
         return "n/a"
     bounds = f"{_pct(entry['ci_low'], digits)}–{_pct(entry['ci_high'], digits)}"
-    if how == "clopper_pearson" or (method and how):
+    if method and how:
         return f"{bounds} ({CI_METHOD_WORDS.get(how, how)})"
-    return bounds
+    return f"{bounds} (exact)" if how == "clopper_pearson" else bounds
 
 
 def headline(entry: dict, *, confidence: float = 0.95) -> str:

@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from comparisons.stats import analyze, bt_fit
+from comparisons.stats import analyze, bt_fit, format_text
 from comparisons.stats.ranking import Graph, mle_exists
 
 from .helpers import pair_votes, votes_frame
@@ -84,3 +84,51 @@ def test_small_study_keeps_finite_ranking_intervals():
     for entry in result["ranking"]:
         assert entry["ci_low"] <= entry["score"] <= entry["ci_high"]
         assert entry["ci_high"] - entry["ci_low"] < 1000
+
+
+def test_separate_groups_are_ranked_separately_and_said_to_be_incomparable():
+    # A-B and C-D never met, directly or through another model: there is no offset between the groups.
+    ab = pair_votes("A", "B", 30, 10, 0)
+    cd = pair_votes("C", "D", 12, 28, 0, start=100)
+    result = analyze(votes_frame(ab + cd), n_boot=300, seed=0)
+    assert result["ranking_components"] == [["A", "B"], ["D", "C"]]
+    by_model = {r["model"]: r for r in result["ranking"]}
+    assert {m: r["component"] for m, r in by_model.items()} == {"A": 1, "B": 1, "C": 2, "D": 2}
+    # Each group on its own: mean score 1000, and its scores do not move when the other group's votes do.
+    assert by_model["A"]["score"] + by_model["B"]["score"] == pytest.approx(2000.0)
+    assert by_model["C"]["score"] + by_model["D"]["score"] == pytest.approx(2000.0)
+    changed = analyze(votes_frame(pair_votes("A", "B", 39, 1, 0) + cd), n_boot=0)
+    moved = {r["model"]: r["score"] for r in changed["ranking"]}
+    assert moved["C"] == pytest.approx(by_model["C"]["score"]) and moved["D"] == pytest.approx(by_model["D"]["score"])
+    # Ranks count only models of the same group: both groups have a rank 1.
+    assert (by_model["A"]["rank"], by_model["D"]["rank"]) == (1, 1)
+    assert [r["model"] for r in result["ranking"]] == ["A", "B", "D", "C"]
+    text = format_text(result)
+    assert "cannot be compared with one of another group: group 1 (A, B); group 2 (D, C)" in text
+    assert result["settings"]["ranking_connected"] is False
+
+
+def test_rank_counts_only_models_whose_interval_lies_entirely_above():
+    # A is far better than B and C, which are even: A is 1, B and C share rank 2 (their intervals overlap).
+    frame = votes_frame(
+        pair_votes("A", "B", 80, 20, 0)
+        + pair_votes("A", "C", 80, 20, 0, start=100)
+        + pair_votes("B", "C", 50, 50, 0, start=200)
+    )
+    ranking = {r["model"]: r for r in analyze(frame, n_boot=400, seed=0)["ranking"]}
+    assert ranking["A"]["ci_low"] > max(ranking["B"]["ci_high"], ranking["C"]["ci_high"])
+    assert (ranking["A"]["rank"], ranking["B"]["rank"], ranking["C"]["rank"]) == (1, 2, 2)
+    # Without intervals (no bootstrap) a score is its own interval: ranks follow strictly higher scores.
+    points = {r["model"]: r["rank"] for r in analyze(frame, n_boot=0)["ranking"]}
+    assert points == {"A": 1, "B": 2, "C": 2}
+
+
+def test_rank_of_a_model_below_two_overlapping_leaders():
+    # Scores 1 > 2 > 3 with 1 and 2 overlapping and 3 below both: ranks 1, 1, 3.
+    frame = votes_frame(
+        pair_votes("A", "B", 52, 48, 0)
+        + pair_votes("A", "C", 90, 10, 0, start=100)
+        + pair_votes("B", "C", 90, 10, 0, start=200)
+    )
+    ranking = {r["model"]: r["rank"] for r in analyze(frame, n_boot=400, seed=0)["ranking"]}
+    assert ranking == {"A": 1, "B": 1, "C": 3}
