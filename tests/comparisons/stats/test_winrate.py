@@ -230,3 +230,22 @@ def test_pairs_that_never_met_are_absent():
     assert matrix["values"][1][0] == pytest.approx(40.0)
     assert matrix["values"][0][2] is None
     assert result["settings"]["ranking_connected"] is False
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"seed": -1}, "seed must be a whole number"),
+        ({"n_boot": -1}, "bootstrap rounds must be a whole number"),
+        ({"min_seconds": float("nan")}, "min_seconds must be a finite number"),
+        ({"min_seconds": float("-inf")}, "min_seconds must be a finite number"),
+        ({"confidence": float("nan")}, "confidence level must be between 0 and 1"),
+    ],
+)
+def test_bad_settings_are_refused_before_any_work(options, message):
+    from comparisons.stats import VoteTableError
+
+    frame = votes_frame(pair_votes("A", "B", 3, 2, 0))
+    frame["seconds"] = 10.0
+    with pytest.raises(VoteTableError, match=message):
+        analyze(frame, **options)
