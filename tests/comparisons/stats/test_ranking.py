@@ -132,3 +132,35 @@ def test_rank_of_a_model_below_two_overlapping_leaders():
     )
     ranking = {r["model"]: r["rank"] for r in analyze(frame, n_boot=400, seed=0)["ranking"]}
     assert ranking == {"A": 1, "B": 1, "C": 3}
+
+
+def test_hundreds_of_models_on_a_sparse_graph_solve_the_likelihood_equations():
+    # 300 models: 299 meet one baseline only (a star), fitted from the pairs that met, never a
+    # 300 x 300 table per bootstrap replicate. At the MLE every model's expected wins equal its wins.
+    rng = np.random.default_rng(7)
+    rows = []
+    for i in range(1, 300):
+        wins = int(rng.integers(3, 18))
+        rows += pair_votes(f"m{i:03d}", "m000", wins, 20 - wins, 0, start=1000 * i)
+    result = analyze(votes_frame(rows), baseline="m000", n_boot=200, seed=0, categories=False)
+    assert len(result["ranking"]) == 300 and len(result["ranking_components"]) == 1
+    score = {r["model"]: r["score"] for r in result["ranking"]}
+    theta = {m: (s - 1000.0) / (400.0 / math.log(10.0)) for m, s in score.items()}
+    for pair in result["pairs"]:
+        gap = theta[pair["model"]] - theta[pair["baseline"]]
+        assert pair["n"] / (1.0 + math.exp(-gap)) == pytest.approx(pair["wins"], abs=1e-6)
+    for entry in result["ranking"]:
+        assert entry["ci_low"] <= entry["score"] <= entry["ci_high"]
+
+
+def test_many_separate_pairs_each_fitted_on_their_own():
+    rows = []
+    for i in range(150):
+        rows += pair_votes(f"a{i:03d}", f"b{i:03d}", 3 + i % 10, 7, 2, start=100 * i)
+    result = analyze(votes_frame(rows), n_boot=100, seed=0, categories=False)
+    assert len(result["ranking_components"]) == 150
+    score = {r["model"]: r["score"] for r in result["ranking"]}
+    for i in range(150):
+        won, lost = 3 + i % 10 + 1, 7 + 1  # ties count half a win each
+        assert score[f"a{i:03d}"] - score[f"b{i:03d}"] == pytest.approx(400 * math.log10(won / lost))
+        assert score[f"a{i:03d}"] + score[f"b{i:03d}"] == pytest.approx(2000.0)
