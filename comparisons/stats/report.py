@@ -33,6 +33,7 @@ SUMMARY_COLUMNS = [
     "ci_high",
     "se",
     "p_value",
+    "ci_method",
 ]
 
 

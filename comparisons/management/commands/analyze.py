@@ -17,8 +17,9 @@ from evalsite.options import BOOTSTRAP_ROUNDS, CONFIDENCE, NON_NEGATIVE, SEED
 
 class Command(BaseCommand):
     help = (
-        "Analyse a vote CSV: win rates with cluster-bootstrap CIs over prompts, sign tests, a Bradley-Terry "
-        "ranking, rater agreement, position/length bias and a per-category breakdown. --json prints one object."
+        "Analyse a vote CSV: win rates with cluster-bootstrap CIs over prompts, sign-flip tests over prompts, "
+        "a Bradley-Terry ranking per connected group of models, rater agreement, position/length bias and a "
+        "per-category breakdown. --json prints one object."
     )
     requires_system_checks: list[str] = []
     requires_migrations_checks = False
