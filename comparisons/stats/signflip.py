@@ -12,8 +12,9 @@ votes per prompt, as the prompt-clustered interval does. With one vote per promp
 two-sided sign (binomial) test on decisive votes.
 
 The null distribution is computed exactly (a convolution over prompts, all pairs at once) up to
-EXACT_MAX_PROMPTS prompts with d_p ≠ 0; beyond that a normal approximation with the exact variance
-Σ d_p² and a continuity correction, which at that size agrees with the exact one to about 1e-3.
+NORMAL_MIN_PROMPTS prompts with d_p ≠ 0, and up to EXACT_MAX_PROMPTS when one prompt carries more
+than NORMAL_MAX_SHARE of the variance Σ d_p²; otherwise a normal approximation with that exact
+variance and a continuity correction, which at that size agrees with the exact one to about 1e-3.
 """
 
 from __future__ import annotations
@@ -22,6 +23,10 @@ import numpy as np
 from scipy.special import ndtr
 
 EXACT_MAX_PROMPTS = 1000
+# Above this many prompts, and when no prompt carries more than this share of the variance, the
+# normal approximation (with continuity correction) is used: it is then within about 1e-3 of exact.
+NORMAL_MIN_PROMPTS = 500
+NORMAL_MAX_SHARE = 0.01
 # Pairs are convolved together in blocks of about this many (pairs × lattice points).
 _BLOCK_CELLS = 2_000_000
 _EXACT_MAX_SPAN = 200_000
@@ -41,10 +46,14 @@ def sign_flip_p_values(group: np.ndarray, diff: np.ndarray, n_groups: int) -> np
     count = np.bincount(group, minlength=n_groups)
     span = np.bincount(group, weights=size, minlength=n_groups).astype(np.int64)
     p = np.ones(n_groups)
-    exact = (count > 0) & (count <= EXACT_MAX_PROMPTS) & (span <= _EXACT_MAX_SPAN)
+    variance = np.bincount(group, weights=size.astype(float) ** 2, minlength=n_groups)
+    largest = np.zeros(n_groups)
+    np.maximum.at(largest, group, size.astype(float) ** 2)
+    # The normal approximation is used only where it is excellent: many prompts, none dominating.
+    normal_fits = (count > NORMAL_MIN_PROMPTS) & (largest <= NORMAL_MAX_SHARE * variance)
+    exact = (count > 0) & (count <= EXACT_MAX_PROMPTS) & (span <= _EXACT_MAX_SPAN) & ~normal_fits
     approx = (count > 0) & ~exact
     if approx.any():
-        variance = np.bincount(group, weights=size.astype(float) ** 2, minlength=n_groups)
         step = np.ones(n_groups, dtype=np.int64)  # half the lattice step of T: the continuity correction
         for g in np.flatnonzero(approx):
             step[g] = np.gcd.reduce(size[group == g])
