@@ -24,6 +24,10 @@ def _pct(value: float | None) -> str:
     return "–" if value is None else f"{value:.1f}"
 
 
+def _ci(low: float | None, high: float | None) -> str:
+    return "–" if low is None or high is None else f"{low:.1f}–{high:.1f}"
+
+
 @require_GET
 @analyst_required
 def results(request: HttpRequest, slug: str) -> HttpResponse:
@@ -47,8 +51,10 @@ def results(request: HttpRequest, slug: str) -> HttpResponse:
             pairs=[
                 {**pair, "rate": _pct(pair["win_rate"]), "ci": interval_words(pair, level=level)}
                 | {"no_ties": _pct(pair["win_rate_no_ties"]), "p": format_p(pair["p_value"])}
+                | {"lc": _pct(pair.get("lc_win_rate")), "lc_ci": _ci(pair.get("lc_ci_low"), pair.get("lc_ci_high"))}
                 for pair in analysis["pairs"]
             ],
+            length_controlled=any(pair.get("lc_win_rate") is not None for pair in analysis["pairs"]),
             components_warning=components_words(analysis["ranking_components"]),
             forest_svg=forest_plot_svg(analysis["pairs"], confidence=confidence),
             ranking_svg=ranking_plot_svg(analysis["ranking"], confidence=confidence),

@@ -12,10 +12,11 @@ from scipy import sparse
 
 from .agreement import agreement_summary
 from .bias import length_bias, position_bias
-from .bootstrap import CI_METHODS, replicate_sums
+from .bootstrap import CI_METHODS, num, replicate_sums
+from .length_control import LengthControlled, length_controlled
 from .pairs import Cells, PairStats, cells_build, pair_stats
 from .ranking import ELO_BASE, ranking_compute, winrate_matrix
-from .table import BOTH_BAD_MODES, Votes, VoteTableError, votes_prepare
+from .table import BOTH_BAD_MODES, FIRST_WINS, SECOND_WINS, TIED, Votes, VoteTableError, votes_prepare
 
 NO_CATEGORY = "(none)"
 SUMMARY_COLUMNS = [
@@ -45,16 +46,27 @@ def _pair_columns_with_second(cells: Cells) -> sparse.csr_matrix:
     ).tocsr()
 
 
-def _pair_entries(stats: PairStats, models: list[str], baseline: str | None) -> list[dict]:
+def _lc_fields(lc: LengthControlled, k: int, *, flip: bool) -> dict:
+    values = (lc.win_rate[k], lc.ci_low[k], lc.ci_high[k])
+    if flip:
+        values = (100.0 - values[0], 100.0 - values[2], 100.0 - values[1])
+    return dict(zip(("lc_win_rate", "lc_ci_low", "lc_ci_high"), (num(v) for v in values), strict=True))
+
+
+def _pair_entries(
+    stats: PairStats, models: list[str], baseline: str | None, lc: LengthControlled | None = None
+) -> list[dict]:
     entries = []
     for k in range(len(stats.pair_first)):
         first, second = models[stats.pair_first[k]], models[stats.pair_second[k]]
-        if baseline is None:
-            entries.append({"model": first, "baseline": second, **stats.entry(k, flip=False)})
-        elif baseline == first:
-            entries.append({"model": second, "baseline": first, **stats.entry(k, flip=True)})
-        elif baseline == second:
-            entries.append({"model": first, "baseline": second, **stats.entry(k, flip=False)})
+        flip = baseline is not None and baseline == first
+        if baseline is not None and baseline not in (first, second):
+            continue
+        entry = {"model": second, "baseline": first} if flip else {"model": first, "baseline": second}
+        entry.update(stats.entry(k, flip=flip))
+        if lc is not None:
+            entry.update(_lc_fields(lc, k, flip=flip))
+        entries.append(entry)
     entries.sort(key=lambda e: (e["model"], e["baseline"]))
     return entries
 
@@ -104,6 +116,36 @@ def _categories(
         for entry in _pair_entries(stats, votes.models, baseline):
             out.append({"category": str(category), **entry})
     return out
+
+
+def _length_controlled(
+    votes: Votes, cells: Cells, *, both_bad: str, n_boot: int, seed: int, confidence: float
+) -> LengthControlled:
+    """The length-controlled win rate of every pair in ``cells``, from the votes' response lengths."""
+    frame, n_models = votes.frame, len(votes.models)
+    if "length_a" not in frame.columns or "length_b" not in frame.columns:
+        nothing = np.full(cells.n_pairs, np.nan)
+        return LengthControlled(nothing, nothing.copy(), nothing.copy())
+    a_is_first = np.asarray(votes.models, dtype=object)[votes.first] == frame["model_a"].to_numpy(dtype=object)
+    len_a, len_b = frame["length_a"].to_numpy(dtype=float), frame["length_b"].to_numpy(dtype=float)
+    diff = np.where(a_is_first, len_a - len_b, len_b - len_a)
+    score = np.select(
+        [votes.outcome == FIRST_WINS, votes.outcome == SECOND_WINS, votes.outcome == TIED],
+        [1.0, 0.0, 0.5],
+        0.5 if both_bad == "tie" else np.nan,
+    )
+    codes = cells.pair_first * n_models + cells.pair_second
+    return length_controlled(
+        pair_code=np.searchsorted(codes, votes.first * n_models + votes.second),
+        n_pairs=cells.n_pairs,
+        prompt=votes.prompt,
+        n_prompts=len(votes.prompts),
+        score=score,
+        length_diff=diff,
+        rng=np.random.default_rng([seed, 2]),
+        n_boot=n_boot,
+        confidence=confidence,
+    )
 
 
 def analyze(
@@ -164,8 +206,9 @@ def analyze(
     rater = votes.frame["rater"].to_numpy() if "rater" in votes.frame.columns else None
     agreement = agreement_summary(unit=unit.astype(np.int64), value=votes.outcome.astype(np.int64), rater=rater)
 
+    lc = _length_controlled(votes, cells, both_bad=both_bad, n_boot=n_boot, seed=seed, confidence=confidence)
     return {
-        "pairs": _pair_entries(stats, votes.models, baseline),
+        "pairs": _pair_entries(stats, votes.models, baseline, lc),
         "ranking": ranking.entries(),
         "ranking_components": ranking.components(),
         "win_rate_matrix": {

@@ -240,3 +240,12 @@ def test_page_says_how_each_interval_was_made_and_which_models_cannot_be_compare
     assert "(exact)" in page and "Clopper" in page
     assert "sign-flip test over prompts" in page
     assert "exact sign test on decisive votes" not in page
+
+
+def test_page_shows_the_length_controlled_win_rate_beside_the_raw_one(analyst_client, campaign):
+    analysis = campaign_analysis(campaign=campaign, use_cache=False)
+    pair = analysis["pairs"][0]
+    assert pair["lc_win_rate"] is not None  # the page's votes carry both responses' lengths
+    page = analyst_client.get(results_url(campaign)).content.decode()
+    assert "<th>length-controlled %</th>" in page
+    assert f'<td class="num">{pair["lc_win_rate"]:.1f}</td>' in page
