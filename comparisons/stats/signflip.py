@@ -26,7 +26,7 @@ EXACT_MAX_PROMPTS = 1000
 # Above this many prompts, and when no prompt carries more than this share of the variance, the
 # normal approximation (with continuity correction) is used: it is then within about 1e-3 of exact.
 NORMAL_MIN_PROMPTS = 500
-NORMAL_MAX_SHARE = 0.01
+NORMAL_MAX_SHARE = 0.05
 # Pairs are convolved together in blocks of about this many (pairs × lattice points).
 _BLOCK_CELLS = 2_000_000
 _EXACT_MAX_SPAN = 200_000
