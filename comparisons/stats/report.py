@@ -350,10 +350,12 @@ def format_text(result: dict) -> str:
     ]
     out += [headline(e, confidence=settings["confidence"]) for e in result["pairs"]]
     out += ["", "Win rates (percent, ties count half):"]
+    controlled = any(e.get("lc_win_rate") is not None for e in result["pairs"])
     out.append(
         _table(
-            ["model", "baseline", "n", "prompts", "wins", "ties", "losses", "win rate", f"{level} CI", "no ties"]
-            + ["se", "p"],
+            ["model", "baseline", "n", "prompts", "wins", "ties", "losses", "win rate", f"{level} CI"]
+            + (["length-controlled", f"{level} CI"] if controlled else [])
+            + ["no ties", "se", "p"],
             [
                 [
                     e["model"],
@@ -365,10 +367,13 @@ def format_text(result: dict) -> str:
                     str(e["losses"]),
                     _pct(e["win_rate"], 2),
                     interval_words(e, level=level, digits=2),
-                    _pct(e["win_rate_no_ties"], 2),
-                    _pct(e["se"], 2),
-                    f"{e['p_value']:.3g}",
                 ]
+                + (
+                    [_pct(e["lc_win_rate"], 2), f"{_pct(e['lc_ci_low'], 2)}–{_pct(e['lc_ci_high'], 2)}"]
+                    if controlled
+                    else []
+                )
+                + [_pct(e["win_rate_no_ties"], 2), _pct(e["se"], 2), f"{e['p_value']:.3g}"]
                 for e in result["pairs"]
             ],
         )
@@ -411,7 +416,7 @@ def format_text(result: dict) -> str:
     if length["available"]:
         out.append(
             f"Length bias: the longer response wins {_pct(length['longer_win_rate'])}% of {length['votes']} votes "
-            f"({level} CI {interval_words(length, level=level, method=True)})."
+            f"({level} CI: {interval_words(length, level=level, method=True)})."
         )
     if result["categories"]:
         out += ["", "Per category:"]

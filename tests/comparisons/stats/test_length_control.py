@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from comparisons.stats import analyze
+from comparisons.stats import analyze, format_text
 
 from .helpers import pair_votes, votes_frame
 
@@ -86,5 +86,7 @@ def test_mirrored_for_the_other_model_and_null_without_lengths():
     b_vs_a = analyze(frame, baseline="A", n_boot=200, seed=0)["pairs"][0]
     assert b_vs_a["lc_win_rate"] == pytest.approx(100.0 - a_vs_b["lc_win_rate"])
     assert b_vs_a["lc_ci_low"] == pytest.approx(100.0 - a_vs_b["lc_ci_high"])
+    text = format_text(analyze(frame, baseline="B", n_boot=200, seed=0))
+    assert "length-controlled" in text and f"{a_vs_b['lc_win_rate']:.2f}" in text
     plain = analyze(votes_frame(pair_votes("A", "B", 30, 20, 5)), n_boot=100)["pairs"][0]
     assert plain["lc_win_rate"] is None and plain["lc_ci_low"] is None and plain["lc_ci_high"] is None
