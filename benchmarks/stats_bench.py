@@ -2,6 +2,7 @@
 
     .venv/bin/python benchmarks/stats_bench.py [--votes 1000000] [--models 10] [--prompts 800]
         [--bootstrap 1000] [--naive-rounds 5]
+    .venv/bin/python benchmarks/stats_bench.py --shape star|pairs [--models 300] [--votes 1000000]
 
 1. Generates a synthetic study (Bradley–Terry strengths, 10% ties, 2% both bad, random raters and
    sides, 20 categories).
@@ -13,6 +14,11 @@
 4. Streams the votes as CSV through ``comparisons.stats.csv_lines`` (the generator the exports use)
    and reports peak traced memory and RSS, against building the same CSV in memory at once.
 
+With ``--shape star`` (every model but one meets only that baseline, analysed with ``--baseline``) or
+``--shape pairs`` (models in separate pairs: as many components as pairs) it measures a leaderboard
+of many models instead: ``manage.py analyze`` on the study's CSV in a child process (wall time and
+the child's peak RSS, Django start-up and CSV reading included), then ``analyze`` in this process.
+
 With ``--campaign SLUG`` it instead measures a campaign in the configured database (DATABASE_URL):
 the streamed votes export (the results page's and ``export_results``'s code path) with its time and
 peak RSS, then the campaign's full analysis (``comparisons.results.campaign_analysis``).
@@ -22,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import gc
+import json
 import os
 import sys
 import tempfile
@@ -38,12 +45,22 @@ from comparisons.stats import EXPORT_COLUMNS, analyze, csv_lines, read_votes_csv
 from comparisons.stats.ranking import bt_fit  # noqa: E402
 
 
-def make_votes(n_votes: int, n_models: int, n_prompts: int, seed: int = 1) -> pd.DataFrame:
+def make_votes(n_votes: int, n_models: int, n_prompts: int, seed: int = 1, shape: str = "all-pairs") -> pd.DataFrame:
+    """``all-pairs``: each vote on a random pair; ``star``: model 0 against a random other; ``pairs``:
+    models 2i and 2i+1 only (n_models / 2 separate pairs)."""
     rng = np.random.default_rng(seed)
-    models = np.array([f"model-{i:02d}" for i in range(n_models)], dtype=object)
+    models = np.array([f"model-{i:0{len(str(n_models - 1))}d}" for i in range(n_models)], dtype=object)
     strength = np.linspace(-1.0, 1.0, n_models)
-    a = rng.integers(0, n_models, n_votes)
-    b = (a + rng.integers(1, n_models, n_votes)) % n_models
+    if shape == "star":
+        a, b = rng.integers(1, n_models, n_votes), np.zeros(n_votes, dtype=np.int64)
+    elif shape == "pairs":
+        a = 2 * rng.integers(0, n_models // 2, n_votes)
+        b = a + 1
+    else:
+        a = rng.integers(0, n_models, n_votes)
+        b = (a + rng.integers(1, n_models, n_votes)) % n_models
+    swap = rng.random(n_votes) < 0.5
+    a, b = np.where(swap, b, a), np.where(swap, a, b)
     p_a = 1.0 / (1.0 + np.exp(strength[b] - strength[a]))
     u = rng.random(n_votes)
     winner = np.where(u < 0.1, "tie", np.where(u < 0.1 + 0.9 * p_a, models[a], models[b])).astype(object)
@@ -145,6 +162,44 @@ def database_campaign(slug: str, n_boot: int) -> None:
     print(f"results page analysis: first view {filled:.1f} s (computes, caches), next views {again:.2f} s")
 
 
+def scale_case(args: argparse.Namespace) -> None:
+    """A leaderboard of many models: the whole ``manage.py analyze`` in a child process, then in-process."""
+    import resource
+    import subprocess
+
+    print(f"command: {' '.join([os.path.relpath(sys.executable), *sys.argv])}")
+    print(f"machine: {os.cpu_count()} CPUs; numpy {np.__version__}, pandas {pd.__version__}")
+    frame = make_votes(args.votes, args.models, args.prompts, shape=args.shape)
+    baseline = "model-" + "0" * len(str(args.models - 1)) if args.shape == "star" else None
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "votes.csv"
+        frame.to_csv(path, index=False)
+        command = [sys.executable, "manage.py", "analyze", str(path), "--json", "--bootstrap", str(args.bootstrap)]
+        if baseline is not None:
+            command += ["--baseline", baseline]
+        root = Path(__file__).resolve().parent.parent
+        env = {**os.environ, "BLINDEVAL_VAR_DIR": str(Path(tmp) / "var")}
+        started = time.perf_counter()
+        done = subprocess.run(command, cwd=root, env=env, capture_output=True, text=True, check=True)
+        wall = time.perf_counter() - started
+        child_peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+    result = json.loads(done.stdout)
+    print(
+        f"{args.shape}: {args.votes:,} votes, {args.models} models, {len(result['pairs'])} pairs, "
+        f"{len(result['ranking_components'])} separate group(s), {args.prompts} prompts, {args.bootstrap} rounds"
+    )
+    print(
+        f"manage.py analyze --json{' --baseline ' + baseline if baseline else ''} (start-up, CSV, analysis with "
+        f"categories): {wall:.1f} s, peak RSS {child_peak:.0f} MiB"
+    )
+    rss_before = rss_mib()
+    started = time.perf_counter()
+    analyze(frame, baseline=baseline, n_boot=args.bootstrap, seed=0)
+    seconds = time.perf_counter() - started
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(f"analyze in process: {seconds:.1f} s (RSS {rss_before:.0f} MiB before, process peak {peak:.0f} MiB)")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--votes", type=int, default=1_000_000)
@@ -153,7 +208,18 @@ def main() -> None:
     parser.add_argument("--bootstrap", type=int, default=1000)
     parser.add_argument("--naive-rounds", type=int, default=5)
     parser.add_argument("--campaign", help="measure this campaign's export and analysis in the database instead")
+    parser.add_argument(
+        "--shape",
+        choices=("all-pairs", "star", "pairs"),
+        default="all-pairs",
+        help="who meets whom (star and pairs: the many-models leaderboard case, 300 models unless --models)",
+    )
     args = parser.parse_args()
+    if args.shape != "all-pairs":
+        if "--models" not in " ".join(sys.argv):
+            args.models = 300
+        scale_case(args)
+        return
     if args.campaign:
         database_campaign(args.campaign, args.bootstrap)
         return

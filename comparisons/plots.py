@@ -45,14 +45,20 @@ def forest_plot_svg(pairs: list[dict], *, confidence: float = 0.95) -> str:
         for y, pair in zip(ys, pairs, strict=True):
             rate = pair["win_rate"]
             if pair["ci_low"] is not None and pair["ci_high"] is not None:
-                ax.hlines(y, pair["ci_low"], pair["ci_high"], color="#1f4e79", linewidth=2.5)
+                # An exact interval (too few prompts for the bootstrap) is drawn dashed.
+                style = "dashed" if pair.get("ci_method") == "clopper_pearson" else "solid"
+                ax.hlines(y, pair["ci_low"], pair["ci_high"], color="#1f4e79", linewidth=2.5, linestyles=style)
             ax.plot([rate], [y], marker="s", color="#1f4e79", markersize=7)
             ax.annotate(f"{rate:.1f}%", (rate, y), xytext=(0, 7), textcoords="offset points", ha="center", fontsize=8)
         ax.axvline(50, color="#999999", linestyle="--", linewidth=1)
         ax.set_yticks(ys, labels)
         ax.set_xlim(0, 100)
         ax.set_ylim(-0.7, len(pairs) - 0.3)
-        ax.set_xlabel(f"win rate, ties count half (%), with {100 * confidence:g}% bootstrap CI")
+        exact = any(p.get("ci_method") == "clopper_pearson" for p in pairs)
+        ax.set_xlabel(
+            f"win rate, ties count half (%), with {100 * confidence:g}% bootstrap CI"
+            + (" (dashed: exact, too few prompts)" if exact else "")
+        )
         _style_axes(ax)
         return _to_svg(fig, "forest")
 
@@ -76,8 +82,15 @@ def ranking_plot_svg(ranking: list[dict], *, confidence: float = 0.95) -> str:
             high = min(max([*highs, 1000.0]), max(scores) + 400)
             pad = max(0.1 * (high - low), 20.0)
             ax.set_xlim(low - pad, high + pad)
-        ax.set_yticks(ys, [e["model"] for e in ranking])
+        groups = {e.get("component", 1) for e in ranking}
+        labels = [e["model"] + (f" (group {e['component']})" if len(groups) > 1 else "") for e in ranking]
+        ax.set_yticks(ys, labels)
+        # Models of different groups cannot be compared: a line between groups.
+        for y, above, below in zip(ys[1:], ranking, ranking[1:], strict=False):
+            if above.get("component") != below.get("component"):
+                ax.axhline(y + 0.5, color="#b36b00", linewidth=1)
         ax.set_ylim(-0.7, len(ranking) - 0.3)
-        ax.set_xlabel(f"Bradley–Terry score (Elo-like, mean 1000), with {100 * confidence:g}% bootstrap CI")
+        mean = "mean 1000 in each group" if len(groups) > 1 else "mean 1000"
+        ax.set_xlabel(f"Bradley–Terry score (Elo-like, {mean}), with {100 * confidence:g}% bootstrap CI")
         _style_axes(ax)
         return _to_svg(fig, "ranking")

@@ -17,7 +17,7 @@ from comparisons.results import (
     identity_reports_count,
     votes_missing,
 )
-from comparisons.stats import format_p, headline
+from comparisons.stats import components_words, format_p, headline, interval_words
 
 _CONTENT_TYPES = {
     "votes": ("text/csv; charset=utf-8", "csv"),
@@ -56,14 +56,19 @@ def results(request: HttpRequest, slug: str) -> HttpResponse:
     }
     if analysis is not None:
         confidence = analysis["settings"]["confidence"]
+        level = f"{100 * confidence:g}%"
         models = analysis["win_rate_matrix"]["models"]
+        length = analysis["length_bias"]
         context.update(
             headlines=[headline(pair, confidence=confidence) for pair in analysis["pairs"]],
             pairs=[
-                {**pair, "rate": _pct(pair["win_rate"]), "ci": _ci(pair["ci_low"], pair["ci_high"])}
+                {**pair, "rate": _pct(pair["win_rate"]), "ci": interval_words(pair, level=level)}
                 | {"no_ties": _pct(pair["win_rate_no_ties"]), "p": format_p(pair["p_value"])}
+                | {"lc": _pct(pair.get("lc_win_rate")), "lc_ci": _ci(pair.get("lc_ci_low"), pair.get("lc_ci_high"))}
                 for pair in analysis["pairs"]
             ],
+            length_controlled=any(pair.get("lc_win_rate") is not None for pair in analysis["pairs"]),
+            components_warning=components_words(analysis["ranking_components"]),
             forest_svg=forest_plot_svg(analysis["pairs"], confidence=confidence),
             ranking_svg=ranking_plot_svg(analysis["ranking"], confidence=confidence),
             matrix=[
@@ -71,13 +76,18 @@ def results(request: HttpRequest, slug: str) -> HttpResponse:
                 for model, row in zip(models, analysis["win_rate_matrix"]["values"], strict=True)
             ],
             categories=[
-                {**c, "rate": _pct(c["win_rate"]), "ci": _ci(c["ci_low"], c["ci_high"])} for c in analysis["categories"]
+                {**c, "rate": _pct(c["win_rate"]), "ci": interval_words(c, level=level)} for c in analysis["categories"]
             ],
             position=analysis["position_bias"],
             position_p=format_p(analysis["position_bias"]["p_value"]),
-            length=analysis["length_bias"],
+            length=length,
+            length_ci=interval_words(length, level=level, method=True) if length["available"] else "",
+            length_buckets=[
+                {**b, "rate": _pct(b["longer_win_rate"]), "ci": interval_words(b, level=level)}
+                for b in length["buckets"]
+            ],
             agreement=analysis["agreement"],
-            level=f"{100 * confidence:g}%",
+            level=level,
             command=_command(analysis),
         )
     return render(request, "comparisons/results/page.html", context)

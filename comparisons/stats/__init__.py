@@ -7,9 +7,19 @@ benchmark and in tests on its own. Everything takes one vote table (see ``table`
 from .agreement import fleiss_kappa, krippendorff_alpha_nominal
 from .bootstrap import CI_METHODS
 from .io import csv_lines, read_votes_csv
-from .pairs import sign_test, winrate_ci
+from .pairs import winrate_ci
 from .ranking import bt_fit
-from .report import SUMMARY_COLUMNS, analyze, format_p, format_text, headline, summary_rows
+from .report import (
+    SUMMARY_COLUMNS,
+    analyze,
+    components_words,
+    format_p,
+    format_text,
+    headline,
+    interval_words,
+    summary_rows,
+)
+from .signflip import sign_flip_p
 from .table import BOTH_BAD_MODES, EXPORT_COLUMNS, REQUIRED_COLUMNS, VoteTableError, votes_prepare
 
 __all__ = [
@@ -20,15 +30,17 @@ __all__ = [
     "SUMMARY_COLUMNS",
     "VoteTableError",
     "analyze",
+    "components_words",
     "bt_fit",
     "csv_lines",
     "fleiss_kappa",
     "format_p",
     "format_text",
     "headline",
+    "interval_words",
     "krippendorff_alpha_nominal",
     "read_votes_csv",
-    "sign_test",
+    "sign_flip_p",
     "summary_rows",
     "votes_prepare",
     "winrate_ci",

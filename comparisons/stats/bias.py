@@ -6,7 +6,7 @@ import numpy as np
 from scipy import sparse
 from scipy.stats import binomtest
 
-from .bootstrap import intervals, replicate_sums
+from .bootstrap import num, ratio_intervals, replicate_sums
 from .table import SIDE_A, SIDE_B, SIDE_BOTH_BAD, Votes
 
 # Length difference buckets, in characters (longer minus shorter response).
@@ -66,9 +66,17 @@ def length_bias(
     """Win rate (percent, ties half) of the longer response, overall and by length-difference bucket.
 
     Needs ``length_a`` and ``length_b`` (characters); votes with a missing length or equal lengths are
-    left out. CIs resample prompts like the pair win rates (percentile or BCa without acceleration).
+    left out. CIs resample prompts like the pair win rates: percentile or BCa (acceleration from the
+    leave-one-prompt-out jackknife), with the same exact fallback for few prompts (``ci_method``).
     """
-    result: dict = {"available": False, "votes": 0, "longer_win_rate": None, "ci_low": None, "ci_high": None}
+    result: dict = {
+        "available": False,
+        "votes": 0,
+        "longer_win_rate": None,
+        "ci_low": None,
+        "ci_high": None,
+        "ci_method": None,
+    }
     result["buckets"] = []
     frame, prompt, n_prompts = votes.frame, votes.prompt, len(votes.prompts)
     if "length_a" not in frame.columns or "length_b" not in frame.columns:
@@ -88,39 +96,47 @@ def length_bias(
     for low, high in LENGTH_BUCKETS:
         columns.append(usable & (diff >= low) & ((diff < high) if high is not None else True))
     n_cols = len(columns)
-    member = np.stack(columns, axis=1).astype(float)
-    score_matrix = sparse.csr_matrix(
-        np.vstack([np.bincount(prompt, weights=score * member[:, c], minlength=n_prompts) for c in range(n_cols)]).T
+    member = np.stack(columns, axis=1)
+    # One cell per (prompt, column) with votes: the longer response's score and the number of votes.
+    rows, cols = np.nonzero(member)
+    cell_key, cell_of_vote = np.unique(prompt[rows] * n_cols + cols, return_inverse=True)
+    cell_num = np.bincount(cell_of_vote, weights=score[rows], minlength=len(cell_key))
+    cell_den = np.bincount(cell_of_vote, minlength=len(cell_key)).astype(float)
+    cell_prompt, cell_col = cell_key // n_cols, cell_key % n_cols
+    per_prompt = sparse.hstack(
+        [
+            sparse.csr_matrix((values, (cell_prompt, cell_col)), shape=(n_prompts, n_cols))
+            for values in (cell_num, cell_den)
+        ]
+    ).tocsr()
+    rates = ratio_intervals(
+        cell_col=cell_col,
+        cell_num=cell_num,
+        cell_den=cell_den,
+        n_cols=n_cols,
+        replicates=replicate_sums(np.random.default_rng(seed), per_prompt, n_boot),
+        method=method,
+        confidence=confidence,
     )
-    votes_matrix = sparse.csr_matrix(
-        np.vstack([np.bincount(prompt, weights=member[:, c], minlength=n_prompts) for c in range(n_cols)]).T
-    )
-    per_prompt = sparse.hstack([score_matrix, votes_matrix]).tocsr()
-    totals = np.asarray(per_prompt.sum(axis=0)).ravel()
-    with np.errstate(divide="ignore", invalid="ignore"):
-        estimate = 100.0 * totals[:n_cols] / totals[n_cols:]
-        reps = replicate_sums(np.random.default_rng(seed), per_prompt, n_boot)
-        boot = 100.0 * reps[:, :n_cols] / reps[:, n_cols:]
-    boot[~np.isfinite(boot)] = np.nan
-    low, high, _ = intervals(estimate, boot, method=method, confidence=confidence)
-
-    def num(x: float) -> float | None:
-        return None if np.isnan(x) else float(x)
+    totals = np.bincount(cell_col, weights=cell_den, minlength=n_cols)
+    estimate, low, high = rates.estimate, rates.low, rates.high
 
     result.update(
         available=True,
-        votes=int(totals[n_cols]),
+        votes=int(totals[0]),
         longer_win_rate=num(estimate[0]),
         ci_low=num(low[0]),
         ci_high=num(high[0]),
+        ci_method=rates.method[0],
     )
     result["buckets"] = [
         {
             "chars": _bucket_label(lo, hi),
-            "votes": int(totals[n_cols + c + 1]),
+            "votes": int(totals[c + 1]),
             "longer_win_rate": num(estimate[c + 1]),
             "ci_low": num(low[c + 1]),
             "ci_high": num(high[c + 1]),
+            "ci_method": rates.method[c + 1],
         }
         for c, (lo, hi) in enumerate(LENGTH_BUCKETS)
     ]

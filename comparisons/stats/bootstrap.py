@@ -8,9 +8,12 @@ all replicates at once, and a win rate is a ratio of two such sums.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 from scipy import sparse
 from scipy.special import ndtr, ndtri
+from scipy.stats import beta
 
 CI_METHODS = ("bca", "percentile")
 # Replicates are generated in blocks so the (block, P) count matrix stays around this many cells.
@@ -44,15 +47,24 @@ def replicate_sums(rng: np.random.Generator, per_prompt: sparse.spmatrix | np.nd
     return out
 
 
-def _quantiles_per_column(boot: np.ndarray, levels: np.ndarray) -> np.ndarray:
-    """Quantile ``levels[:, k]`` of column k of ``boot`` (NaN rounds ignored): (len(levels), K)."""
-    out = np.full(levels.shape, np.nan)
-    for k in range(boot.shape[1]):
-        column = boot[:, k]
-        column = column[~np.isnan(column)]
-        if column.size:
-            out[:, k] = np.quantile(column, levels[:, k])
-    return out
+def column_quantiles(boot: np.ndarray, levels: np.ndarray) -> np.ndarray:
+    """Quantile ``levels[l, k]`` of column k of ``boot``, NaN rounds ignored: a (L, K) array.
+
+    Linear interpolation between order statistics (numpy's default), for all columns at once; NaN
+    for a column with no valid round.
+    """
+    levels = np.asarray(levels, dtype=float)
+    ordered = np.sort(boot, axis=0)  # NaN sorts last
+    n_valid = (~np.isnan(boot)).sum(axis=0)
+    position = levels * np.maximum(n_valid - 1, 0)
+    below = np.clip(np.floor(position).astype(np.int64), 0, np.maximum(n_valid - 1, 0))
+    above = np.minimum(below + 1, np.maximum(n_valid - 1, 0))
+    if ordered.shape[0] == 0:
+        return np.full(levels.shape, np.nan)
+    low_value = np.take_along_axis(ordered, below, axis=0)
+    high_value = np.take_along_axis(ordered, above, axis=0)
+    out = low_value + (high_value - low_value) * (position - below)
+    return np.where(n_valid > 0, out, np.nan)
 
 
 def jackknife_acceleration(jack: np.ndarray, group: np.ndarray, n_groups: int) -> np.ndarray:
@@ -118,5 +130,96 @@ def intervals(
         # Where the acceleration is so large the formula breaks down, fall back to the widest bound.
         adjusted = np.where(denom > 0, adjusted, np.array([[0.0], [1.0]]))
         levels = np.clip(adjusted, 0.0, 1.0)
-    bounds = _quantiles_per_column(boot, levels)
+    bounds = column_quantiles(boot, levels)
     return bounds[0], bounds[1], se
+
+
+# Fewer prompts than this and a bootstrap over prompts says little about the spread: the interval is
+# then an exact one on prompt-level outcomes instead (see ``ratio_intervals``).
+MIN_BOOTSTRAP_PROMPTS = 10
+# Labels of ``RatioIntervals.method`` besides the bootstrap methods themselves.
+CI_EXACT = "clopper_pearson"
+CI_TOO_FEW = "too_few_prompts"
+
+
+def clopper_pearson(rate: np.ndarray, n: np.ndarray, *, confidence: float) -> tuple[np.ndarray, np.ndarray]:
+    """Clopper–Pearson bounds (proportions) for ``rate * n`` successes in ``n`` trials, element-wise.
+
+    The Beta-quantile form accepts a fractional number of successes (a score with ties counted half).
+    """
+    alpha = (1.0 - confidence) / 2.0
+    successes = rate * n
+    with np.errstate(divide="ignore", invalid="ignore"):
+        low = np.where(successes > 0, beta.ppf(alpha, successes, n - successes + 1), 0.0)
+        high = np.where(successes < n, beta.ppf(1.0 - alpha, successes + 1, n - successes), 1.0)
+    return low, high
+
+
+@dataclass(frozen=True)
+class RatioIntervals:
+    """K ratio statistics (percent) with their intervals; ``method[k]`` says how interval k was made.
+
+    ``method`` is the bootstrap method (``bca``/``percentile``), ``clopper_pearson`` when the
+    bootstrap was degenerate or the prompts too few, ``too_few_prompts`` (no interval) with a single
+    prompt, or None when no bootstrap was asked for (``n_boot`` 0).
+    """
+
+    estimate: np.ndarray
+    low: np.ndarray
+    high: np.ndarray
+    se: np.ndarray
+    prompts: np.ndarray
+    method: list[str | None]
+
+
+def ratio_intervals(
+    *,
+    cell_col: np.ndarray,
+    cell_num: np.ndarray,
+    cell_den: np.ndarray,
+    n_cols: int,
+    replicates: np.ndarray,
+    method: str,
+    confidence: float,
+) -> RatioIntervals:
+    """100 × (sum of numerators) / (sum of denominators) per column, with a cluster-bootstrap interval.
+
+    A *cell* is one prompt's contribution to one column (``cell_num``, ``cell_den``; at most one cell
+    per prompt and column). ``replicates`` is (B, 2K): the replicate sums of [numerators | denominators].
+    BCa's acceleration comes from the leave-one-prompt-out jackknife. A column whose bootstrap is
+    degenerate (no spread) or that rests on fewer than MIN_BOOTSTRAP_PROMPTS prompts gets a Clopper–Pearson
+    interval at the observed rate over its prompts taken as single outcomes (at most as informative
+    as that many independent trials); a column with one prompt gets no interval.
+    """
+    total_num = np.bincount(cell_col, weights=cell_num, minlength=n_cols)
+    total_den = np.bincount(cell_col, weights=cell_den, minlength=n_cols)
+    prompts = np.bincount(cell_col[cell_den > 0], minlength=n_cols)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        estimate = 100.0 * total_num / total_den
+        boot = 100.0 * replicates[:, :n_cols] / replicates[:, n_cols:]
+        jack = 100.0 * (total_num[cell_col] - cell_num) / (total_den[cell_col] - cell_den)
+    boot[~np.isfinite(boot)] = np.nan
+    jack[~np.isfinite(jack)] = np.nan
+    acceleration = jackknife_acceleration(jack, cell_col, n_cols) if method == "bca" else None
+    low, high, se = intervals(estimate, boot, method=method, confidence=confidence, acceleration=acceleration)
+    labels: list[str | None] = [None] * n_cols
+    if replicates.shape[0]:
+        degenerate = ~(high - low > 1e-9) | (prompts < MIN_BOOTSTRAP_PROMPTS)
+        exact_low, exact_high = clopper_pearson(estimate / 100.0, prompts.astype(float), confidence=confidence)
+        low = np.where(degenerate, 100.0 * exact_low, low)
+        high = np.where(degenerate, 100.0 * exact_high, high)
+        se = np.where(degenerate, np.nan, se)
+        too_few = (prompts < 2) | np.isnan(estimate)
+        low, high = np.where(too_few, np.nan, low), np.where(too_few, np.nan, high)
+        se = np.where(too_few, np.nan, se)
+        labels = [
+            CI_TOO_FEW if few else (CI_EXACT if exact else method)
+            for few, exact in zip(too_few.tolist(), degenerate.tolist(), strict=True)
+        ]
+        labels = [None if np.isnan(e) else label for e, label in zip(estimate.tolist(), labels, strict=True)]
+    return RatioIntervals(estimate=estimate, low=low, high=high, se=se, prompts=prompts, method=labels)
+
+
+def num(x: float) -> float | None:
+    """A float for JSON: None for NaN."""
+    return None if np.isnan(x) else float(x)

@@ -1,4 +1,4 @@
-"""Win rates per model pair: counts, AlpacaEval win rate (ties count half), bootstrap CIs, sign test.
+"""Win rates per model pair: counts, AlpacaEval win rate (ties count half), bootstrap CIs, prompt-level test.
 
 Everything is computed per *cell*, one (pair, prompt) combination that has votes, from the point of
 view of the pair's first model (alphabetical order); a pair asked the other way round is the mirror
@@ -11,9 +11,9 @@ from dataclasses import dataclass
 
 import numpy as np
 from scipy import sparse
-from scipy.stats import binomtest
 
-from .bootstrap import intervals, jackknife_acceleration, replicate_sums
+from .bootstrap import num, ratio_intervals, replicate_sums
+from .signflip import sign_flip_p_values
 from .table import BOTH_BAD_CODE, BOTH_BAD_MODES, FIRST_WINS, SECOND_WINS, TIED
 
 
@@ -100,7 +100,10 @@ def cells_build(
 
 @dataclass(frozen=True)
 class PairStats:
-    """Per pair k (first model's point of view): counts, win rates in percent, CI, SE, p-value."""
+    """Per pair k (first model's point of view): counts, win rates in percent, CI, SE, p-value.
+
+    ``ci_method[k]`` says how interval k was made (see ``bootstrap.RatioIntervals``).
+    """
 
     pair_first: np.ndarray
     pair_second: np.ndarray
@@ -116,12 +119,10 @@ class PairStats:
     ci_high: np.ndarray
     se: np.ndarray
     p_value: np.ndarray
+    ci_method: list[str | None]
 
     def entry(self, k: int, *, flip: bool) -> dict:
         """Pair k as a plain dict, from the second model's point of view when ``flip``."""
-
-        def num(x: float) -> float | None:
-            return None if np.isnan(x) else float(x)
 
         def mirrored(x: float) -> float | None:
             return None if np.isnan(x) else float(100.0 - x)
@@ -143,16 +144,9 @@ class PairStats:
             "ci_low": ci_low,
             "ci_high": ci_high,
             "se": num(self.se[k]),
+            "ci_method": self.ci_method[k],
             "p_value": float(self.p_value[k]),
         }
-
-
-def sign_test(wins: int, losses: int) -> float:
-    """Exact two-sided binomial (sign) test of wins against losses, ties left out; 1.0 with no decisive vote."""
-    decisive = int(wins) + int(losses)
-    if decisive == 0:
-        return 1.0
-    return float(binomtest(int(wins), decisive, 0.5, alternative="two-sided").pvalue)
 
 
 def pair_stats(
@@ -168,37 +162,36 @@ def pair_stats(
     ``[score per pair, votes per pair]`` (see ``pair_columns``), B may be 0 (no CI).
     """
     n_pairs = cells.n_pairs
-    score_total = cells.totals(cells.score)
-    votes_total = cells.totals(cells.votes)
     wins = cells.totals(cells.wins)
     losses = cells.totals(cells.losses)
     ties = cells.totals(cells.ties)
+    rates = ratio_intervals(
+        cell_col=cells.cell_pair,
+        cell_num=cells.score,
+        cell_den=cells.votes,
+        n_cols=n_pairs,
+        replicates=replicates,
+        method=method,
+        confidence=confidence,
+    )
     with np.errstate(divide="ignore", invalid="ignore"):
-        win_rate = 100.0 * score_total / votes_total
         no_ties = 100.0 * wins / (wins + losses)
-        boot = 100.0 * replicates[:, :n_pairs] / replicates[:, n_pairs:]
-        # Leave-one-prompt-out estimates for the BCa acceleration, one per cell.
-        jack = 100.0 * (score_total[cells.cell_pair] - cells.score) / (votes_total[cells.cell_pair] - cells.votes)
-    boot[~np.isfinite(boot)] = np.nan
-    jack[~np.isfinite(jack)] = np.nan
-    acceleration = jackknife_acceleration(jack, cells.cell_pair, n_pairs) if method == "bca" else None
-    low, high, se = intervals(win_rate, boot, method=method, confidence=confidence, acceleration=acceleration)
-    prompts = np.bincount(cells.cell_pair[cells.votes > 0], minlength=n_pairs)
     return PairStats(
         pair_first=cells.pair_first,
         pair_second=cells.pair_second,
-        n=votes_total,
-        prompts=prompts,
+        n=cells.totals(cells.votes),
+        prompts=rates.prompts,
         wins=wins,
         losses=losses,
         ties=ties,
         both_bad=cells.totals(cells.both_bad),
-        win_rate=win_rate,
+        win_rate=rates.estimate,
         win_rate_no_ties=no_ties,
-        ci_low=low,
-        ci_high=high,
-        se=se,
-        p_value=np.array([sign_test(w, lo) for w, lo in zip(wins, losses, strict=True)]),
+        ci_low=rates.low,
+        ci_high=rates.high,
+        se=rates.se,
+        p_value=sign_flip_p_values(cells.cell_pair, cells.wins - cells.losses, n_pairs),
+        ci_method=rates.method,
     )
 
 

@@ -12,10 +12,11 @@ from scipy import sparse
 
 from .agreement import agreement_summary
 from .bias import length_bias, position_bias
-from .bootstrap import CI_METHODS, replicate_sums
+from .bootstrap import CI_METHODS, num, replicate_sums
+from .length_control import LengthControlled, length_controlled
 from .pairs import Cells, PairStats, cells_build, pair_stats
 from .ranking import ELO_BASE, ranking_compute, winrate_matrix
-from .table import BOTH_BAD_MODES, Votes, VoteTableError, votes_prepare
+from .table import BOTH_BAD_MODES, FIRST_WINS, SECOND_WINS, TIED, Votes, VoteTableError, votes_prepare
 
 NO_CATEGORY = "(none)"
 SUMMARY_COLUMNS = [
@@ -33,6 +34,7 @@ SUMMARY_COLUMNS = [
     "ci_high",
     "se",
     "p_value",
+    "ci_method",
 ]
 
 
@@ -44,26 +46,43 @@ def _pair_columns_with_second(cells: Cells) -> sparse.csr_matrix:
     ).tocsr()
 
 
-def _pair_entries(stats: PairStats, models: list[str], baseline: str | None) -> list[dict]:
+def _lc_fields(lc: LengthControlled, k: int, *, flip: bool) -> dict:
+    values = (lc.win_rate[k], lc.ci_low[k], lc.ci_high[k])
+    if flip:
+        values = (100.0 - values[0], 100.0 - values[2], 100.0 - values[1])
+    return dict(zip(("lc_win_rate", "lc_ci_low", "lc_ci_high"), (num(v) for v in values), strict=True))
+
+
+def _pair_entries(
+    stats: PairStats, models: list[str], baseline: str | None, lc: LengthControlled | None = None
+) -> list[dict]:
     entries = []
     for k in range(len(stats.pair_first)):
         first, second = models[stats.pair_first[k]], models[stats.pair_second[k]]
-        if baseline is None:
-            entries.append({"model": first, "baseline": second, **stats.entry(k, flip=False)})
-        elif baseline == first:
-            entries.append({"model": second, "baseline": first, **stats.entry(k, flip=True)})
-        elif baseline == second:
-            entries.append({"model": first, "baseline": second, **stats.entry(k, flip=False)})
+        flip = baseline is not None and baseline == first
+        if baseline is not None and baseline not in (first, second):
+            continue
+        entry = {"model": second, "baseline": first} if flip else {"model": first, "baseline": second}
+        entry.update(stats.entry(k, flip=flip))
+        if lc is not None:
+            entry.update(_lc_fields(lc, k, flip=flip))
+        entries.append(entry)
     entries.sort(key=lambda e: (e["model"], e["baseline"]))
     return entries
 
 
-def _check_settings(n_boot: int, ci: str, confidence: float, both_bad: str) -> None:
-    if n_boot < 0:
-        raise VoteTableError(f"The number of bootstrap rounds must be 0 or more, not {n_boot}.")
+def _check_settings(
+    n_boot: int, seed: int, ci: str, confidence: float, both_bad: str, min_seconds: float | None
+) -> None:
+    if isinstance(n_boot, bool) or not isinstance(n_boot, int | np.integer) or n_boot < 0:
+        raise VoteTableError(f"The number of bootstrap rounds must be a whole number, 0 or more, not {n_boot!r}.")
+    if isinstance(seed, bool) or not isinstance(seed, int | np.integer) or seed < 0:
+        raise VoteTableError(f"The bootstrap seed must be a whole number, 0 or more, not {seed!r}.")
+    if min_seconds is not None and not (np.isfinite(min_seconds) and min_seconds >= 0):
+        raise VoteTableError(f"min_seconds must be a finite number, 0 or more, not {min_seconds!r}.")
     if ci not in CI_METHODS:
         raise VoteTableError(f"Unknown CI method {ci!r}; use one of {', '.join(CI_METHODS)}.")
-    if not 0.0 < confidence < 1.0:
+    if not (np.isfinite(confidence) and 0.0 < confidence < 1.0):
         raise VoteTableError(f"The confidence level must be between 0 and 1 (e.g. 0.95), not {confidence}.")
     if both_bad not in BOTH_BAD_MODES:
         raise VoteTableError(f"both_bad must be one of {', '.join(BOTH_BAD_MODES)}, not {both_bad!r}.")
@@ -99,6 +118,36 @@ def _categories(
     return out
 
 
+def _length_controlled(
+    votes: Votes, cells: Cells, *, both_bad: str, n_boot: int, seed: int, confidence: float
+) -> LengthControlled:
+    """The length-controlled win rate of every pair in ``cells``, from the votes' response lengths."""
+    frame, n_models = votes.frame, len(votes.models)
+    if "length_a" not in frame.columns or "length_b" not in frame.columns:
+        nothing = np.full(cells.n_pairs, np.nan)
+        return LengthControlled(nothing, nothing.copy(), nothing.copy())
+    a_is_first = np.asarray(votes.models, dtype=object)[votes.first] == frame["model_a"].to_numpy(dtype=object)
+    len_a, len_b = frame["length_a"].to_numpy(dtype=float), frame["length_b"].to_numpy(dtype=float)
+    diff = np.where(a_is_first, len_a - len_b, len_b - len_a)
+    score = np.select(
+        [votes.outcome == FIRST_WINS, votes.outcome == SECOND_WINS, votes.outcome == TIED],
+        [1.0, 0.0, 0.5],
+        0.5 if both_bad == "tie" else np.nan,
+    )
+    codes = cells.pair_first * n_models + cells.pair_second
+    return length_controlled(
+        pair_code=np.searchsorted(codes, votes.first * n_models + votes.second),
+        n_pairs=cells.n_pairs,
+        prompt=votes.prompt,
+        n_prompts=len(votes.prompts),
+        score=score,
+        length_diff=diff,
+        rng=np.random.default_rng([seed, 2]),
+        n_boot=n_boot,
+        confidence=confidence,
+    )
+
+
 def analyze(
     frame: pd.DataFrame,
     *,
@@ -117,10 +166,12 @@ def analyze(
     """Analyse a vote table (see ``table`` for its columns); raises VoteTableError on bad input or settings.
 
     Keys: ``pairs`` (one entry per pair of models that met, or per model against ``baseline``; win
-    rates and CI bounds in percent), ``ranking`` (Bradley–Terry, Elo-like scale), ``win_rate_matrix``,
+    rates and CI bounds in percent), ``ranking`` (Bradley–Terry, Elo-like scale, per connected
+    component of the comparison graph), ``ranking_components`` (the models of each component: models
+    in different components cannot be compared), ``win_rate_matrix``,
     ``agreement``, ``position_bias``, ``length_bias``, ``categories``, ``votes`` and ``settings``.
     """
-    _check_settings(n_boot, ci, confidence, both_bad)
+    _check_settings(n_boot, seed, ci, confidence, both_bad, min_seconds)
     votes = votes_prepare(
         frame,
         exclude_flagged=exclude_flagged,
@@ -162,9 +213,11 @@ def analyze(
     rater = votes.frame["rater"].to_numpy() if "rater" in votes.frame.columns else None
     agreement = agreement_summary(unit=unit.astype(np.int64), value=votes.outcome.astype(np.int64), rater=rater)
 
+    lc = _length_controlled(votes, cells, both_bad=both_bad, n_boot=n_boot, seed=seed, confidence=confidence)
     return {
-        "pairs": _pair_entries(stats, votes.models, baseline),
+        "pairs": _pair_entries(stats, votes.models, baseline, lc),
         "ranking": ranking.entries(),
+        "ranking_components": ranking.components(),
         "win_rate_matrix": {
             "models": votes.models,
             "values": winrate_matrix(votes.models, stats.pair_first, stats.pair_second, stats.win_rate),
@@ -203,7 +256,10 @@ def analyze(
             "exclude_flagged": exclude_flagged,
             "min_seconds": min_seconds,
             "exclude_identity_reports": exclude_identity_reports,
-            "ranking_scale": f"Bradley-Terry, Elo-like: {ELO_BASE:g} + 400*log10(strength), mean log-strength 0",
+            "ranking_scale": (
+                f"Bradley-Terry, Elo-like: {ELO_BASE:g} + 400*log10(strength), "
+                "mean log-strength 0 in each group of connected models"
+            ),
             "ranking_prior": ranking.prior,
             "ranking_regularized": ranking.regularized,
             "ranking_replicates_regularized": ranking.replicates_regularized,
@@ -224,20 +280,60 @@ def _pct(x: float | None, digits: int = 1) -> str:
     return "n/a" if x is None else f"{x:.{digits}f}"
 
 
+CI_METHOD_WORDS = {
+    "bca": "BCa bootstrap",
+    "percentile": "percentile bootstrap",
+    "clopper_pearson": "exact Clopper–Pearson over prompts",
+    "too_few_prompts": "too few prompts for an interval",
+}
+
+
+def interval_words(entry: dict, *, level: str, digits: int = 1, method: bool = False) -> str:
+    """An entry's interval as "23.4–29.5", or why there is none; with ``method``, how it was made.
+
+    A Clopper–Pearson interval (bootstrap degenerate or fewer than 10 prompts) always says "exact".
+    """
+    how = entry.get("ci_method")
+    if how == "too_few_prompts":
+        return "too few prompts"
+    if entry["ci_low"] is None or entry["ci_high"] is None:
+        return "n/a"
+    bounds = f"{_pct(entry['ci_low'], digits)}–{_pct(entry['ci_high'], digits)}"
+    if method and how:
+        return f"{bounds} ({CI_METHOD_WORDS.get(how, how)})"
+    return f"{bounds} (exact)" if how == "clopper_pearson" else bounds
+
+
 def headline(entry: dict, *, confidence: float = 0.95) -> str:
     """One pair in plain words.
 
     E.g. "Model X wins 26.5% of comparisons against Y (95% CI 23.4–29.5%, p < 0.001; 205 wins, 16 ties, 584 losses)".
     """
     level = f"{100 * confidence:g}%"
-    ci = (
-        f"{level} CI {_pct(entry['ci_low'])}–{_pct(entry['ci_high'])}%"
-        if entry["ci_low"] is not None and entry["ci_high"] is not None
-        else f"{level} CI n/a"
-    )
+    how = entry.get("ci_method")
+    if how == "too_few_prompts":
+        ci = f"{level} CI n/a: too few prompts"
+    elif entry["ci_low"] is None or entry["ci_high"] is None:
+        ci = f"{level} CI n/a"
+    else:
+        ci = f"{level} CI {_pct(entry['ci_low'])}–{_pct(entry['ci_high'])}%"
+        if how == "clopper_pearson":
+            ci += f" exact over {entry['prompts']} prompts"
     return (
         f"Model {entry['model']} wins {_pct(entry['win_rate'])}% of comparisons against {entry['baseline']} "
         f"({ci}, {format_p(entry['p_value'])}; {entry['wins']} wins, {entry['ties']} ties, {entry['losses']} losses)"
+    )
+
+
+def components_words(components: list[list[str]]) -> str | None:
+    """Which models cannot be compared, in one sentence; None when every model can be."""
+    if len(components) <= 1:
+        return None
+    groups = "; ".join(f"group {i} ({', '.join(models)})" for i, models in enumerate(components, start=1))
+    return (
+        f"The models form {len(components)} groups that never met, directly or through other models, so a "
+        f"model cannot be compared with one of another group: {groups}. Each group is ranked on its own, "
+        "with its own mean score of 1000."
     )
 
 
@@ -258,37 +354,52 @@ def format_text(result: dict) -> str:
         f"({result['votes']['excluded']} excluded); {settings['bootstrap']} bootstrap rounds over prompts, "
         f"{settings['ci']} CI, seed {settings['seed']}; both_bad counted as {settings['both_bad']}"
         + ("; pairs reported as revealing who wrote them left out." if settings["exclude_identity_reports"] else "."),
+        "p: sign-flip test over prompts (wins minus losses, whole prompts flipped).",
         "",
     ]
     out += [headline(e, confidence=settings["confidence"]) for e in result["pairs"]]
     out += ["", "Win rates (percent, ties count half):"]
+    controlled = any(e.get("lc_win_rate") is not None for e in result["pairs"])
     out.append(
         _table(
-            ["model", "baseline", "n", "wins", "ties", "losses", "win rate", f"{level} CI", "no ties", "se", "p"],
+            ["model", "baseline", "n", "prompts", "wins", "ties", "losses", "win rate", f"{level} CI"]
+            + (["length-controlled", f"{level} CI"] if controlled else [])
+            + ["no ties", "se", "p"],
             [
                 [
                     e["model"],
                     e["baseline"],
                     str(e["n"]),
+                    str(e["prompts"]),
                     str(e["wins"]),
                     str(e["ties"]),
                     str(e["losses"]),
                     _pct(e["win_rate"], 2),
-                    f"{_pct(e['ci_low'], 2)}–{_pct(e['ci_high'], 2)}",
-                    _pct(e["win_rate_no_ties"], 2),
-                    _pct(e["se"], 2),
-                    f"{e['p_value']:.3g}",
+                    interval_words(e, level=level, digits=2),
                 ]
+                + (
+                    [_pct(e["lc_win_rate"], 2), f"{_pct(e['lc_ci_low'], 2)}–{_pct(e['lc_ci_high'], 2)}"]
+                    if controlled
+                    else []
+                )
+                + [_pct(e["win_rate_no_ties"], 2), _pct(e["se"], 2), f"{e['p_value']:.3g}"]
                 for e in result["pairs"]
             ],
         )
     )
+    components = result["ranking_components"]
     out += ["", f"Ranking ({settings['ranking_scale']}):"]
+    warning = components_words(components)
+    if warning:
+        out.append(warning)
+    out.append("rank: 1 + the number of models whose interval lies entirely above this one's (in the same group).")
+    headers = ["rank", "model", "score", f"{level} CI"] + (["group"] if len(components) > 1 else [])
     out.append(
         _table(
-            ["rank", "model", "score", f"{level} CI"],
+            headers,
             [
                 [str(r["rank"]), r["model"], _pct(r["score"], 0), f"{_pct(r['ci_low'], 0)}–{_pct(r['ci_high'], 0)}"]
+                + ([str(r["component"])] if len(components) > 1 else [])
                 for r in result["ranking"]
             ],
         )
@@ -314,21 +425,22 @@ def format_text(result: dict) -> str:
     if length["available"]:
         out.append(
             f"Length bias: the longer response wins {_pct(length['longer_win_rate'])}% of {length['votes']} votes "
-            f"({level} CI {_pct(length['ci_low'])}–{_pct(length['ci_high'])}%)."
+            f"({level} CI: {interval_words(length, level=level, method=True)})."
         )
     if result["categories"]:
         out += ["", "Per category:"]
         out.append(
             _table(
-                ["category", "model", "baseline", "n", "win rate", f"{level} CI"],
+                ["category", "model", "baseline", "n", "prompts", "win rate", f"{level} CI"],
                 [
                     [
                         c["category"],
                         c["model"],
                         c["baseline"],
                         str(c["n"]),
+                        str(c["prompts"]),
                         _pct(c["win_rate"]),
-                        f"{_pct(c['ci_low'])}–{_pct(c['ci_high'])}",
+                        interval_words(c, level=level),
                     ]
                     for c in result["categories"]
                 ],

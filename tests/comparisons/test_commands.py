@@ -51,7 +51,10 @@ def test_create_campaign_with_a_baseline():
         (["--evalset", "nope", "--models", "zebra-model-7", "quokka-llm-13b"], "No eval set named 'nope'"),
         (["--evalset", "{es}", "--models", "zebra-model-7", "ghost"], "Unknown model(s): ghost"),
         (["--evalset", "{es}", "--models", "zebra-model-7"], "at least two different models"),
-        (["--evalset", "{es}", "--models", "zebra-model-7", "quokka-llm-13b", "--votes-per-pair", "0"], "at least 1"),
+        (
+            ["--evalset", "{es}", "--models", "zebra-model-7", "quokka-llm-13b", "--votes-per-pair", "0"],
+            "--votes-per-pair: must be a whole number from 1",
+        ),
     ],
 )
 def test_create_campaign_bad_input_is_a_clear_error_and_creates_nothing(args, message):

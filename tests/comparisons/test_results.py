@@ -216,3 +216,36 @@ def test_the_analysis_is_computed_when_the_cache_is_unreachable(settings, caplog
     vote_as_planned(campaign, invite_rater(campaign), PLAN)
     assert campaign_analysis(campaign=campaign, n_boot=50)["votes"]["used"] == 6
     assert "Analysis cache unavailable" in caplog.text
+
+
+def test_page_says_how_each_interval_was_made_and_which_models_cannot_be_compared(analyst_client):
+    # Four models, but votes only on m-a vs m-b and m-c vs m-d: two groups that never met.
+    campaign = build_campaign(slug="two-groups", n_prompts=4, model_names=["m-a", "m-b", "m-c", "m-d"], k=1)
+    rater = invite_rater(campaign)
+    wanted = ({"m-a", "m-b"}, {"m-c", "m-d"})
+    seen: set[str] = set()
+    while (assignment := services.assignment_next(rater=rater, campaign=campaign)) is not None:
+        if assignment.token in seen:
+            break
+        seen.add(assignment.token)
+        comparison = assignment.comparison
+        if {comparison.response_a.model.name, comparison.response_b.model.name} in wanted:
+            services.vote_cast(rater=rater, token=assignment.token, choice="A")
+        else:
+            services.assignment_skip(rater=rater, token=assignment.token)
+    page = analyst_client.get(results_url(campaign)).content.decode()
+    assert "cannot be compared with one of another group: group 1 (m-" in page
+    assert "<th>group</th>" in page
+    # Four prompts per pair: too few for the bootstrap, so the exact interval, marked as such.
+    assert "(exact)" in page and "Clopper" in page
+    assert "sign-flip test over prompts" in page
+    assert "exact sign test on decisive votes" not in page
+
+
+def test_page_shows_the_length_controlled_win_rate_beside_the_raw_one(analyst_client, campaign):
+    analysis = campaign_analysis(campaign=campaign, use_cache=False)
+    pair = analysis["pairs"][0]
+    assert pair["lc_win_rate"] is not None  # the page's votes carry both responses' lengths
+    page = analyst_client.get(results_url(campaign)).content.decode()
+    assert "<th>length-controlled %</th>" in page
+    assert f'<td class="num">{pair["lc_win_rate"]:.1f}</td>' in page

@@ -12,12 +12,14 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from comparisons.stats import BOTH_BAD_MODES, CI_METHODS, VoteTableError, analyze, format_text, read_votes_csv
+from evalsite.options import BOOTSTRAP_ROUNDS, CONFIDENCE, NON_NEGATIVE, SEED
 
 
 class Command(BaseCommand):
     help = (
-        "Analyse a vote CSV: win rates with cluster-bootstrap CIs over prompts, sign tests, a Bradley-Terry "
-        "ranking, rater agreement, position/length bias and a per-category breakdown. --json prints one object."
+        "Analyse a vote CSV: win rates with cluster-bootstrap CIs over prompts, sign-flip tests over prompts, "
+        "a Bradley-Terry ranking per connected group of models, rater agreement, position/length bias and a "
+        "per-category breakdown. --json prints one object."
     )
     requires_system_checks: list[str] = []
     requires_migrations_checks = False
@@ -25,11 +27,13 @@ class Command(BaseCommand):
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("votes", help="vote CSV (columns prompt_id, model_a, model_b, winner; others optional)")
         parser.add_argument("--baseline", help="report every other model against this one")
-        parser.add_argument("--bootstrap", type=int, default=1000, help="bootstrap rounds (default 1000; 0 = no CI)")
-        parser.add_argument("--seed", type=int, default=0, help="seed of the bootstrap (default 0)")
+        parser.add_argument(
+            "--bootstrap", type=BOOTSTRAP_ROUNDS, default=1000, help="bootstrap rounds (default 1000; 0 = no CI)"
+        )
+        parser.add_argument("--seed", type=SEED, default=0, help="seed of the bootstrap (default 0)")
         parser.add_argument("--json", action="store_true", help="print one JSON object instead of tables")
         parser.add_argument("--ci", choices=CI_METHODS, default="bca", help="interval method (default bca)")
-        parser.add_argument("--confidence", type=float, default=0.95, help="confidence level (default 0.95)")
+        parser.add_argument("--confidence", type=CONFIDENCE, default=0.95, help="confidence level (default 0.95)")
         parser.add_argument(
             "--both-bad-as",
             choices=BOTH_BAD_MODES,
@@ -41,7 +45,7 @@ class Command(BaseCommand):
             action="store_true",
             help="drop votes with attention_failed or flagged true",
         )
-        parser.add_argument("--min-seconds", type=float, help="drop votes that took fewer seconds than this")
+        parser.add_argument("--min-seconds", type=NON_NEGATIVE, help="drop votes that took fewer seconds than this")
         parser.add_argument(
             "--exclude-identity-reports",
             action="store_true",
@@ -50,8 +54,6 @@ class Command(BaseCommand):
         parser.add_argument("--no-categories", action="store_true", help="skip the per-category breakdown")
 
     def handle(self, *args: Any, **options: Any) -> None:
-        if options["bootstrap"] < 0:
-            raise CommandError(f"--bootstrap must be 0 or more, not {options['bootstrap']}.")
         try:
             frame = read_votes_csv(options["votes"])
             result = analyze(

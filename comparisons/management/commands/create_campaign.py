@@ -13,6 +13,7 @@ from django.db import transaction
 
 from comparisons import services
 from comparisons.models import Campaign
+from evalsite.options import AT_LEAST_ONE, SHARE
 from generation.models import EvalSet, ModelEntry
 
 
@@ -24,13 +25,17 @@ class Command(BaseCommand):
         parser.add_argument("--evalset", required=True, help="Name of the eval set.")
         parser.add_argument("--models", nargs="+", required=True, metavar="NAME", help="Two or more model names.")
         parser.add_argument("--baseline", help="Compare every other model against this one (default: all pairs).")
-        parser.add_argument("--votes-per-pair", type=int, default=3, metavar="K", help="Votes per comparison (3).")
-        parser.add_argument("--limit", type=int, metavar="N", help="Only the first N prompts of the eval set.")
+        parser.add_argument(
+            "--votes-per-pair", type=AT_LEAST_ONE, default=3, metavar="K", help="Votes per comparison (3)."
+        )
+        parser.add_argument("--limit", type=AT_LEAST_ONE, metavar="N", help="Only the first N prompts of the eval set.")
         parser.add_argument("--title", default="", help="Title shown to admins and analysts (never to raters).")
         parser.add_argument("--instructions", default="", help="Guidance shown to raters.")
-        parser.add_argument("--attention-rate", type=float, default=0.0, metavar="R", help="Share of attention checks.")
-        parser.add_argument("--per-rater", type=int, metavar="N", help="Most pairs one rater judges.")
-        parser.add_argument("--lease-seconds", type=int, default=600, help="How long a served pair is held (600).")
+        parser.add_argument("--attention-rate", type=SHARE, default=0.0, metavar="R", help="Share of attention checks.")
+        parser.add_argument("--per-rater", type=AT_LEAST_ONE, metavar="N", help="Most pairs one rater judges.")
+        parser.add_argument(
+            "--lease-seconds", type=AT_LEAST_ONE, default=600, help="How long a served pair is held (600)."
+        )
         parser.add_argument(
             "--render",
             choices=Campaign.Rendering.values,
@@ -57,10 +62,6 @@ class Command(BaseCommand):
         missing = [n for n in names if n not in found]
         if missing:
             raise CommandError(f"Unknown model(s): {', '.join(missing)}. Import or upload them first.")
-        if opts["per_rater"] is not None and opts["per_rater"] < 1:
-            raise CommandError("--per-rater must be at least 1.")
-        if opts["lease_seconds"] < 1:
-            raise CommandError("--lease-seconds must be at least 1.")
         try:
             with transaction.atomic():
                 campaign = services.campaign_create(

@@ -18,6 +18,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from comparisons.models import Campaign
 from comparisons.results import EXPORT_KINDS, export_stream
 from evalsite.files import OutputFolderMissing, text_output
+from evalsite.options import BOOTSTRAP_ROUNDS, SEED
 
 
 class Command(BaseCommand):
@@ -27,15 +28,13 @@ class Command(BaseCommand):
         parser.add_argument("slug", help="the campaign's slug")
         parser.add_argument("kind", choices=EXPORT_KINDS, help="what to export")
         parser.add_argument("out", help="output file, or - for standard output")
-        parser.add_argument("--bootstrap", type=int, default=1000, help="bootstrap rounds for the summary")
-        parser.add_argument("--seed", type=int, default=0, help="bootstrap seed for the summary")
+        parser.add_argument("--bootstrap", type=BOOTSTRAP_ROUNDS, default=1000, help="bootstrap rounds for the summary")
+        parser.add_argument("--seed", type=SEED, default=0, help="bootstrap seed for the summary")
 
     def handle(self, *args: Any, **opts: Any) -> None:
         campaign = Campaign.objects.filter(slug=opts["slug"]).first()
         if campaign is None:
             raise CommandError(f"No campaign with slug {opts['slug']!r}.")
-        if opts["bootstrap"] < 0:
-            raise CommandError(f"--bootstrap must be 0 or more, not {opts['bootstrap']}.")
         pieces = export_stream(campaign=campaign, kind=opts["kind"], n_boot=opts["bootstrap"], seed=opts["seed"])
         try:
             with text_output(opts["out"]) as stream:

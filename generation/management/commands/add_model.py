@@ -6,6 +6,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
+from evalsite.options import AT_LEAST_ONE, NON_NEGATIVE, SEED, real_number
 from generation import services
 from generation.errors import InputError
 from generation.models import DType, PromptTemplate
@@ -22,10 +23,12 @@ class Command(BaseCommand):
         parser.add_argument("name", metavar="NAME")
         parser.add_argument("--checkpoint", required=True, metavar="PATH_OR_ARCHIVE")
         parser.add_argument("--template", choices=PromptTemplate.values, default=PromptTemplate.ALPACA)
-        parser.add_argument("--max-new-tokens", type=int, default=256)
-        parser.add_argument("--temperature", type=float, default=0.0, help="0 (the default) means greedy decoding.")
-        parser.add_argument("--top-p", type=float, default=1.0)
-        parser.add_argument("--seed", type=int, default=0)
+        parser.add_argument("--max-new-tokens", type=AT_LEAST_ONE, default=256)
+        parser.add_argument(
+            "--temperature", type=NON_NEGATIVE, default=0.0, help="0 (the default) means greedy decoding."
+        )
+        parser.add_argument("--top-p", type=real_number(above=0.0, maximum=1.0), default=1.0)
+        parser.add_argument("--seed", type=SEED, default=0)
         parser.add_argument("--dtype", choices=DType.values, default=DType.AUTO)
         parser.add_argument("--description", default="")
 

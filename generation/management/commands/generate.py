@@ -10,6 +10,7 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.utils import timezone
 
+from evalsite.options import AT_LEAST_ONE, POSITIVE
 from generation import selectors, services
 from generation.errors import InputError
 from generation.models import EvalSet, GenerationRun, ModelEntry
@@ -38,16 +39,18 @@ class Command(BaseCommand):
         parser.add_argument("name", metavar="NAME", help="The model (a ready checkpoint).")
         parser.add_argument("--evalset", required=True, metavar="NAME")
         parser.add_argument("--wait", action="store_true", help="Show progress until the run ends.")
-        parser.add_argument("--limit", type=int, default=None, help="Only the first N prompts (new runs).")
-        parser.add_argument("--chunk-size", type=int, default=None, help="Prompts per worker task (new runs).")
-        parser.add_argument("--batch-size", type=int, default=None, help="Prompts per forward batch (new runs).")
+        parser.add_argument("--limit", type=AT_LEAST_ONE, default=None, help="Only the first N prompts (new runs).")
+        parser.add_argument("--chunk-size", type=AT_LEAST_ONE, default=None, help="Prompts per worker task (new runs).")
+        parser.add_argument(
+            "--batch-size", type=AT_LEAST_ONE, default=None, help="Prompts per forward batch (new runs)."
+        )
         parser.add_argument(
             "--worker-timeout",
-            type=float,
+            type=POSITIVE,
             default=60.0,
             help="With --wait: give up (exit 1) if no worker picks the work up within this many seconds.",
         )
-        parser.add_argument("--poll", type=float, default=1.0, help=argparse.SUPPRESS)
+        parser.add_argument("--poll", type=POSITIVE, default=1.0, help=argparse.SUPPRESS)
 
     def handle(self, *args: Any, **options: Any) -> None:
         try:
@@ -60,9 +63,6 @@ class Command(BaseCommand):
             raise CommandError(
                 f"There is no eval set named {options['evalset']!r}; import it with import_evalset."
             ) from None
-        for option in ("limit", "chunk_size", "batch_size"):
-            if options[option] is not None and options[option] < 1:
-                raise CommandError(f"--{option.replace('_', '-')} must be at least 1.")
         queued_at = timezone.now()
         try:
             run = services.run_start(

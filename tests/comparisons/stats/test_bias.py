@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
+from scipy import stats as scipy_stats
 from scipy.stats import binomtest
 
 from comparisons.stats import analyze
@@ -38,3 +40,20 @@ def test_length_bias_longer_response_always_wins():
     assert buckets["300-999"]["votes"] == 10 and buckets["1000+"]["votes"] == 10
     assert list(buckets) == ["1-99", "100-299", "300-999", "1000+"]
     assert buckets["1-99"]["votes"] == 0 and buckets["1-99"]["longer_win_rate"] is None
+
+
+def test_length_bias_bca_interval_is_accelerated_like_scipys():
+    # One vote per prompt: the cluster bootstrap is the ordinary bootstrap of the mean score, so with
+    # the same draws it must give scipy's BCa interval, acceleration included (a skewed case, where
+    # the acceleration moves the bounds). A bias-corrected-only interval misses it.
+    rng = np.random.default_rng(3)
+    longer_won = rng.random(60) < 0.85
+    frame = votes_frame([(f"p{i}", "A", "B", "A" if won else "B") for i, won in enumerate(longer_won)])
+    frame["length_a"], frame["length_b"] = 900, 100
+    bias = analyze(frame, n_boot=2000, seed=5, categories=False)["length_bias"]
+    reference = scipy_stats.bootstrap(
+        (longer_won.astype(float),), np.mean, n_resamples=2000, rng=np.random.default_rng(5), method="BCa"
+    )
+    assert bias["ci_method"] == "bca"
+    assert bias["ci_low"] == pytest.approx(100 * reference.confidence_interval.low)
+    assert bias["ci_high"] == pytest.approx(100 * reference.confidence_interval.high)

@@ -37,6 +37,10 @@ def test_swapping_the_models_gives_100_minus_the_win_rate(votes, ci):
     b_vs_a = analyze(frame, baseline="A", n_boot=200, seed=1, ci=ci, categories=False)["pairs"][0]
     assert b_vs_a["win_rate"] == pytest.approx(100 - a_vs_b["win_rate"])
     assert (b_vs_a["wins"], b_vs_a["losses"], b_vs_a["ties"]) == (a_vs_b["losses"], a_vs_b["wins"], a_vs_b["ties"])
+    assert b_vs_a["ci_method"] == a_vs_b["ci_method"]
+    if a_vs_b["ci_method"] == "too_few_prompts":
+        assert b_vs_a["ci_low"] is b_vs_a["ci_high"] is a_vs_b["ci_low"] is None
+        return
     assert b_vs_a["ci_low"] == pytest.approx(100 - a_vs_b["ci_high"])
     assert b_vs_a["p_value"] == pytest.approx(a_vs_b["p_value"])
     # Renaming the models so that their alphabetical order flips changes nothing either.
@@ -48,8 +52,13 @@ def test_swapping_the_models_gives_100_minus_the_win_rate(votes, ci):
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(votes=vote_lists, ci=st.sampled_from(["percentile", "bca"]), seed=st.integers(0, 2**32 - 1))
-def test_the_interval_contains_the_estimate(votes, ci, seed):
+def test_the_interval_contains_the_estimate_and_is_never_zero_width(votes, ci, seed):
     pair = analyze(build(votes), n_boot=300, seed=seed, ci=ci, categories=False)["pairs"][0]
+    if pair["prompts"] < 2:
+        assert pair["ci_method"] == "too_few_prompts" and pair["ci_low"] is None
+        return
+    assert pair["ci_method"] in {ci, "clopper_pearson"}
+    assert pair["ci_low"] < pair["ci_high"]  # never a zero-width interval
     assert 0.0 <= pair["ci_low"] <= pair["win_rate"] + 1e-9
     assert pair["win_rate"] - 1e-9 <= pair["ci_high"] <= 100.0
 

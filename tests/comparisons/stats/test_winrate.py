@@ -1,4 +1,4 @@
-"""Win rates, their cluster-bootstrap intervals and the sign test, on cases computed by hand."""
+"""Win rates, their cluster-bootstrap intervals and the prompt-level test, on cases computed by hand."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 from scipy import stats as scipy_stats
 
-from comparisons.stats import analyze, headline, sign_test, winrate_ci
+from comparisons.stats import analyze, headline, sign_flip_p, winrate_ci
 
 from .helpers import pair_votes, votes_frame
 
@@ -84,13 +84,28 @@ def test_baseline_orients_every_pair_and_swapping_gives_the_complement():
     assert [(e["model"], e["baseline"]) for e in everything] == [("A", "B"), ("B", "C")]
 
 
-def test_sign_test_exact_values():
+def test_one_vote_per_prompt_gives_the_exact_sign_test():
+    # Per-prompt wins minus losses of +1/-1: the sign-flip distribution is the binomial one.
     # 8 wins and 2 losses: 2 * (1 + 10 + 45) / 2**10.
-    assert sign_test(8, 2) == pytest.approx(2 * 56 / 1024)
-    assert sign_test(5, 5) == pytest.approx(1.0)
-    assert sign_test(0, 0) == 1.0
+    assert sign_flip_p([1] * 8 + [-1] * 2) == pytest.approx(2 * 56 / 1024)
+    assert sign_flip_p([1] * 5 + [-1] * 5) == pytest.approx(1.0)
+    assert sign_flip_p([0, 0]) == 1.0
     frame = votes_frame(pair_votes("A", "B", 8, 2, 5))
     assert only_pair(analyze(frame, n_boot=0))["p_value"] == pytest.approx(2 * 56 / 1024)  # ties left out
+
+
+def test_p_value_counts_prompts_not_votes():
+    # 100 prompts won 60-40, each judged alike by five raters: five agreeing votes on a prompt are one
+    # prompt's verdict, so the p-value is the one-vote-per-prompt sign test's (0.057), as the interval
+    # says (it stays the same width). Counting 500 independent votes would give p = 9e-6.
+    single = pair_votes("A", "B", 60, 40, 0)
+    repeated = [row for row in single for _ in range(5)]
+    one = only_pair(analyze(votes_frame(single), n_boot=1000, seed=0))
+    five = only_pair(analyze(votes_frame(repeated), n_boot=1000, seed=0))
+    assert one["p_value"] == pytest.approx(scipy_stats.binomtest(60, 100).pvalue)
+    assert five["p_value"] == pytest.approx(one["p_value"])
+    assert 0.05 < five["p_value"] < 0.06
+    assert five["ci_low"] <= 50.0 < five["ci_high"]  # the interval just reaches 50%, as p just misses 0.05
 
 
 def test_bootstrap_is_seeded_and_reproducible():
@@ -136,11 +151,47 @@ def test_bootstrap_resamples_prompts_not_votes():
     assert five["ci_high"] == pytest.approx(one["ci_high"])
 
 
-def test_unanimous_pair_has_a_degenerate_interval():
+def test_unanimous_pair_gets_an_exact_interval_not_a_zero_width_one():
+    # Twelve prompts all won: every bootstrap replicate says 100%, a zero-width "interval". Instead,
+    # the exact Clopper-Pearson interval for 12 successes in 12 prompts: [0.025 ** (1/12), 1].
     pair = only_pair(analyze(votes_frame(pair_votes("A", "B", 12, 0, 0)), n_boot=500, seed=0))
     assert pair["win_rate"] == 100.0
-    assert pair["ci_low"] == pair["ci_high"] == 100.0
-    assert pair["win_rate_no_ties"] == 100.0
+    assert pair["ci_method"] == "clopper_pearson"
+    assert pair["ci_low"] == pytest.approx(100 * 0.025 ** (1 / 12))
+    assert pair["ci_high"] == 100.0
+    assert pair["se"] is None
+    assert "95% CI 73.5–100.0% exact over 12 prompts" in headline(pair)
+
+
+def test_few_prompts_get_an_exact_interval_and_one_prompt_none():
+    # Three votes on one prompt: one cluster, no spread to estimate: no interval at all.
+    one_prompt = votes_frame([("p1", "A", "B", "A")] * 3)
+    pair = only_pair(analyze(one_prompt, n_boot=500, seed=0))
+    assert pair["ci_method"] == "too_few_prompts"
+    assert pair["ci_low"] is None and pair["ci_high"] is None
+    assert "CI n/a: too few prompts" in headline(pair)
+    # Six prompts, 4 won and 2 lost: fewer than 10 prompts, so Clopper-Pearson for 4 of 6.
+    pair = only_pair(analyze(votes_frame(pair_votes("A", "B", 4, 2, 0)), n_boot=500, seed=0))
+    exact = scipy_stats.binomtest(4, 6).proportion_ci(method="exact")
+    assert pair["ci_method"] == "clopper_pearson"
+    assert (pair["ci_low"], pair["ci_high"]) == pytest.approx((100 * exact.low, 100 * exact.high))
+    # Enough prompts and a spread: the bootstrap, labelled with its method.
+    pair = only_pair(analyze(votes_frame(pair_votes("A", "B", 30, 20, 10)), n_boot=500, seed=0, ci="percentile"))
+    assert pair["ci_method"] == "percentile"
+    assert pair["ci_high"] - pair["ci_low"] > 10
+
+
+def test_no_category_has_a_zero_width_interval():
+    frame = votes_frame(pair_votes("A", "B", 9, 1, 0) + pair_votes("A", "B", 3, 3, 0, start=50))
+    frame["category"] = ["Gmail"] * 5 + ["Netflix"] * 5 + ["Solo"] * 6
+    frame.loc[10:, "prompt_id"] = "p-solo"  # six votes on a single prompt
+    result = analyze(frame, baseline="B", n_boot=300, seed=0)
+    by_category = {c["category"]: c for c in result["categories"]}
+    assert by_category["Gmail"]["ci_method"] == "clopper_pearson"  # 5 of 5 won: exact
+    assert by_category["Gmail"]["ci_low"] < by_category["Gmail"]["ci_high"]
+    assert by_category["Solo"]["ci_method"] == "too_few_prompts"
+    for entry in result["categories"]:
+        assert entry["ci_low"] is None or entry["ci_low"] < entry["ci_high"]
 
 
 def test_per_category_breakdown():
@@ -179,3 +230,22 @@ def test_pairs_that_never_met_are_absent():
     assert matrix["values"][1][0] == pytest.approx(40.0)
     assert matrix["values"][0][2] is None
     assert result["settings"]["ranking_connected"] is False
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"seed": -1}, "seed must be a whole number"),
+        ({"n_boot": -1}, "bootstrap rounds must be a whole number"),
+        ({"min_seconds": float("nan")}, "min_seconds must be a finite number"),
+        ({"min_seconds": float("-inf")}, "min_seconds must be a finite number"),
+        ({"confidence": float("nan")}, "confidence level must be between 0 and 1"),
+    ],
+)
+def test_bad_settings_are_refused_before_any_work(options, message):
+    from comparisons.stats import VoteTableError
+
+    frame = votes_frame(pair_votes("A", "B", 3, 2, 0))
+    frame["seconds"] = 10.0
+    with pytest.raises(VoteTableError, match=message):
+        analyze(frame, **options)
