@@ -19,6 +19,7 @@ from .helpers import pair_votes, votes_frame
 ROOT = Path(__file__).resolve().parents[3]
 TASKS = ROOT / "fixtures" / "self_instruct" / "user_oriented_instructions.jsonl"
 PAIR_KEYS = {"model", "baseline", "n", "wins", "losses", "ties", "win_rate", "ci_low", "ci_high", "se", "p_value"}
+PAIR_KEYS |= {"ci_method", "lc_win_rate", "lc_ci_low", "lc_ci_high"}
 
 
 def run_json(*args: str) -> dict:
@@ -38,12 +39,13 @@ def test_json_output_has_the_contract_keys(tmp_path):
     frame = votes_frame(pair_votes("alpaca", "davinci", 6, 3, 1) + pair_votes("llama", "davinci", 2, 7, 1, start=20))
     votes = write_csv(tmp_path / "votes.csv", frame)
     result = run_json(str(votes), "--baseline", "davinci", "--bootstrap", "300", "--seed", "4")
-    assert {"pairs", "ranking", "agreement", "position_bias"} <= set(result)
+    assert {"pairs", "ranking", "ranking_components", "agreement", "position_bias"} <= set(result)
     assert [(p["model"], p["baseline"]) for p in result["pairs"]] == [("alpaca", "davinci"), ("llama", "davinci")]
     for pair in result["pairs"]:
         assert set(pair) >= PAIR_KEYS
     assert result["pairs"][0]["win_rate"] == pytest.approx(65.0)
-    assert {"model", "score", "ci_low", "ci_high"} <= set(result["ranking"][0])
+    assert {"rank", "model", "score", "ci_low", "ci_high", "component"} <= set(result["ranking"][0])
+    assert result["ranking_components"] == [["alpaca", "davinci", "llama"]]
     assert result["settings"]["bootstrap"] == 300 and result["settings"]["seed"] == 4
     # Without a baseline: one entry per pair of models that met (alpaca and llama never did).
     everything = run_json(str(votes), "--bootstrap", "0")
