@@ -23,7 +23,13 @@ from comparisons import services
 from comparisons.access import rater_can_rate, rater_for_user, rater_required, user_is_admin, user_is_analyst
 from comparisons.markdown import render_markdown
 from comparisons.models import Campaign, Rater
-from comparisons.selectors import campaign_by_slug, rater_progress, rater_view_for_assignment, vote_public
+from comparisons.selectors import (
+    campaign_by_slug,
+    rater_progress,
+    rater_view_for_assignment,
+    rater_work_done,
+    vote_public,
+)
 
 PARTICIPANT_PARAMS = ("participant", "PROLIFIC_PID")
 
@@ -133,12 +139,14 @@ def done(request: HttpRequest, slug: str) -> HttpResponse:
     if services.assignment_next(rater=rater, campaign=campaign) is not None:
         return redirect("comparisons:rate", slug=campaign.slug)
     progress = rater_progress(rater=rater, campaign=campaign)
+    finished = rater_work_done(rater=rater, campaign=campaign)
     return render(
         request,
         "comparisons/done.html",
         {
             "progress": progress,
-            "completion_code": rater.completion_code if progress["done"] else "",
+            "finished": finished,
+            "completion_code": rater.completion_code if finished else "",
             "status": campaign.status,
         },
     )
