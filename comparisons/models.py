@@ -143,6 +143,14 @@ class Rater(models.Model):
 
     class Meta:
         ordering = ["-created_at"]
+        constraints = [
+            # One participant id is one rater per campaign: a returning participant resumes (services.rater_join).
+            models.UniqueConstraint(
+                fields=["campaign", "participant_id"],
+                condition=Q(campaign__isnull=False) & ~Q(participant_id=""),
+                name="rater_unique_participant_per_campaign",
+            ),
+        ]
 
     def __str__(self) -> str:
         return str(self.user)

@@ -260,7 +260,26 @@ def rater_create_from_invite(*, campaign: Campaign, participant_id: str = "") ->
     user = User.objects.create_user(username=f"rater-{new_token()[:12]}")
     user.set_unusable_password()
     user.save(update_fields=["password"])
-    return Rater.objects.create(user=user, campaign=campaign, participant_id=participant_id[:200])
+    return Rater.objects.create(user=user, campaign=campaign, participant_id=participant_id.strip()[:200])
+
+
+def rater_join(*, campaign: Campaign, participant_id: str = "") -> tuple[Rater, bool]:
+    """The rater a browser opening the invite link becomes, and whether it is new.
+
+    Without a participant id every browser is a new rater. With one (`?participant=` / `?PROLIFIC_PID=`),
+    the participant's existing rater of this campaign is resumed, from whatever browser: one participant id
+    is one rater per campaign (a database constraint; two browsers joining at once end as the same rater)."""
+    participant_id = participant_id.strip()[:200]
+    if participant_id:
+        existing = Rater.objects.select_related("user").filter(campaign=campaign, participant_id=participant_id)
+        rater = existing.first()
+        if rater is not None:
+            return rater, False
+        try:
+            return rater_create_from_invite(campaign=campaign, participant_id=participant_id), True
+        except IntegrityError:  # the same participant joined concurrently from another browser
+            return existing.get(), False
+    return rater_create_from_invite(campaign=campaign), True
 
 
 @transaction.atomic
@@ -708,5 +727,6 @@ __all__ = [
     "campaign_pause",
     "rater_create_from_invite",
     "rater_create_named",
+    "rater_join",
     "vote_cast",
 ]

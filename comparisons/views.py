@@ -78,7 +78,8 @@ class RaterLoginView(LoginView):
 @never_cache
 @require_http_methods(["GET", "POST"])
 def join(request: HttpRequest, token: str) -> HttpResponse:
-    """Invite link: GET shows the welcome page, POST makes this browser a rater (once) and starts rating."""
+    """Invite link: GET shows the welcome page, POST makes this browser a rater (once) and starts rating; with a
+    participant id, the participant's rater of this campaign is resumed from any browser."""
     campaign = get_object_or_404(Campaign, invite_token=token)
     rater = rater_for_user(request.user)
     returning = rater is not None and rater.campaign_id == campaign.pk
@@ -90,7 +91,9 @@ def join(request: HttpRequest, token: str) -> HttpResponse:
             return redirect("comparisons:rate", slug=campaign.slug)
         if campaign.status != Campaign.Status.OPEN:
             return render(request, "comparisons/join.html", {"campaign": campaign, "closed": True}, status=409)
-        rater = services.rater_create_from_invite(campaign=campaign, participant_id=participant)
+        rater, _ = services.rater_join(campaign=campaign, participant_id=participant)
+        if not rater.user.is_active:
+            return render(request, "comparisons/join.html", {"campaign": campaign, "closed": True}, status=403)
         login(request, rater.user, backend="comparisons.auth.RaterModelBackend")
         return redirect("comparisons:rate", slug=campaign.slug)
     return render(
