@@ -200,34 +200,53 @@ class NulCharacterMiddleware:
         return self.get_response(request)
 
 
+# The one URL that may receive a large body (a checkpoint archive), and only from signed-in staff.
+LARGE_BODY_URL_NAMES = frozenset({"admin:generation_modelentry_add"})
+
+
 class BodySizeLimitMiddleware:
     """Refuse oversized request bodies from their Content-Length, before anything reads them (413).
 
-    JSON API bodies: settings.API_MAX_BODY_BYTES. Multipart uploads (checkpoint archives through the admin):
-    settings.CHECKPOINT_UPLOAD_MAX_BYTES. Other form bodies are bounded by Django's own
-    DATA_UPLOAD_MAX_MEMORY_SIZE (400 when exceeded).
+    Placed after AuthenticationMiddleware (which reads no body) and before every middleware or view that
+    does (the CSRF check parses a form body in its process_view, the NUL check reads form fields), so a
+    refused body is never read or spooled to disk. JSON API bodies: settings.API_MAX_BODY_BYTES. The
+    checkpoint upload URL, for signed-in active staff only: settings.CHECKPOINT_UPLOAD_MAX_BYTES. Everything
+    else: settings.REQUEST_MAX_BODY_BYTES. A body sent without a Content-Length (chunked) is refused with 411:
+    Django's WSGI request reads no further than the Content-Length, so a length must be declared.
     """
 
     def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
         self.get_response = get_response
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
-        if request.method not in {"POST", "PUT", "PATCH"}:
-            return self.get_response(request)
         api = request.path_info.startswith("/api/")
-        if api:
-            limit, what = int(getattr(settings, "API_MAX_BODY_BYTES", 64 * 1024)), "this API accepts"
-        elif request.content_type == "multipart/form-data":
-            limit, what = int(getattr(settings, "CHECKPOINT_UPLOAD_MAX_BYTES", 2**40)), "an upload may have"
-        else:
-            return self.get_response(request)
+        if "chunked" in request.META.get("HTTP_TRANSFER_ENCODING", "").lower():
+            return _refuse(api, "Send the request body with a Content-Length header, not chunked.", 411)
         try:
             length = int(request.META.get("CONTENT_LENGTH") or 0)
         except ValueError:
             return _refuse(api, "The Content-Length header is not a number.", 400)
+        if length <= 0:
+            return self.get_response(request)
+        if api:
+            limit, what = int(getattr(settings, "API_MAX_BODY_BYTES", 64 * 1024)), "this API accepts"
+        elif self._may_upload(request):
+            limit, what = int(getattr(settings, "CHECKPOINT_UPLOAD_MAX_BYTES", 2**40)), "an upload may have"
+        else:
+            limit, what = int(getattr(settings, "REQUEST_MAX_BODY_BYTES", 3 * 1024 * 1024)), "this page accepts"
         if length > limit:
             return _refuse(api, f"The request body is {length} bytes; {what} at most {limit} bytes.", 413)
         return self.get_response(request)
+
+    @staticmethod
+    def _may_upload(request: HttpRequest) -> bool:
+        try:
+            match = resolve(request.path_info)
+        except Resolver404:
+            return False
+        user = getattr(request, "user", None)
+        staff = user is not None and user.is_authenticated and user.is_active and user.is_staff
+        return match.view_name in LARGE_BODY_URL_NAMES and staff
 
 
 def _refuse(api: bool, message: str, status: int) -> HttpResponse:

@@ -158,6 +158,81 @@ def test_oversized_upload_is_refused(settings):
     assert not ModelEntry.objects.filter(name="huge").exists()
 
 
+def _multipart_upload(size: int) -> tuple[bytes, str]:
+    boundary = "----blindeval-test"
+    body = (
+        (
+            f'--{boundary}\r\nContent-Disposition: form-data; name="csrfmiddlewaretoken"\r\n\r\nmade-up\r\n'
+            f'--{boundary}\r\nContent-Disposition: form-data; name="f"; filename="big.bin"\r\n'
+            "Content-Type: application/octet-stream\r\n\r\n"
+        ).encode()
+        + b"x" * size
+        + f"\r\n--{boundary}--\r\n".encode()
+    )
+    return body, f"multipart/form-data; boundary={boundary}"
+
+
+@pytest.fixture
+def upload_dir(settings, tmp_path):
+    """Uploads of more than a kilobyte spool to this folder: the test can see whether any body was spooled."""
+    settings.FILE_UPLOAD_TEMP_DIR = str(tmp_path)
+    settings.FILE_UPLOAD_MAX_MEMORY_SIZE = 1024
+    return tmp_path
+
+
+def test_a_large_post_to_the_login_page_is_refused_before_it_is_read(settings, upload_dir, monkeypatch):
+    from django.core.files import uploadedfile
+    from django.test import Client
+
+    settings.REQUEST_MAX_BODY_BYTES = 1_000_000
+    spooled = []
+    real = uploadedfile.TemporaryUploadedFile.__init__
+
+    def recording(self, *args, **kwargs):  # notes every upload spooled to disk (deleted again at the end)
+        real(self, *args, **kwargs)
+        spooled.append(self.temporary_file_path())
+
+    monkeypatch.setattr(uploadedfile.TemporaryUploadedFile, "__init__", recording)
+    body, content_type = _multipart_upload(3_000_000)
+    client = Client(enforce_csrf_checks=True)
+    client.cookies["csrftoken"] = "made-up-csrf-cookie-value-0123456789abcdef0"
+    response = client.post("/login/", data=body, content_type=content_type)
+    assert response.status_code == 413
+    assert "at most 1000000 bytes" in response.content.decode()
+    assert spooled == [] and list(upload_dir.iterdir()) == []
+    # Under the cap the same form is read (and refused by the CSRF check, as any forged form).
+    small, content_type = _multipart_upload(10_000)
+    assert client.post("/login/", data=small, content_type=content_type).status_code == 403
+
+
+def test_only_signed_in_staff_may_send_a_large_body_to_the_checkpoint_upload(settings, upload_dir):
+    from django.test import Client
+
+    settings.REQUEST_MAX_BODY_BYTES = 1_000_000
+    settings.CHECKPOINT_UPLOAD_MAX_BYTES = 10_000_000
+    body, content_type = _multipart_upload(3_000_000)
+    url = "/admin/generation/modelentry/add/"
+    assert Client().post(url, data=body, content_type=content_type).status_code == 413
+    campaign = build_campaign(slug="uploader")
+    rater = services.rater_create_from_invite(campaign=campaign)
+    as_rater = Client()
+    as_rater.force_login(rater.user)
+    assert as_rater.post(url, data=body, content_type=content_type).status_code == 413
+    from django.contrib.auth import get_user_model
+
+    staff = get_user_model().objects.create_superuser("boss", "b@example.org", "pw-123456789")
+    as_staff = Client()
+    as_staff.force_login(staff)
+    assert as_staff.post(url, data=body, content_type=content_type).status_code == 200  # the form, with errors
+
+
+def test_a_chunked_body_without_a_length_is_refused(settings):
+    from django.test import Client
+
+    response = Client().post("/login/", data=b"", content_type="text/plain", HTTP_TRANSFER_ENCODING="chunked")
+    assert response.status_code == 411
+
+
 def test_too_fast_votes_are_recorded_but_flagged_and_excludable(settings, rater_client):
     settings.MIN_SECONDS_PER_VOTE = 3
     campaign = build_campaign(slug="fast", n_prompts=4, k=1)

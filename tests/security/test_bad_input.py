@@ -153,7 +153,8 @@ HTTP_CASES = [
         "/rate/{slug}/vote",
         b"choice=left&rationale=" + b"x" * (3 * 1024 * 1024),
         "application/x-www-form-urlencoded",
-        status=400,
+        status=413,  # REQUEST_MAX_BODY_BYTES, refused before the body is read
+        message="at most",
     ),
 ]
 
