@@ -170,6 +170,9 @@ MEDIA_URL = "media/"
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 LOGIN_URL = "admin:login"
+# After /login/, the home page sends each role where it works: raters to their studies, analysts to the
+# results list, staff to the admin.
+LOGIN_REDIRECT_URL = "comparisons:home"
 
 # Celery. Without CELERY_BROKER_URL, kombu's filesystem transport: a real
 # broker that needs no server; the web process and every worker on this
