@@ -631,6 +631,13 @@ def vote_cast(*, rater: Rater, token: str, choice: str, rationale: str = "") -> 
         raise InvalidChoice(f"'rationale' is limited to {MAX_RATIONALE_CHARS} characters.")
     if "\x00" in rationale:  # PostgreSQL text cannot hold NUL: refuse it here rather than fail in the INSERT
         raise InvalidChoice("'rationale' must not contain NUL (\\u0000) characters.")
+    try:
+        rationale.encode("utf-8")
+    except UnicodeEncodeError as exc:  # JSON may carry half of a surrogate pair ("\ud800"), which no database stores
+        raise InvalidChoice(
+            f"'rationale' contains a lone surrogate (\\u{ord(rationale[exc.start]):04x}) at character {exc.start}, "
+            "which is not text; send the whole character (both halves of the pair) or leave it out."
+        ) from None
     screen_choice = API_CHOICES[choice].value
     # Lock the assignment (one vote per assignment) and its comparison (the quota) in one query; the
     # clock is read after the locks so a lease cannot expire between the check and a rival's lease.
