@@ -12,6 +12,7 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from comparisons.stats import BOTH_BAD_MODES, CI_METHODS, VoteTableError, analyze, format_text, read_votes_csv
+from comparisons.stats.table import votes_prepare
 
 
 class Command(BaseCommand):
@@ -42,6 +43,13 @@ class Command(BaseCommand):
             help="drop votes with attention_failed or flagged true",
         )
         parser.add_argument("--min-seconds", type=float, help="drop votes that took fewer seconds than this")
+        parser.add_argument(
+            "--exclude-rater",
+            action="append",
+            default=[],
+            metavar="NAME",
+            help="drop this rater's votes (repeat for several; write --exclude-rater=NAME for a NAME starting with -)",
+        )
         parser.add_argument("--no-categories", action="store_true", help="skip the per-category breakdown")
 
     def handle(self, *args: Any, **options: Any) -> None:
@@ -49,6 +57,11 @@ class Command(BaseCommand):
             raise CommandError(f"--bootstrap must be 0 or more, not {options['bootstrap']}.")
         try:
             frame = read_votes_csv(options["votes"])
+            if options["exclude_rater"]:
+                if "rater" not in frame.columns:
+                    raise VoteTableError("--exclude-rater needs a 'rater' column, and the vote file has none.")
+                votes_prepare(frame, first_line=2)  # every line checked (and named) before any is left out
+                frame = frame[~frame["rater"].isin(options["exclude_rater"])]
             result = analyze(
                 frame,
                 baseline=options["baseline"],
