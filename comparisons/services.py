@@ -578,7 +578,7 @@ _SQL_VOTE_WRITE = (
 )
 
 
-def pluralize(n: int) -> str:
+def _plural(n: int) -> str:
     return "" if n == 1 else "s"
 
 
@@ -677,7 +677,7 @@ def vote_cast(*, rater: Rater, token: str, choice: str, rationale: str = "") -> 
             votes_done = cursor.fetchone()[0]
         if per_rater is not None and votes_done >= per_rater:
             raise Gone(
-                f"You have judged the {per_rater} pair{pluralize(per_rater)} this campaign asks of one rater; "
+                f"You have judged the {per_rater} pair{_plural(per_rater)} this campaign asks of one rater; "
                 "the vote was not recorded."
             )
         now = timezone.now()
