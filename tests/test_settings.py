@@ -184,8 +184,18 @@ def test_production_settings_with_secret_key(tmp_path: Path) -> None:
     ("raw", "expected"),
     [("1", True), ("true", True), ("Yes", True), ("ON", True), ("0", False), ("false", False), ("no", False)],
 )
-def test_debug_booleans(tmp_path: Path, raw: str, expected: bool) -> None:
-    assert load_settings(tmp_path, DEBUG=raw, SECRET_KEY="k" * 50)["DEBUG"] is expected
+def test_booleans_are_read_in_every_spelling(monkeypatch: pytest.MonkeyPatch, raw: str, expected: bool) -> None:
+    # The settings' own reader, in this process (a fresh interpreter per spelling cost 4 s each); the test
+    # below reads one through a real start-up.
+    from evalsite.settings import env_bool
+
+    monkeypatch.setenv("BLINDEVAL_TEST_BOOLEAN", raw)
+    assert env_bool("BLINDEVAL_TEST_BOOLEAN", not expected) is expected
+
+
+def test_debug_is_read_from_the_environment_at_start_up(tmp_path: Path) -> None:
+    assert load_settings(tmp_path, DEBUG="Yes", SECRET_KEY="k" * 50)["DEBUG"] is True
+    assert load_settings(tmp_path, DEBUG="off", SECRET_KEY="k" * 50)["DEBUG"] is False
 
 
 def test_bad_boolean_is_refused_with_its_name(tmp_path: Path) -> None:
