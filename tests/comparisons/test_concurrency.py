@@ -152,6 +152,19 @@ def test_one_rater_voting_hoarded_pairs_at_once_cannot_pass_the_per_rater_cap():
     assert Vote.objects.filter(assignment__rater=rater).count() == 3
 
 
+def test_one_participant_joining_from_several_browsers_at_once_is_one_rater():
+    campaign = build_campaign(n_prompts=2, k=1)
+    joined = []
+
+    def join(_):
+        joined.append(services.rater_join(campaign=campaign, participant_id="PID-race"))
+
+    assert run_raters(join, list(range(8))) == []
+    assert len({rater.pk for rater, _ in joined}) == 1
+    assert sorted(created for _, created in joined) == [False] * 7 + [True]
+    assert Rater.objects.filter(campaign=campaign).count() == 1
+
+
 def test_raters_voting_at_once_through_the_http_api():
     """The same through the API (session, CSRF, views), each browser in its own thread with its own connection."""
     from tests.comparisons.conftest import RaterClient
