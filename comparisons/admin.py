@@ -8,7 +8,7 @@ from typing import Any
 from django import forms
 from django.contrib import admin, messages
 from django.contrib.auth import get_user_model, password_validation
-from django.core.exceptions import ValidationError
+from django.core.exceptions import PermissionDenied, ValidationError
 from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404
@@ -65,17 +65,20 @@ class CampaignForm(forms.ModelForm):
 @admin.register(Campaign)
 class CampaignAdmin(admin.ModelAdmin):
     form = CampaignForm
-    list_display = ["slug", "title", "eval_set", "status", "votes_per_comparison", "progress_link", "created_at"]
+    list_display = [
+        "slug", "title", "eval_set", "status", "votes_per_comparison", "progress_link", "results_link", "created_at",
+    ]  # fmt: skip
     list_filter = ["status"]
     search_fields = ["slug", "title"]
     filter_horizontal = ["models"]
     raw_id_fields = ["prompts"]
     readonly_fields = [
-        "status", "invite_link", "opened_at", "closed_at", "created_at", "progress_link", "identity_leaks_report",
+        "status", "invite_link", "opened_at", "closed_at", "created_at", "progress_link", "results_link",
+        "identity_leaks_report",
     ]  # fmt: skip
     actions = ["open_campaigns", "pause_campaigns", "close_campaigns"]
     fieldsets = [
-        (None, {"fields": ["slug", "title", "status", "invite_link", "progress_link"]}),
+        (None, {"fields": ["slug", "title", "status", "invite_link", "progress_link", "results_link"]}),
         (
             "What is compared",
             {
@@ -133,6 +136,12 @@ class CampaignAdmin(admin.ModelAdmin):
             return "-"
         return format_html('<a href="{}">progress</a>', reverse("admin:comparisons_campaign_progress", args=[obj.pk]))
 
+    @admin.display(description="Results")
+    def results_link(self, obj: Campaign) -> str:
+        if obj.pk is None:
+            return "-"
+        return format_html('<a href="{}">results</a>', reverse("comparisons:results", args=[obj.slug]))
+
     def get_form(self, request: HttpRequest, obj: Any = None, change: bool = False, **kwargs: Any) -> Any:
         self._request = request
         return super().get_form(request, obj, change, **kwargs)
@@ -156,7 +165,7 @@ class CampaignAdmin(admin.ModelAdmin):
     def progress_view(self, request: HttpRequest, pk: int) -> HttpResponse:
         campaign = get_object_or_404(Campaign, pk=pk)
         if not self.has_view_permission(request, campaign):
-            raise admin.sites.PermissionDenied  # type: ignore[attr-defined]
+            raise PermissionDenied
         context = {
             **self.admin_site.each_context(request),
             "opts": self.model._meta,

@@ -15,7 +15,7 @@ from django.conf import settings
 from django.db import models
 from django.db.models import ManyToManyField, Q
 
-from generation.models import EvalSet, ModelEntry, Prompt, Response
+from generation.models import EvalSet, ModelEntry, Prompt, Response, validate_name_start
 
 
 def new_token() -> str:
@@ -39,9 +39,14 @@ class Campaign(models.Model):
     slug = models.SlugField(
         max_length=100,
         unique=True,
+        validators=[validate_name_start],
         help_text="Appears in the raters' URLs: choose a neutral one when raters must not know the contestants.",
     )
-    title = models.CharField(max_length=300, help_text="Shown to admins and analysts only, never to raters.")
+    title = models.CharField(
+        max_length=300,
+        validators=[validate_name_start],
+        help_text="Shown to admins and analysts only, never to raters.",
+    )
     eval_set = models.ForeignKey(EvalSet, on_delete=models.PROTECT, related_name="campaigns")
     baseline = models.ForeignKey(
         ModelEntry,
@@ -174,6 +179,14 @@ class Rater(models.Model):
 
     class Meta:
         ordering = ["-created_at"]
+        constraints = [
+            # One participant id is one rater per campaign: a returning participant resumes (services.rater_join).
+            models.UniqueConstraint(
+                fields=["campaign", "participant_id"],
+                condition=Q(campaign__isnull=False) & ~Q(participant_id=""),
+                name="rater_unique_participant_per_campaign",
+            ),
+        ]
 
     def __str__(self) -> str:
         return str(self.user)

@@ -12,6 +12,7 @@ import json
 from collections.abc import Iterator
 from typing import Any
 
+import pandas as pd
 from django.conf import settings
 from django.core.cache import cache
 from django.db.models import Count, Exists, F, Max, OuterRef, Q, Sum
@@ -79,9 +80,11 @@ def campaign_analysis(
 ) -> dict[str, Any] | None:
     """``analyze`` on the campaign's votes (the votes export's table); None while there is no vote.
 
-    ``exclude_flagged`` drops votes of raters who failed an attention check or whom an admin flagged,
-    and votes cast faster than ``settings.MIN_SECONDS_PER_VOTE``; ``exclude_identity_reports`` drops every
-    vote on a pair a rater reported as revealing who wrote it.
+    ``exclude_flagged`` drops votes of raters who failed an attention check in this campaign (the export's
+    ``attention_failed``) or are flagged now, and votes cast faster than ``settings.MIN_SECONDS_PER_VOTE``;
+    what was left out is then under ``left_out`` (see `_left_out`), which is also what `analyze` needs to
+    reproduce the figures from the votes export. ``exclude_identity_reports`` drops every vote on a pair a
+    rater reported as revealing who wrote it.
     The campaign's baseline, when set and already voted on, orients the pairs.
 
     The result is cached under the campaign's vote count, last vote and flagged raters (one aggregate
@@ -121,20 +124,37 @@ def _analysis(
         )
     )
     frame["flagged"] = frame["rater"].isin(flagged)
-    # Too fast to have read both answers (settings.MIN_SECONDS_PER_VOTE): kept, but flagged.
-    frame["flagged"] |= frame["seconds"].astype(float) < settings.MIN_SECONDS_PER_VOTE
+    # Too fast to have read both answers (settings.MIN_SECONDS_PER_VOTE): kept, but left out with the flagged.
+    min_seconds = float(settings.MIN_SECONDS_PER_VOTE) if exclude_flagged else None
     baseline = campaign.baseline.name if campaign.baseline is not None else None
     if baseline is not None and baseline not in set(frame["model_a"]) | set(frame["model_b"]):
         baseline = None
-    return analyze(
-        frame,
-        baseline=baseline,
-        n_boot=n_boot,
-        seed=seed,
-        ci=ci,
-        exclude_flagged=exclude_flagged,
-        exclude_identity_reports=exclude_identity_reports,
-    )
+    analysis = analyze(
+        frame, baseline=baseline, n_boot=n_boot, seed=seed, ci=ci, exclude_flagged=exclude_flagged,
+        min_seconds=min_seconds, exclude_identity_reports=exclude_identity_reports,
+    )  # fmt: skip
+    if min_seconds is not None:
+        analysis["left_out"] = _left_out(frame, min_seconds=min_seconds)
+    return analysis
+
+
+def _left_out(frame: pd.DataFrame, *, min_seconds: float) -> dict[str, Any]:
+    """What "exclude flagged" leaves out of the vote table: raters who failed an attention check here or are
+    flagged now (with their votes), then the other votes cast faster than ``min_seconds``. ``flagged_only``
+    names the flagged raters the export does not mark (no failed attention check here: flagged by an admin or
+    in another campaign); `analyze` leaves them out with ``--exclude-rater``."""
+    failed = set(frame.loc[frame["attention_failed"], "rater"])
+    flagged = set(frame.loc[frame["flagged"], "rater"])
+    raters = failed | flagged
+    by_rater = frame["rater"].isin(raters)
+    fast = ~by_rater & (frame["seconds"].astype(float) < min_seconds)
+    return {
+        "raters": len(raters),
+        "rater_votes": int(by_rater.sum()),
+        "fast_votes": int(fast.sum()),
+        "min_seconds": min_seconds,
+        "flagged_only": sorted(flagged - failed),
+    }
 
 
 def votes_missing(*, campaign: Campaign) -> dict[str, int]:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import shlex
+
 from django.http import Http404, HttpRequest, HttpResponse, StreamingHttpResponse
 from django.shortcuts import get_object_or_404, render
 from django.views.decorators.http import require_GET
@@ -88,19 +90,23 @@ def results(request: HttpRequest, slug: str) -> HttpResponse:
             ],
             agreement=analysis["agreement"],
             level=level,
-            command=_command(analysis),
+            command=_command(analysis, slug=campaign.slug),
+            left_out=analysis.get("left_out"),
         )
     return render(request, "comparisons/results/page.html", context)
 
 
-def _command(analysis: dict) -> str:
+def _command(analysis: dict, *, slug: str) -> str:
+    """The `analyze` command that gives this page's figures from the votes export (as downloaded)."""
     settings = analysis["settings"]
-    parts = ["python manage.py analyze votes.csv"]
+    parts = [f"python manage.py analyze {shlex.quote(f'{slug}-votes.csv')}"]
     if settings["baseline"]:
-        parts.append(f"--baseline {settings['baseline']}")
+        parts.append(f"--baseline={shlex.quote(settings['baseline'])}")
     parts.append(f"--bootstrap {settings['bootstrap']} --seed {settings['seed']} --ci {settings['ci']}")
-    if settings["exclude_flagged"]:
-        parts.append("--exclude-flagged")
+    left_out = analysis.get("left_out")
+    if left_out is not None:
+        parts.append(f"--exclude-flagged --min-seconds {left_out['min_seconds']:g}")
+        parts += [f"--exclude-rater={shlex.quote(name)}" for name in left_out["flagged_only"]]
     if settings.get("exclude_identity_reports"):
         parts.append("--exclude-identity-reports")
     return " ".join(parts)

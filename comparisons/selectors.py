@@ -46,6 +46,23 @@ def rater_progress(*, rater: Rater, campaign: Campaign) -> Progress:
     return {"done": done, "total": max(total, done)}
 
 
+def rater_work_done(*, rater: Rater, campaign: Campaign) -> bool:
+    """Whether a rater with nothing left to receive (`assignment_next` gave None) earned the completion code:
+    their votes reached the campaign's per-rater cap, or, in a campaign that is not merely paused, they cast
+    at least one vote and at least as many votes as pairs they passed over (skipped or let expire).
+    Skipping through a campaign therefore earns no code."""
+    counts = Assignment.objects.filter(rater=rater, comparison__campaign=campaign).aggregate(
+        voted=Count("pk", filter=Q(status=Assignment.Status.VOTED)),
+        passed=Count("pk", filter=~Q(status=Assignment.Status.VOTED)),
+    )
+    voted, passed = counts["voted"], counts["passed"]
+    if campaign.comparisons_per_rater is not None and voted >= campaign.comparisons_per_rater:
+        return True
+    if campaign.status == Campaign.Status.PAUSED:
+        return False
+    return voted >= 1 and voted >= passed
+
+
 _SQL_CAMPAIGN_BY_SLUG = f"SELECT {rows.columns(Campaign, 'g')} FROM comparisons_campaign g WHERE g.slug = %s"  # noqa: S608
 
 

@@ -28,7 +28,7 @@ from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from comparisons import rows
-from comparisons.access import ANALYST_GROUP
+from comparisons.access import ANALYST_GROUP, rater_can_rate
 from comparisons.blinding import lookalike_space
 from comparisons.models import Assignment, Campaign, Comparison, Rater, Vote, new_token
 from comparisons.served_text import served_text
@@ -335,7 +335,26 @@ def rater_create_from_invite(*, campaign: Campaign, participant_id: str = "") ->
     user = User.objects.create_user(username=f"rater-{new_token()[:12]}")
     user.set_unusable_password()
     user.save(update_fields=["password"])
-    return Rater.objects.create(user=user, campaign=campaign, participant_id=participant_id[:200])
+    return Rater.objects.create(user=user, campaign=campaign, participant_id=participant_id.strip()[:200])
+
+
+def rater_join(*, campaign: Campaign, participant_id: str = "") -> tuple[Rater, bool]:
+    """The rater a browser opening the invite link becomes, and whether it is new.
+
+    Without a participant id every browser is a new rater. With one (`?participant=` / `?PROLIFIC_PID=`),
+    the participant's existing rater of this campaign is resumed, from whatever browser: one participant id
+    is one rater per campaign (a database constraint; two browsers joining at once end as the same rater)."""
+    participant_id = participant_id.strip()[:200]
+    if participant_id:
+        existing = Rater.objects.select_related("user").filter(campaign=campaign, participant_id=participant_id)
+        rater = existing.first()
+        if rater is not None:
+            return rater, False
+        try:
+            return rater_create_from_invite(campaign=campaign, participant_id=participant_id), True
+        except IntegrityError:  # the same participant joined concurrently from another browser
+            return existing.get(), False
+    return rater_create_from_invite(campaign=campaign), True
 
 
 @transaction.atomic
@@ -571,9 +590,16 @@ def _assignment_next_attempt(*, rater: Rater, campaign: Campaign, tried: set[int
 
 @transaction.atomic
 def assignment_skip(*, rater: Rater, token: str) -> Assignment:
-    """Release the lease of an unvoted assignment; the pair goes back to the pool (for other raters)."""
-    assignment = Assignment.objects.select_for_update(of=("self",)).filter(token=token, rater=rater).order_by().first()
-    if assignment is None:
+    """Release the lease of an unvoted assignment; the pair goes back to the pool for other raters, and this
+    rater can no longer vote on it (a skip is final). A rater no longer given the campaign gets NotFound."""
+    assignment = (
+        Assignment.objects.select_for_update(of=("self",))
+        .select_related("comparison__campaign")
+        .filter(token=token, rater=rater)
+        .order_by()
+        .first()
+    )
+    if assignment is None or not rater_can_rate(rater=rater, campaign=assignment.comparison.campaign):
         raise NotFound("No such assignment for this rater.")
     if assignment.status == Assignment.Status.VOTED:
         raise Conflict("This pair has already been voted on; it cannot be skipped.")
@@ -599,7 +625,14 @@ _SQL_VOTE_TARGET = (
     "c.is_attention_check, c.response_a_id, c.response_b_id, "
     "(SELECT r.model_id FROM generation_response r WHERE r.id = c.response_a_id), "
     "(SELECT r.model_id FROM generation_response r WHERE r.id = c.response_b_id), "
-    "g.status, g.votes_per_comparison, g.slug "
+    "g.status, g.votes_per_comparison, g.slug, c.campaign_id, g.comparisons_per_rater, "
+    # The rater's votes in this campaign (the per-rater cap), when their last vote anywhere was cast (a vote's
+    # time runs from the later of serving and that), and whether a named rater is still given this campaign.
+    "(SELECT COUNT(*) FROM comparisons_assignment v INNER JOIN comparisons_comparison vc ON vc.id = v.comparison_id "
+    "WHERE v.rater_id = a.rater_id AND v.status = 'voted' AND vc.campaign_id = c.campaign_id), "
+    "(SELECT MAX(v.closed_at) FROM comparisons_assignment v WHERE v.rater_id = a.rater_id AND v.status = 'voted'), "
+    "(SELECT COUNT(*) FROM comparisons_rater_campaigns m WHERE m.rater_id = a.rater_id "
+    "AND m.campaign_id = c.campaign_id) "
     "FROM comparisons_assignment a "
     "INNER JOIN comparisons_comparison c ON c.id = a.comparison_id "
     "INNER JOIN comparisons_campaign g ON g.id = c.campaign_id "
@@ -620,6 +653,33 @@ _SQL_VOTE_WRITE = (
 )
 
 
+def _plural(n: int) -> str:
+    return "" if n == 1 else "s"
+
+
+def _may_rate(rater: Rater, *, campaign_id: int, named_member: bool) -> bool:
+    """`access.rater_can_rate` on values already read: invite raters their campaign, named ones those given."""
+    if rater.campaign_id is not None:
+        return rater.campaign_id == campaign_id
+    return named_member
+
+
+def _vote_seconds(now: datetime, *, served: datetime, last_vote: Any) -> float:
+    """Seconds a vote had: from the later of serving the pair and the rater's previous vote.
+
+    One person reads one pair at a time, so pairs served long ago (leases left to expire) and then voted in
+    a burst get the short times of the burst and are flagged as too fast, like any other hurried vote."""
+    start = served if last_vote is None else max(served, rows.aware(last_vote))
+    return max(0.0, (now - start).total_seconds())
+
+
+_SQL_LOCK_RATER_FOR_VOTE = "SELECT id FROM comparisons_rater WHERE id = %s FOR UPDATE"
+_SQL_RATER_VOTES = (
+    "SELECT COUNT(*) FROM comparisons_assignment v INNER JOIN comparisons_comparison vc ON vc.id = v.comparison_id "
+    "WHERE v.rater_id = %s AND v.status = 'voted' AND vc.campaign_id = %s"
+)
+
+
 @dataclass
 class VoteResult:
     vote: Vote
@@ -637,9 +697,11 @@ def vote_cast(
 
     `choice` is the API's "A" | "B" | "tie" | "both_bad" (A = left on the rater's screen). The same
     choice again returns the stored vote (created=False); a different one raises Conflict; another
-    rater's or an unknown token raises NotFound. When the lease has expired (or was skipped) the vote
-    is still accepted while the comparison is under its quota of k votes plus other raters' live
-    leases, otherwise Gone. A closed campaign refuses votes (Gone).
+    rater's or an unknown token raises NotFound, and so does a token of a campaign the rater may no
+    longer rate (a named rater removed from it). When the lease has expired the vote is still accepted
+    while the comparison is under its quota of k votes plus other raters' live leases, otherwise Gone.
+    Gone too: a closed campaign, a pair this rater skipped, and any vote past the campaign's per-rater
+    cap. The vote's `seconds` run from the later of serving the pair and the rater's previous vote.
     """
     if choice not in API_CHOICES:
         raise InvalidChoice(f"'choice' must be one of {', '.join(API_CHOICES)}; got {choice!r}.")
@@ -651,6 +713,13 @@ def vote_cast(
         raise InvalidChoice("'rationale' must not contain NUL (\\u0000) characters.")
     if not isinstance(reveals_identity, bool):
         raise InvalidChoice("'reveals_identity' must be true or false.")
+    try:
+        rationale.encode("utf-8")
+    except UnicodeEncodeError as exc:  # JSON may carry half of a surrogate pair ("\ud800"), which no database stores
+        raise InvalidChoice(
+            f"'rationale' contains a lone surrogate (\\u{ord(rationale[exc.start]):04x}) at character {exc.start}, "
+            "which is not text; send the whole character (both halves of the pair) or leave it out."
+        ) from None
     screen_choice = API_CHOICES[choice].value
     # Lock the assignment (one vote per assignment) and its comparison (the quota) in one query; the
     # clock is read after the locks so a lease cannot expire between the check and a rival's lease.
@@ -661,7 +730,10 @@ def vote_cast(
         if row is None:
             raise NotFound("No such assignment for this rater.")
         (pk, status, left_is_a, created_at, leased_until, comparison_id, is_check, response_a_id, response_b_id,
-         model_a_id, model_b_id, campaign_status, k, campaign_slug) = row  # fmt: skip
+         model_a_id, model_b_id, campaign_status, k, campaign_slug, campaign_id, per_rater, votes_done,
+         last_vote_at, named_member) = row  # fmt: skip
+        if not _may_rate(rater, campaign_id=campaign_id, named_member=bool(named_member)):
+            raise NotFound("No such assignment for this rater.")
         assignment = _assignment(
             pk=pk, token=token, comparison_id=comparison_id, rater=rater, left_is_a=left_is_a, status=status,
             created_at=created_at, leased_until=leased_until,
@@ -676,6 +748,20 @@ def vote_cast(
 
         if campaign_status == Campaign.Status.CLOSED:
             raise Gone("This campaign is closed; the vote was not recorded.")
+        if status == Assignment.Status.SKIPPED:
+            raise Gone("You skipped this pair; a skipped pair cannot be voted on later.")
+        if per_rater is not None and votes_done == per_rater - 1 and connection.vendor == "postgresql":
+            # The last vote the cap allows: serialize it with the rater's other votes (two tabs voting expired
+            # pairs at once) and count again under the lock. This transaction already holds its comparison,
+            # which no other assignment of this rater can be on, so the extra lock cannot deadlock.
+            cursor.execute(_SQL_LOCK_RATER_FOR_VOTE, [rater.pk])
+            cursor.execute(_SQL_RATER_VOTES, [rater.pk, campaign_id])
+            votes_done = cursor.fetchone()[0]
+        if per_rater is not None and votes_done >= per_rater:
+            raise Gone(
+                f"You have judged the {per_rater} pair{_plural(per_rater)} this campaign asks of one rater; "
+                "the vote was not recorded."
+            )
         now = timezone.now()
         live = status == Assignment.Status.LEASED and assignment.leased_until > now
         full = not live and not is_check
@@ -687,7 +773,8 @@ def vote_cast(
         # On a gold pair the on-prompt answer (response_a) must win; "both bad" is tolerated (it may really be bad).
         failed = bool(is_check) and screen_choice != "both_bad" and winner_id != response_a_id
         values = [pk, screen_choice, winner_id, winner_model_id, rationale.strip(),
-                  max(0.0, (now - assignment.created_at).total_seconds()), now, failed, reveals_identity]  # fmt: skip
+                  _vote_seconds(now, served=assignment.created_at, last_vote=last_vote_at), now, failed,
+                  reveals_identity]  # fmt: skip
         db_now = rows.db_time(now)
         insert = [*values[:6], db_now, failed, reveals_identity]
         voted = [db_now, pk]
@@ -730,5 +817,6 @@ __all__ = [
     "campaign_pause",
     "rater_create_from_invite",
     "rater_create_named",
+    "rater_join",
     "vote_cast",
 ]

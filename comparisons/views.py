@@ -23,7 +23,13 @@ from comparisons import services
 from comparisons.access import rater_can_rate, rater_for_user, rater_required, user_is_admin, user_is_analyst
 from comparisons.markdown import render_markdown
 from comparisons.models import Campaign, Rater
-from comparisons.selectors import campaign_by_slug, rater_progress, rater_view_for_assignment, vote_public
+from comparisons.selectors import (
+    campaign_by_slug,
+    rater_progress,
+    rater_view_for_assignment,
+    rater_work_done,
+    vote_public,
+)
 
 PARTICIPANT_PARAMS = ("participant", "PROLIFIC_PID")
 
@@ -72,7 +78,8 @@ class RaterLoginView(LoginView):
 @never_cache
 @require_http_methods(["GET", "POST"])
 def join(request: HttpRequest, token: str) -> HttpResponse:
-    """Invite link: GET shows the welcome page, POST makes this browser a rater (once) and starts rating."""
+    """Invite link: GET shows the welcome page, POST makes this browser a rater (once) and starts rating; with a
+    participant id, the participant's rater of this campaign is resumed from any browser."""
     campaign = get_object_or_404(Campaign, invite_token=token)
     rater = rater_for_user(request.user)
     returning = rater is not None and rater.campaign_id == campaign.pk
@@ -84,7 +91,9 @@ def join(request: HttpRequest, token: str) -> HttpResponse:
             return redirect("comparisons:rate", slug=campaign.slug)
         if campaign.status != Campaign.Status.OPEN:
             return render(request, "comparisons/join.html", {"campaign": campaign, "closed": True}, status=409)
-        rater = services.rater_create_from_invite(campaign=campaign, participant_id=participant)
+        rater, _ = services.rater_join(campaign=campaign, participant_id=participant)
+        if not rater.user.is_active:
+            return render(request, "comparisons/join.html", {"campaign": campaign, "closed": True}, status=403)
         login(request, rater.user, backend="comparisons.auth.RaterModelBackend")
         return redirect("comparisons:rate", slug=campaign.slug)
     return render(
@@ -133,12 +142,14 @@ def done(request: HttpRequest, slug: str) -> HttpResponse:
     if services.assignment_next(rater=rater, campaign=campaign) is not None:
         return redirect("comparisons:rate", slug=campaign.slug)
     progress = rater_progress(rater=rater, campaign=campaign)
+    finished = rater_work_done(rater=rater, campaign=campaign)
     return render(
         request,
         "comparisons/done.html",
         {
             "progress": progress,
-            "completion_code": rater.completion_code if progress["done"] else "",
+            "finished": finished,
+            "completion_code": rater.completion_code if finished else "",
             "status": campaign.status,
         },
     )

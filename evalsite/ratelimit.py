@@ -1,7 +1,8 @@
 """Abuse limits applied before any view runs: per-client rate limits and a cap on JSON request bodies.
 
 Rate limits are keyed by the resolved URL name (invite joins, votes) and the
-client: the signed-in user (a rater) or else the IP address; counters live in Django's cache, so every gunicorn worker
+client: votes by the signed-in user (a rater), joins by the IP address (a join switches the browser's
+user); counted over a sliding window. Counters live in Django's cache, so every gunicorn worker
 (and every web machine sharing the Redis cache) counts the same requests. The
 limits come from settings (`RATE_LIMITS`, env `RATE_LIMIT_JOIN` /
 `RATE_LIMIT_VOTE` as "COUNT/SECONDS"); a client over its limit gets 429 with
@@ -11,12 +12,15 @@ While the cache is unreachable the limits are not applied (fail open, logged).
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import math
 import time
 from collections.abc import Callable
 
 from django.conf import settings
 from django.core.cache import caches
+from django.core.cache.backends.base import BaseCache
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.urls import Resolver404, resolve
 
@@ -59,7 +63,7 @@ def client_key(request: HttpRequest) -> str:
 
 
 def _too_many(request: HttpRequest, retry_after: int) -> HttpResponse:
-    message = f"Too many requests from your address; try again in {retry_after} seconds."
+    message = f"Slow down: too many requests from you; try again in {retry_after} seconds."
     if request.path.startswith("/api/"):
         response: HttpResponse = JsonResponse({"error": message}, status=429)
     else:
@@ -68,10 +72,72 @@ def _too_many(request: HttpRequest, retry_after: int) -> HttpResponse:
     return response
 
 
-class RateLimitMiddleware:
-    """Fixed-window counters per (URL name, client) for the URL names in settings.RATE_LIMITS.
+# Joining by an invite link signs the browser in as a new rater, so a signed-in browser's user changes with
+# every join: joins are counted by the client's address alone, whoever is signed in.
+ADDRESS_KEYED = frozenset({"comparisons:join"})
+# A window is counted in this many slots (a sliding window, not per clock window).
+SLOTS = 10
 
-    Placed after AuthenticationMiddleware so a signed-in rater is counted by user, not by address."""
+
+def sliding_window_hit(cache: BaseCache, key: str, *, count: int, seconds: int, now: float) -> int:
+    """Count one request in the sliding window of `seconds` ending at `now`; 0 when allowed, else the seconds
+    to wait (the refused request is not counted).
+
+    The window is kept as SLOTS counters of seconds/SLOTS each: the requests of the slots wholly inside the
+    window count fully, those of the oldest slot in proportion to the part of it still inside (`_in_window`). So a burst
+    straddling a clock boundary is counted whole (36 votes in two seconds across a minute boundary are 36
+    under "30/60", not 18 + 18), and the count errs at most by the requests of one slot spread unevenly."""
+    slot = seconds / SLOTS
+    current = int(now // slot)
+    prefix = f"{key}:"
+    timeout = int(seconds + 2 * slot) + 1
+    # add() creates the counter atomically; incr() is atomic on Redis (on the file cache two workers may
+    # race on one increment, which only makes the limit slightly lenient).
+    if cache.add(prefix + str(current), 1, timeout=timeout):
+        used = 1
+    else:
+        try:
+            used = cache.incr(prefix + str(current))
+        except ValueError:  # expired between add() and incr()
+            cache.add(prefix + str(current), 1, timeout=timeout)
+            used = 1
+    older = range(current - SLOTS, current)
+    fetched = cache.get_many([prefix + str(i) for i in older])
+    counts = {i: int(fetched.get(prefix + str(i)) or 0) for i in older}
+    counts[current] = int(used)
+    if _in_window(counts, slot=slot, seconds=seconds, now=now, at=now) <= count:
+        return 0
+    with contextlib.suppress(ValueError):  # the counter expired meanwhile: nothing to take back
+        cache.decr(prefix + str(current))
+    counts[current] -= 1
+    # The first whole second at which one more request would be allowed (the count only falls with time).
+    low, high = 1, math.ceil(seconds + slot)
+    while low < high:
+        middle = (low + high) // 2
+        if _in_window(counts, slot=slot, seconds=seconds, now=now, at=now + middle) + 1 <= count:
+            high = middle
+        else:
+            low = middle + 1
+    return low
+
+
+def _in_window(counts: dict[int, int], *, slot: float, seconds: int, now: float, at: float) -> float:
+    """Requests (all made by `now`) counted in the window (at - seconds, at]: a slot's requests are taken as
+    spread evenly over the part of it that had passed by `now`, and count for the share of that part still
+    inside the window."""
+    start = at - seconds
+    total = 0.0
+    for i, n in counts.items():
+        end = min((i + 1) * slot, now)
+        if n and end > i * slot:
+            total += n * max(0.0, end - max(i * slot, start)) / (end - i * slot)
+    return total
+
+
+class RateLimitMiddleware:
+    """Sliding-window counters per (URL name, client) for the URL names in settings.RATE_LIMITS.
+
+    Placed after AuthenticationMiddleware so a signed-in rater's votes are counted by user, not by address."""
 
     def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
         self.get_response = get_response
@@ -96,8 +162,13 @@ class RateLimitMiddleware:
                 match = None
             limit = limits.get(match.view_name) if match is not None else None
             if limit is not None and limit[0] > 0:
+                name = match.view_name  # type: ignore[union-attr]
+                client = f"ip:{client_ip(request)}" if name in ADDRESS_KEYED else client_key(request)
                 try:
-                    retry_after = self._hit(match.view_name, client_key(request), *limit)  # type: ignore[union-attr]
+                    cache = caches[getattr(settings, "RATE_LIMIT_CACHE", "default")]
+                    retry_after = sliding_window_hit(
+                        cache, f"ratelimit:{name}:{client}", count=limit[0], seconds=limit[1], now=time.time()
+                    )
                 except Exception:  # noqa: BLE001 - the counters' cache is down
                     # Fail open: a Redis outage must not stop a study from collecting votes; the limits
                     # come back with the cache.
@@ -106,26 +177,6 @@ class RateLimitMiddleware:
                 if retry_after:
                     return _too_many(request, retry_after)
         return self.get_response(request)
-
-    def _hit(self, name: str, client: str, count: int, seconds: int) -> int:
-        """Count one request; the seconds until the window ends when over the limit, else 0."""
-        now = time.time()
-        window = int(now // seconds)
-        key = f"ratelimit:{name}:{client}:{window}"
-        cache = caches[getattr(settings, "RATE_LIMIT_CACHE", "default")]
-        # add() creates the counter atomically; incr() is atomic on Redis (on the file cache two workers
-        # may race on one increment, which only makes the limit slightly lenient).
-        if cache.add(key, 1, timeout=seconds + 1):
-            used = 1
-        else:
-            try:
-                used = cache.incr(key)
-            except ValueError:  # expired between add() and incr()
-                cache.add(key, 1, timeout=seconds + 1)
-                used = 1
-        if used > count:
-            return max(1, int((window + 1) * seconds - now) + 1)
-        return 0
 
 
 class NulCharacterMiddleware:
@@ -149,34 +200,53 @@ class NulCharacterMiddleware:
         return self.get_response(request)
 
 
+# The one URL that may receive a large body (a checkpoint archive), and only from signed-in staff.
+LARGE_BODY_URL_NAMES = frozenset({"admin:generation_modelentry_add"})
+
+
 class BodySizeLimitMiddleware:
     """Refuse oversized request bodies from their Content-Length, before anything reads them (413).
 
-    JSON API bodies: settings.API_MAX_BODY_BYTES. Multipart uploads (checkpoint archives through the admin):
-    settings.CHECKPOINT_UPLOAD_MAX_BYTES. Other form bodies are bounded by Django's own
-    DATA_UPLOAD_MAX_MEMORY_SIZE (400 when exceeded).
+    Placed after AuthenticationMiddleware (which reads no body) and before every middleware or view that
+    does (the CSRF check parses a form body in its process_view, the NUL check reads form fields), so a
+    refused body is never read or spooled to disk. JSON API bodies: settings.API_MAX_BODY_BYTES. The
+    checkpoint upload URL, for signed-in active staff only: settings.CHECKPOINT_UPLOAD_MAX_BYTES. Everything
+    else: settings.REQUEST_MAX_BODY_BYTES. A body sent without a Content-Length (chunked) is refused with 411:
+    Django's WSGI request reads no further than the Content-Length, so a length must be declared.
     """
 
     def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
         self.get_response = get_response
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
-        if request.method not in {"POST", "PUT", "PATCH"}:
-            return self.get_response(request)
         api = request.path_info.startswith("/api/")
-        if api:
-            limit, what = int(getattr(settings, "API_MAX_BODY_BYTES", 64 * 1024)), "this API accepts"
-        elif request.content_type == "multipart/form-data":
-            limit, what = int(getattr(settings, "CHECKPOINT_UPLOAD_MAX_BYTES", 2**40)), "an upload may have"
-        else:
-            return self.get_response(request)
+        if "chunked" in request.META.get("HTTP_TRANSFER_ENCODING", "").lower():
+            return _refuse(api, "Send the request body with a Content-Length header, not chunked.", 411)
         try:
             length = int(request.META.get("CONTENT_LENGTH") or 0)
         except ValueError:
             return _refuse(api, "The Content-Length header is not a number.", 400)
+        if length <= 0:
+            return self.get_response(request)
+        if api:
+            limit, what = int(getattr(settings, "API_MAX_BODY_BYTES", 64 * 1024)), "this API accepts"
+        elif self._may_upload(request):
+            limit, what = int(getattr(settings, "CHECKPOINT_UPLOAD_MAX_BYTES", 2**40)), "an upload may have"
+        else:
+            limit, what = int(getattr(settings, "REQUEST_MAX_BODY_BYTES", 3 * 1024 * 1024)), "this page accepts"
         if length > limit:
             return _refuse(api, f"The request body is {length} bytes; {what} at most {limit} bytes.", 413)
         return self.get_response(request)
+
+    @staticmethod
+    def _may_upload(request: HttpRequest) -> bool:
+        try:
+            match = resolve(request.path_info)
+        except Resolver404:
+            return False
+        user = getattr(request, "user", None)
+        staff = user is not None and user.is_authenticated and user.is_active and user.is_staff
+        return match.view_name in LARGE_BODY_URL_NAMES and staff
 
 
 def _refuse(api: bool, message: str, status: int) -> HttpResponse:

@@ -79,13 +79,15 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     "evalsite.security.ContentSecurityPolicyMiddleware",
-    "evalsite.ratelimit.NulCharacterMiddleware",
-    "evalsite.ratelimit.BodySizeLimitMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    # Body caps need the user (only staff may upload checkpoints) and must run before anything reads a body:
+    # middleware run before any process_view, where the CSRF check parses forms.
+    "evalsite.ratelimit.BodySizeLimitMiddleware",
+    "evalsite.ratelimit.NulCharacterMiddleware",
     "evalsite.ratelimit.RateLimitMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
@@ -168,6 +170,9 @@ MEDIA_URL = "media/"
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 LOGIN_URL = "admin:login"
+# After /login/, the home page sends each role where it works: raters to their studies, analysts to the
+# results list, staff to the admin.
+LOGIN_REDIRECT_URL = "comparisons:home"
 
 # Celery. Without CELERY_BROKER_URL, kombu's filesystem transport: a real
 # broker that needs no server; the web process and every worker on this
@@ -270,10 +275,12 @@ RATE_LIMITS = {
 }
 # Behind a reverse proxy that sets X-Forwarded-For (docker-compose's), count the address it reports.
 RATE_LIMIT_TRUST_X_FORWARDED_FOR = env_bool("RATE_LIMIT_TRUST_X_FORWARDED_FOR", False)
-# Request bodies larger than these are refused with 413 before they are read: JSON API bodies, and
-# multipart uploads (checkpoint archives in the admin; default: the uncompressed checkpoint cap).
+# Request bodies larger than these are refused with 413 before they are read: JSON API bodies; the
+# checkpoint upload of the admin, for signed-in staff only (default: the uncompressed checkpoint cap);
+# every other request.
 API_MAX_BODY_BYTES = env_int("API_MAX_BODY_BYTES", 64 * 1024)
 CHECKPOINT_UPLOAD_MAX_BYTES = env_int("CHECKPOINT_UPLOAD_MAX_BYTES", CHECKPOINT_MAX_BYTES)
+REQUEST_MAX_BODY_BYTES = env_int("REQUEST_MAX_BODY_BYTES", 3 * 1024 * 1024)
 # Votes cast sooner than this after the pair was served are kept but flagged as too fast;
 # the results page, `analyze --exclude-flagged` and the vote table can leave them out.
 MIN_SECONDS_PER_VOTE = float(os.environ.get("MIN_SECONDS_PER_VOTE", "3"))

@@ -183,6 +183,14 @@ def _string_field(
         raise InputError(
             f"{path}, {where}: the field '{name}' is {_type_name(value)}, expected a string. Nothing was imported."
         )
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as exc:  # JSON may escape half of a surrogate pair ("\ud800"), which is no text
+        raise InputError(
+            f"{path}, {where}: the field '{name}' contains a lone surrogate (\\u{ord(value[exc.start]):04x}) at "
+            f"character {exc.start}: half of an escaped character pair, which is not text. Fix the file. "
+            "Nothing was imported."
+        ) from None
     return value
 
 

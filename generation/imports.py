@@ -16,7 +16,7 @@ from django.db import transaction
 from evalsite.files import atomic_text_file
 from generation import formats
 from generation.errors import InputError
-from generation.models import EvalSet, ModelEntry, Prompt, Response
+from generation.models import EvalSet, ModelEntry, Prompt, Response, name_start_problem
 from generation.services import identity_matches_of, model_entry_names
 
 MAX_NAME_LENGTH = 200
@@ -102,6 +102,8 @@ def _check_name(value: str, *, what: str) -> str:
         raise InputError(f"The {what} name is empty; give a name.")
     if len(name) > MAX_NAME_LENGTH:
         raise InputError(f"The {what} name is {len(name)} characters long; at most {MAX_NAME_LENGTH} are allowed.")
+    if problem := name_start_problem(name):
+        raise InputError(f"The {what} name {name!r} is refused. {problem} Nothing was changed.")
     return name
 
 

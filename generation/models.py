@@ -2,8 +2,29 @@
 
 from __future__ import annotations
 
+from django.core.exceptions import ValidationError
 from django.db import models
 from django.db.models import Q
+
+# A spreadsheet reads a cell starting with one of these as a formula (CSV injection, OWASP): names that land in
+# exported CSV cells may not start with them.
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def name_start_problem(name: str) -> str:
+    """Why `name` cannot be a model or campaign name ('' when it can): it starts like a spreadsheet formula."""
+    if name[:1] in FORMULA_STARTS:
+        return (
+            f"A name may not start with {name[:1]!r}: spreadsheets opening an export would read it as a formula. "
+            "Start it with a letter or digit."
+        )
+    return ""
+
+
+def validate_name_start(value: str) -> None:
+    problem = name_start_problem(value)
+    if problem:
+        raise ValidationError(problem)
 
 
 class EvalSet(models.Model):
@@ -71,7 +92,7 @@ class ModelEntry(models.Model):
         READY = "ready", "Ready"
         INVALID = "invalid", "Invalid"
 
-    name = models.CharField(max_length=200, unique=True)
+    name = models.CharField(max_length=200, unique=True, validators=[validate_name_start])
     kind = models.CharField(max_length=20, choices=Kind.choices)
     status = models.CharField(max_length=20, choices=Status.choices, default=Status.PENDING)
     status_reason = models.TextField(blank=True, help_text="Why validation failed.")

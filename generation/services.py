@@ -35,6 +35,7 @@ from generation.models import (
     Prompt,
     PromptTemplate,
     Response,
+    name_start_problem,
 )
 
 if TYPE_CHECKING:  # torch is imported by workers only, not by the web process
@@ -95,6 +96,8 @@ def model_add(
     name = name.strip()
     if not name or len(name) > MAX_NAME_LENGTH:
         raise InputError(f"A model name must have 1 to {MAX_NAME_LENGTH} characters.")
+    if problem := name_start_problem(name):
+        raise InputError(f"The model name {name!r} is refused. {problem}")
     _check_generation_settings(
         template=template, max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p, dtype=dtype
     )

@@ -251,7 +251,9 @@ def main() -> int:
             f"    password:   {password}\n"
             f"  Campaign:     {CAMPAIGN_TITLE}\n"
             f"  Invite link:  {invite}\n"
-            "                (open it in a private window: each new browser is a new rater)\n",
+            "                (open it in a private window: each new browser is a new rater)\n"
+            f"  Results:      {base_url}/campaigns/{CAMPAIGN_SLUG}/results/\n"
+            "                (signed in as the admin; also linked from the campaign in the admin)\n",
             flush=True,
         )
         if options.no_serve:

@@ -47,6 +47,7 @@ def credentials(output: str) -> tuple[str, str, str]:
     password = re.search(r"password:\s+(\S+)", output)
     invite = re.search(r"Invite link:\s+(\S+)", output)
     assert username and password and invite, output
+    assert re.search(r"Results:\s+http://\S+/campaigns/[\w-]+/results/", output), output
     return username.group(1), password.group(1), invite.group(1)
 
 
@@ -122,6 +123,9 @@ def test_demo_serves_admin_and_invite_then_stops_on_signal(tmp_path: Path) -> No
             assert response.url.endswith("/admin/"), "login with the printed credentials failed"
         prompts = browser.open(f"{base}/admin/generation/prompt/", timeout=30).read().decode()
         assert "252 prompts" in prompts
+        results_url = re.search(r"Results:\s+(\S+)", output).group(1)  # type: ignore[union-attr]
+        with browser.open(results_url, timeout=60) as response:
+            assert response.status == 200 and response.url == results_url
 
         # A new browser follows the invite link, starts rating and sees two
         # anonymous answers, with nothing that names the models in the page or its URL.

@@ -6,6 +6,7 @@ environment, exactly as `manage.py`, gunicorn or a Celery worker would.
 
 from __future__ import annotations
 
+import ast
 import json
 import os
 import re
@@ -183,8 +184,18 @@ def test_production_settings_with_secret_key(tmp_path: Path) -> None:
     ("raw", "expected"),
     [("1", True), ("true", True), ("Yes", True), ("ON", True), ("0", False), ("false", False), ("no", False)],
 )
-def test_debug_booleans(tmp_path: Path, raw: str, expected: bool) -> None:
-    assert load_settings(tmp_path, DEBUG=raw, SECRET_KEY="k" * 50)["DEBUG"] is expected
+def test_booleans_are_read_in_every_spelling(monkeypatch: pytest.MonkeyPatch, raw: str, expected: bool) -> None:
+    # The settings' own reader, in this process (a fresh interpreter per spelling cost 4 s each); the test
+    # below reads one through a real start-up.
+    from evalsite.settings import env_bool
+
+    monkeypatch.setenv("BLINDEVAL_TEST_BOOLEAN", raw)
+    assert env_bool("BLINDEVAL_TEST_BOOLEAN", not expected) is expected
+
+
+def test_debug_is_read_from_the_environment_at_start_up(tmp_path: Path) -> None:
+    assert load_settings(tmp_path, DEBUG="Yes", SECRET_KEY="k" * 50)["DEBUG"] is True
+    assert load_settings(tmp_path, DEBUG="off", SECRET_KEY="k" * 50)["DEBUG"] is False
 
 
 def test_bad_boolean_is_refused_with_its_name(tmp_path: Path) -> None:
@@ -231,3 +242,70 @@ def test_deploy_checks_are_clean_with_production_settings(tmp_path: Path) -> Non
 
     assert result.returncode == 0, result.stdout + result.stderr
     assert "System check identified no issues" in result.stdout
+
+
+def readme_configuration_table() -> dict[str, tuple[str, str]]:
+    """{variable: (default cell, meaning cell)} from the README's configuration table."""
+    readme = (ROOT / "README.md").read_text()
+    section = readme.split("\n## Configuration\n", 1)[1].split("\n## ", 1)[0]
+    rows = re.findall(r"^\| `([A-Z][A-Z0-9_]*)` \| (.*?) \| (.*) \|$", section, flags=re.MULTILINE)
+    return {name: (default, meaning) for name, default, meaning in rows}
+
+
+def defaults_in_settings_code() -> dict[str, list[str]]:
+    """{variable: [its default as the README would write it, per place settings.py reads it]}, for defaults that
+    are constants (or arithmetic on them) or another setting's name."""
+    found: dict[str, list[str]] = {}
+    for node in ast.walk(ast.parse(SETTINGS_FILE.read_text())):
+        if not isinstance(node, ast.Call) or len(node.args) < 2 or not isinstance(node.args[0], ast.Constant):
+            continue
+        name = node.args[0].value
+        if not isinstance(name, str) or not re.fullmatch(r"[A-Z][A-Z0-9_]*", name):
+            continue
+        function = ast.unparse(node.func)
+        if function not in {"env_int", "env_bool", "env_list", "os.environ.get"}:
+            continue
+        expression = node.args[1]
+        if isinstance(expression, ast.Name):
+            found.setdefault(name, []).append(expression.id)
+            continue
+        try:
+            value = eval(compile(ast.Expression(expression), "settings", "eval"), {"__builtins__": {}})  # noqa: S307
+        except Exception:  # noqa: BLE001, S112 - a default computed from the environment (paths, URLs)
+            continue
+        if isinstance(value, bool):
+            written = "1" if value else "0"
+        elif isinstance(value, list):
+            written = ",".join(value)
+        else:
+            written = str(value)
+        found.setdefault(name, []).append(written)
+    return found
+
+
+def test_the_readme_configuration_table_states_the_real_defaults() -> None:
+    documented = readme_configuration_table()
+    in_code = defaults_in_settings_code()
+    compared = []
+    for name, defaults in sorted(in_code.items()):
+        assert name in documented, f"{name} is read by the settings but missing from the README's table"
+        cell = documented[name][0]
+        shown = re.match(r"`([^`]*)`", cell)
+        if shown is not None:
+            assert set(defaults) == {shown.group(1)}, f"README says {name} defaults to {cell}; settings.py: {defaults}"
+        elif cell.startswith("empty"):
+            assert set(defaults) == {""}, f"README says {name} defaults to {cell}; settings.py: {defaults}"
+        else:
+            continue  # described in words (e.g. SECRET_KEY's development key)
+        compared.append(name)
+    assert {"RATE_LIMIT_JOIN", "RATE_LIMIT_VOTE", "API_MAX_BODY_BYTES", "MIN_SECONDS_PER_VOTE"} <= set(compared)
+    # What the rate limits count, as the abuse limits apply them.
+    assert "per client IP address" in documented["RATE_LIMIT_JOIN"][1]
+    assert "per rater" in documented["RATE_LIMIT_VOTE"][1]
+
+
+def test_the_readme_names_only_the_browser_tooling_the_tests_use() -> None:
+    # The browser tests drive Debian's chromium with Playwright (tests/browser.py): no WebDriver.
+    assert "Playwright" in (ROOT / "README.md").read_text()
+    for path in (ROOT / "README.md", ROOT / ".ci" / "run"):
+        assert "chromium-driver" not in path.read_text(), path

@@ -146,3 +146,26 @@ def wait_for(predicate, *, timeout: float, interval: float = 0.25, message: str 
             return value
         time.sleep(interval)
     raise AssertionError(f"Timed out after {timeout} s waiting for {message}.")
+
+
+def wait_while_progressing(predicate, *, progress, stall: float, limit: float, interval: float = 0.25, message: str):
+    """Poll ``predicate`` until it returns something truthy, for as long as the work moves on.
+
+    ``progress()`` returns anything comparable that changes while the work advances (rows stored, a
+    heartbeat); the test fails when it has not changed for ``stall`` seconds (the work is stuck), or after
+    ``limit`` seconds in all. A slow, loaded machine therefore only makes the wait longer, never fails it."""
+    start = time.monotonic()
+    last_seen, last_change = progress(), start
+    while True:
+        value = predicate()
+        if value:
+            return value
+        now = time.monotonic()
+        seen = progress()
+        if seen != last_seen:
+            last_seen, last_change = seen, now
+        if now - last_change > stall:
+            raise AssertionError(f"No progress for {stall} s (at {last_seen!r}) while waiting for {message}.")
+        if now - start > limit:
+            raise AssertionError(f"Still waiting for {message} after {limit} s, although the work progressed.")
+        time.sleep(interval)

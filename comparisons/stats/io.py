@@ -1,9 +1,16 @@
-"""Reading vote files and writing CSV as a stream (no Django here either)."""
+"""Reading vote files and writing CSV as a stream (no Django here either).
+
+CSV written here is meant for spreadsheets too, so text cells that a spreadsheet would run as a formula
+(starting with =, +, -, @, tab or carriage return: CSV injection, OWASP) get a leading apostrophe, which
+spreadsheets show as text; numbers such as -1.5 are left alone. `read_votes_csv` takes the apostrophe off
+again, so every export reads back exactly as it was written.
+"""
 
 from __future__ import annotations
 
 import csv
 import io
+import re
 import warnings
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -11,6 +18,36 @@ from pathlib import Path
 import pandas as pd
 
 from .table import VoteTableError
+
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+_NUMBER = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?")
+# A neutralized cell: apostrophes, then a formula start (a value that began with apostrophes and a formula start
+# got one more apostrophe, so taking exactly one off always restores it).
+_NEUTRALIZED = r"^'+[=+\-@\t\r]"
+
+
+_RISKY_FIRST = frozenset("'=+-@\t\r")
+
+
+def spreadsheet_safe(value: object) -> object:
+    """A text cell a spreadsheet would run as a formula, with a leading apostrophe; anything else as it is."""
+    if not isinstance(value, str) or not value or value[0] not in _RISKY_FIRST:
+        return value  # the common case, decided by one character
+    if value.lstrip("'")[:1] in FORMULA_STARTS and not _NUMBER.fullmatch(value):
+        return "'" + value
+    return value
+
+
+def spreadsheet_unsafe(frame: pd.DataFrame) -> pd.DataFrame:
+    """Undo `spreadsheet_safe` on every text cell of a frame read from CSV."""
+    for column in frame.columns:
+        values = frame[column]
+        if values.dtype != object:
+            continue
+        neutralized = values.astype(str).str.match(_NEUTRALIZED)
+        if neutralized.any():
+            frame.loc[neutralized, column] = values[neutralized].str[1:]
+    return frame
 
 
 def read_votes_csv(path: str | Path) -> pd.DataFrame:
@@ -24,7 +61,7 @@ def read_votes_csv(path: str | Path) -> pd.DataFrame:
         with warnings.catch_warnings():
             # A first row longer than the header makes pandas guess index columns or drop data: refuse.
             warnings.simplefilter("error", pd.errors.ParserWarning)
-            return pd.read_csv(
+            frame = pd.read_csv(
                 path,
                 dtype=object,
                 keep_default_na=False,
@@ -32,6 +69,7 @@ def read_votes_csv(path: str | Path) -> pd.DataFrame:
                 encoding="utf-8",
                 encoding_errors="strict",
             )
+            return spreadsheet_unsafe(frame)
     except pd.errors.ParserWarning as exc:
         raise VoteTableError(
             f"The vote file {str(path)!r} is not valid CSV: a line has more fields than the header."
@@ -50,9 +88,14 @@ def read_votes_csv(path: str | Path) -> pd.DataFrame:
 
 
 def csv_lines(header: Iterable[str], rows: Iterable[Iterable[object]], *, batch: int = 500) -> Iterator[str]:
-    """CSV text in pieces of ``batch`` rows: memory stays bounded however many rows ``rows`` yields."""
+    """CSV text in pieces of ``batch`` rows: memory stays bounded however many rows ``rows`` yields. Text cells
+    that would start a spreadsheet formula are neutralized (`spreadsheet_safe`)."""
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
+    # Python's writer quotes a field holding the line terminator's characters only, so a carriage return inside
+    # a text (an output with Windows line endings) would go out bare and split the row for every reader: rows
+    # with one are written with every field quoted.
+    quoting_writer = csv.writer(buffer, lineterminator="\n", quoting=csv.QUOTE_ALL)
 
     def take() -> str:
         text = buffer.getvalue()
@@ -63,7 +106,11 @@ def csv_lines(header: Iterable[str], rows: Iterable[Iterable[object]], *, batch:
     writer.writerow(header)
     pending = 0
     for row in rows:
-        writer.writerow(row)
+        safe = [spreadsheet_safe(value) for value in row]
+        if any(isinstance(value, str) and "\r" in value for value in safe):
+            quoting_writer.writerow(safe)
+        else:
+            writer.writerow(safe)
         pending += 1
         if pending >= batch:
             yield take()

@@ -108,3 +108,25 @@ def test_raters_cannot_reach_the_admin():
     for url in ("/admin/", f"/admin/comparisons/campaign/{campaign.pk}/progress/", "/admin/comparisons/vote/"):
         response = client.get(url)
         assert response.status_code == 302 and "/admin/login/" in response["Location"]
+
+
+def test_staff_without_permissions_get_403_on_the_progress_page():
+    campaign = build_campaign(slug="guarded")
+    clerk = get_user_model().objects.create_user("clerk", password="pw-123456789", is_staff=True)
+    client = Client()
+    client.force_login(clerk)
+    response = client.get(f"/admin/comparisons/campaign/{campaign.pk}/progress/")
+    assert response.status_code == 403
+
+
+def test_the_admin_links_each_campaign_to_its_results_page(admin_client_):
+    campaign = build_campaign(slug="linked")
+    results = f'href="/campaigns/{campaign.slug}/results/"'
+    for url in (
+        "/admin/comparisons/campaign/",
+        f"/admin/comparisons/campaign/{campaign.pk}/change/",
+        f"/admin/comparisons/campaign/{campaign.pk}/progress/",
+    ):
+        page = admin_client_.get(url)
+        assert page.status_code == 200 and results in page.content.decode(), url
+    assert admin_client_.get(f"/campaigns/{campaign.slug}/results/").status_code == 200

@@ -121,6 +121,50 @@ def test_simultaneous_duplicate_submissions_record_one_vote():
     assert Vote.objects.count() == 1
 
 
+def test_one_rater_voting_hoarded_pairs_at_once_cannot_pass_the_per_rater_cap():
+    """Two tabs (or a script) voting expired pairs in parallel: the last vote the cap allows goes to one."""
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    campaign = build_campaign(n_prompts=10, k=3, comparisons_per_rater=3)
+    rater = invite_rater(campaign)
+    for _ in range(2):
+        served = services.assignment_next(rater=rater, campaign=campaign)
+        services.vote_cast(rater=rater, token=served.token, choice="A")
+    hoard = []
+    for _ in range(6):
+        assignment = services.assignment_next(rater=rater, campaign=campaign)
+        Assignment.objects.filter(pk=assignment.pk).update(leased_until=timezone.now() - timedelta(seconds=1))
+        hoard.append(assignment.token)
+    outcomes = []
+
+    def submit(token_and_rater):
+        token, same_rater = token_and_rater
+        try:
+            services.vote_cast(rater=same_rater, token=token, choice="B")
+            outcomes.append("voted")
+        except services.Gone:
+            outcomes.append("refused")
+
+    assert run_raters(submit, [(t, Rater.objects.get(pk=rater.pk)) for t in hoard]) == []
+    assert sorted(outcomes) == ["refused"] * 5 + ["voted"]
+    assert Vote.objects.filter(assignment__rater=rater).count() == 3
+
+
+def test_one_participant_joining_from_several_browsers_at_once_is_one_rater():
+    campaign = build_campaign(n_prompts=2, k=1)
+    joined = []
+
+    def join(_):
+        joined.append(services.rater_join(campaign=campaign, participant_id="PID-race"))
+
+    assert run_raters(join, list(range(8))) == []
+    assert len({rater.pk for rater, _ in joined}) == 1
+    assert sorted(created for _, created in joined) == [False] * 7 + [True]
+    assert Rater.objects.filter(campaign=campaign).count() == 1
+
+
 def test_raters_voting_at_once_through_the_http_api():
     """The same through the API (session, CSRF, views), each browser in its own thread with its own connection."""
     from tests.comparisons.conftest import RaterClient

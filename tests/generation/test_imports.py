@@ -610,3 +610,14 @@ def test_command_line_exits_non_zero_without_traceback_and_changes_nothing(tmp_p
     assert missing.returncode != 0
     assert "Traceback" not in missing.stderr
     assert "There is no eval set named 'nope'" in missing.stderr
+
+
+def test_import_outputs_with_a_lone_surrogate_names_the_entry_and_imports_nothing(eval_set, tmp_path):
+    entries = [{"instruction": e["instruction"], "output": e["output"]} for e in _selfinstruct_entries()]
+    path = tmp_path / "model_outputs.json"
+    entries[3]["output"] = "half a pair: \ud800"
+    path.write_text(json.dumps(entries), encoding="utf-8")  # ASCII JSON: the surrogate is written as \ud800
+    before = row_counts()
+    with pytest.raises(CommandError, match=r"entry 4: the field 'output' contains a lone surrogate \(\\ud800\)"):
+        run("import_outputs", path, model="alpaca-7b", evalset=EVAL_SET)
+    assert row_counts() == before

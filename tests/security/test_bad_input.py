@@ -66,6 +66,13 @@ HTTP_CASES = [
     HttpCase("vote: choice list", "POST", "/api/rate/{token}/vote", b'{"choice": ["A"]}', message="'choice'"),
     HttpCase("vote: choice object", "POST", "/api/rate/{token}/vote", b'{"choice": {"A": 1}}', message="'choice'"),
     HttpCase("vote: unknown choice", "POST", "/api/rate/{token}/vote", b'{"choice": "C"}', message="one of"),
+    HttpCase(
+        "vote: lone surrogate in the rationale",
+        "POST",
+        "/api/rate/{token}/vote",
+        b'{"choice": "A", "rationale": "fine \\ud800 then"}',
+        message="contains a lone surrogate",
+    ),
     HttpCase("vote: lower-case a", "POST", "/api/rate/{token}/vote", b'{"choice": "a"}', message="one of"),
     HttpCase("vote: model name as choice", "POST", "/api/rate/{token}/vote", b'{"choice": "left"}', message="one of"),
     HttpCase(
@@ -153,7 +160,8 @@ HTTP_CASES = [
         "/rate/{slug}/vote",
         b"choice=left&rationale=" + b"x" * (3 * 1024 * 1024),
         "application/x-www-form-urlencoded",
-        status=400,
+        status=413,  # REQUEST_MAX_BODY_BYTES, refused before the body is read
+        message="at most",
     ),
 ]
 
@@ -316,6 +324,17 @@ def command_cases(tmp_path: Path) -> list[tuple[str, list[str]]]:
         (
             "import_outputs: wrong shape",
             ["import_outputs", _write(tmp_path, "o3.json", b'{"a": 1}'), "--model", "m", "--evalset", "base"],
+        ),
+        (
+            "import_outputs: lone surrogate",
+            [
+                "import_outputs",
+                _write(tmp_path, "o5.json", b'[{"instruction": "Say hi.", "output": "hi \\ud800"}]'),
+                "--model",
+                "m",
+                "--evalset",
+                "base",
+            ],  # fmt: skip
         ),
         (
             "import_outputs: binary file",

@@ -12,6 +12,7 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from comparisons.stats import BOTH_BAD_MODES, CI_METHODS, VoteTableError, analyze, format_text, read_votes_csv
+from comparisons.stats.table import votes_prepare
 from evalsite.options import BOOTSTRAP_ROUNDS, CONFIDENCE, NON_NEGATIVE, SEED
 
 
@@ -51,11 +52,23 @@ class Command(BaseCommand):
             action="store_true",
             help="drop every vote on a pair that a rater reported as revealing who wrote it (identity_reported)",
         )
+        parser.add_argument(
+            "--exclude-rater",
+            action="append",
+            default=[],
+            metavar="NAME",
+            help="drop this rater's votes (repeat for several; write --exclude-rater=NAME for a NAME starting with -)",
+        )
         parser.add_argument("--no-categories", action="store_true", help="skip the per-category breakdown")
 
     def handle(self, *args: Any, **options: Any) -> None:
         try:
             frame = read_votes_csv(options["votes"])
+            if options["exclude_rater"]:
+                if "rater" not in frame.columns:
+                    raise VoteTableError("--exclude-rater needs a 'rater' column, and the vote file has none.")
+                votes_prepare(frame, first_line=2)  # every line checked (and named) before any is left out
+                frame = frame[~frame["rater"].isin(options["exclude_rater"])]
             result = analyze(
                 frame,
                 baseline=options["baseline"],

@@ -88,6 +88,12 @@
           return response.json().then(function (body) { say(body.error || "That vote was not accepted."); });
         }
         if (response.status === 403) { window.location.reload(); return null; }
+        if (response.status === 429) {
+          var wait = Number(response.headers.get("Retry-After")) || 0;
+          say("Slow down: you are going faster than this study allows. Nothing was saved; wait " +
+              wait + " second" + (wait === 1 ? "" : "s") + ", then press the button again.");
+          return null;
+        }
         var message = kind === "skip" ? "Skipped. Next pair loaded." : "Vote saved. Next pair loaded.";
         if (response.status === 409 || response.status === 410 || response.status === 404) {
           message = "That pair could not take your vote any more; here is the next one.";
