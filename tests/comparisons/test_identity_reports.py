@@ -87,9 +87,8 @@ def test_the_export_appends_identity_reported_and_the_page_leaves_reported_pairs
     assert "?exclude_identity_reports=1" in page
     left_out = client.get(url + "?exclude_identity_reports=1").content.decode()
     assert "6 votes on 3 prompts (2 excluded)" in left_out
-    assert (
-        "python manage.py analyze votes.csv --bootstrap 1000 --seed 0 --ci bca --exclude-identity-reports" in left_out
-    )
+    command = f"python manage.py analyze {campaign.slug}-votes.csv --bootstrap 1000 --seed 0 --ci bca"
+    assert f"{command} --exclude-identity-reports" in left_out
 
     # The page's numbers are the offline command's on the export.
     page_analysis = campaign_analysis(campaign=campaign, exclude_identity_reports=True, use_cache=False)
