@@ -83,6 +83,14 @@ class ModelEntry(models.Model):
     architecture = models.CharField(max_length=200, blank=True)
     parameter_count = models.BigIntegerField(null=True, blank=True)
     weights_sha256 = models.CharField(max_length=64, blank=True)
+    source_sha256 = models.CharField(
+        max_length=64,
+        blank=True,
+        help_text="sha256 of the uploaded single-file checkpoint (GGUF) it was converted from.",
+    )
+    chat_template_sha256 = models.CharField(
+        max_length=64, blank=True, help_text="sha256 of the tokenizer's chat template text, when it has one."
+    )
 
     # Generation settings.
     template = models.CharField(max_length=20, choices=PromptTemplate.choices, default=PromptTemplate.ALPACA)
@@ -200,6 +208,12 @@ class Response(models.Model):
     completion_tokens = models.PositiveIntegerField(null=True, blank=True)
     seconds = models.FloatField(null=True, blank=True)
     finish_reason = models.CharField(max_length=20, choices=FinishReason.choices)
+    generator_config = models.JSONField(
+        default=dict,
+        blank=True,
+        help_text="Provenance: for a generated response the checkpoint hash, template and decoding settings it was "
+        "made with; for an imported one the outputs file and its hash.",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:

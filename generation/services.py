@@ -25,6 +25,7 @@ from django.utils import timezone
 
 from generation.checkpoints import CheckpointError, Limits, archive_kind, extract_archive, inspect_checkpoint
 from generation.errors import InputError
+from generation.gguf_intake import GGUFLimits, convert_gguf
 from generation.models import (
     DType,
     EvalSet,
@@ -55,6 +56,14 @@ def checkpoint_limits() -> Limits:
         max_files=settings.CHECKPOINT_MAX_FILES,
         max_total_bytes=settings.CHECKPOINT_MAX_BYTES,
         max_ratio=float(settings.CHECKPOINT_MAX_RATIO),
+    )
+
+
+def gguf_limits() -> GGUFLimits:
+    return GGUFLimits(
+        max_bytes=settings.GGUF_MAX_BYTES,
+        max_tensors=settings.GGUF_MAX_TENSORS,
+        max_metadata_bytes=settings.GGUF_MAX_METADATA_BYTES,
     )
 
 
@@ -175,9 +184,11 @@ def checkpoint_validate_queue(*, model: ModelEntry) -> None:
 
 
 def checkpoint_validate(*, model_id: int) -> ModelEntry | None:
-    """Extract (when an archive) and inspect a model's checkpoint; end in ready or invalid with a reason.
+    """Extract (an archive) or convert (a GGUF file), then inspect a model's checkpoint; end ready or invalid.
 
-    Returns None when the entry is gone; a ready entry is left as it is.
+    A GGUF file is converted once to safetensors in the model's folder; the sha256 of the file itself is
+    kept beside the sha256 of the converted weights. Returns None when the entry is gone; a ready entry is
+    left as it is.
     """
     with transaction.atomic():
         model = ModelEntry.objects.select_for_update().filter(pk=model_id, kind=ModelEntry.Kind.CHECKPOINT).first()
@@ -188,6 +199,7 @@ def checkpoint_validate(*, model_id: int) -> ModelEntry | None:
         model.save(update_fields=["status", "status_reason", "updated_at"])
     area = checkpoint_area(model_id=model.pk)
     extracted = area / "model"
+    source_sha256 = ""
     try:
         if not model.source:
             raise CheckpointError("No checkpoint was given: upload an archive or give a server-side directory.")
@@ -199,7 +211,12 @@ def checkpoint_validate(*, model_id: int) -> ModelEntry | None:
         else:
             shutil.rmtree(extracted, ignore_errors=True)
             area.mkdir(parents=True, exist_ok=True)
-            model_dir = extract_archive(source, extracted, limits=checkpoint_limits())
+            if kind == "gguf":
+                conversion = convert_gguf(source, extracted, limits=gguf_limits())
+                source_sha256 = conversion.source_sha256
+                model_dir = conversion.model_dir
+            else:
+                model_dir = extract_archive(source, extracted, limits=checkpoint_limits())
             info = inspect_checkpoint(model_dir)
             if _is_uploaded(model):
                 source.unlink(missing_ok=True)  # the extracted copy is what runs; halve the disk used
@@ -216,10 +233,60 @@ def checkpoint_validate(*, model_id: int) -> ModelEntry | None:
     model.architecture = info.architecture
     model.parameter_count = info.parameter_count
     model.weights_sha256 = info.weights_sha256
+    model.source_sha256 = source_sha256
+    model.chat_template_sha256 = info.chat_template_sha256
     model.save(
-        update_fields=["status", "checkpoint_dir", "architecture", "parameter_count", "weights_sha256", "updated_at"]
-    )
+        update_fields=[
+            "status", "checkpoint_dir", "architecture", "parameter_count", "weights_sha256", "source_sha256",
+            "chat_template_sha256", "updated_at",
+        ]
+    )  # fmt: skip
     return model
+
+
+def model_take_in(*, name: str, source: str, **fields: object) -> ModelEntry:
+    """Add a checkpoint and validate it here (not in a worker): a ready entry, or InputError and no entry.
+
+    ``fields`` are :func:`model_add`'s generation settings and description.
+    """
+    model = model_add(name=name, source=source, **fields)  # type: ignore[arg-type]
+    validated = checkpoint_validate(model_id=model.pk)
+    if validated is None:
+        raise InputError(f"Model {name!r} was deleted while it was being validated.")
+    if validated.status != ModelEntry.Status.READY:
+        model_discard(model=validated)
+        raise InputError(f"The checkpoint was refused and model {name!r} was not added: {validated.status_reason}")
+    return validated
+
+
+def demo_models_add(*, gguf: Path) -> list[tuple[ModelEntry, bool]]:
+    """The demo's SmolLM2 entries (generation.demo_model.ENTRIES), over one stored copy of the weights.
+
+    The first entry takes the GGUF file in (converted once into its folder); the others use that folder in
+    place with their own decoding settings. Entries already ready are kept. Returns (entry, created) pairs.
+    """
+    from generation import demo_model
+
+    added: list[tuple[ModelEntry, bool]] = []
+    weights_dir = ""
+    for spec in demo_model.ENTRIES:
+        existing = ModelEntry.objects.filter(name=spec.name, status=ModelEntry.Status.READY).first()
+        if existing is not None:
+            added.append((existing, False))
+        else:
+            entry = model_take_in(
+                name=spec.name,
+                source=weights_dir or str(gguf),
+                template=spec.template,
+                max_new_tokens=spec.max_new_tokens,
+                temperature=spec.temperature,
+                top_p=spec.top_p,
+                seed=spec.seed,
+                description=spec.description,
+            )
+            added.append((entry, True))
+        weights_dir = weights_dir or added[-1][0].checkpoint_dir
+    return added
 
 
 # ---------------------------------------------------------------- runs
@@ -383,6 +450,26 @@ class ClaimedChunk:
     seed: int
     batch_size: int
     prompts: list[Prompt]
+    provenance: dict[str, object]
+
+
+def generation_provenance(*, model: ModelEntry, batch_size: int) -> dict[str, object]:
+    """What a generated response records about how it was made (Response.generator_config)."""
+    return {
+        "source": "generated",
+        "model": model.name,
+        "checkpoint_sha256": model.weights_sha256,
+        "converted_from_sha256": model.source_sha256 or None,
+        "template": model.template,
+        "chat_template_sha256": (model.chat_template_sha256 or None) if model.template == PromptTemplate.CHAT else None,
+        "decoding": "greedy" if model.greedy else "sampling",
+        "max_new_tokens": model.max_new_tokens,
+        "temperature": model.temperature,
+        "top_p": model.top_p,
+        "seed": model.seed,
+        "dtype": model.dtype,
+        "batch_size": batch_size,
+    }
 
 
 @transaction.atomic
@@ -424,6 +511,7 @@ def chunk_claim(*, chunk_id: int, worker: str) -> ClaimedChunk | None:
         seed=model.seed,
         batch_size=run.batch_size,
         prompts=prompts,
+        provenance=generation_provenance(model=model, batch_size=run.batch_size),
     )
 
 
@@ -439,8 +527,18 @@ def _clean_text(text: str) -> str:
 
 
 @transaction.atomic
-def chunk_store_responses(*, chunk_id: int, run_id: int, model_id: int, results: Sequence[GenerationResult]) -> int:
-    """Store a finished batch; prompts that already have a response keep it. Returns how many were new."""
+def chunk_store_responses(
+    *,
+    chunk_id: int,
+    run_id: int,
+    model_id: int,
+    results: Sequence[GenerationResult],
+    provenance: dict[str, object] | None = None,
+) -> int:
+    """Store a finished batch; prompts that already have a response keep it. Returns how many were new.
+
+    ``provenance`` (the claimed chunk's) is stored with each response as its ``generator_config``.
+    """
     prompt_ids = [r.key for r in results]
     existing = set(
         Response.objects.filter(model_id=model_id, prompt_id__in=prompt_ids).values_list("prompt_id", flat=True)
@@ -457,6 +555,7 @@ def chunk_store_responses(*, chunk_id: int, run_id: int, model_id: int, results:
                 completion_tokens=r.completion_tokens,
                 seconds=r.seconds,
                 finish_reason=r.finish_reason,
+                generator_config=provenance or {},
             )
             for r in fresh
         ],

@@ -82,7 +82,11 @@ def run_chunk(chunk_id: int) -> None:
                     batch_size=claimed.batch_size,
                 ),
                 on_batch=lambda results: services.chunk_store_responses(
-                    chunk_id=claimed.chunk_id, run_id=claimed.run_id, model_id=claimed.model_id, results=results
+                    chunk_id=claimed.chunk_id,
+                    run_id=claimed.run_id,
+                    model_id=claimed.model_id,
+                    results=results,
+                    provenance=claimed.provenance,
                 ),
                 should_stop=lambda: selectors.run_is_stopped(run_id=claimed.run_id),
             )
