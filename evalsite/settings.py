@@ -197,7 +197,10 @@ CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_DEFAULT_QUEUE = "default"
-CELERY_TASK_ROUTES = {"generation.run_chunk": {"queue": "generation"}}
+CELERY_TASK_ROUTES = {
+    "generation.run_chunk": {"queue": "generation"},
+    "generation.playground_answer": {"queue": "generation"},
+}
 CELERY_TASK_ALWAYS_EAGER = env_bool("CELERY_TASK_ALWAYS_EAGER", False)
 
 LOGGING = {

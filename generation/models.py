@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from django.conf import settings
 from django.db import models
 from django.db.models import Q
 
@@ -224,3 +225,38 @@ class Response(models.Model):
 
     def __str__(self) -> str:
         return f"{self.model} on {self.prompt}"
+
+
+class PlaygroundAnswer(models.Model):
+    """A staff member's try of one model on one instruction: never an evaluation Response, never rated."""
+
+    class Status(models.TextChoices):
+        QUEUED = "queued", "Queued"
+        RUNNING = "running", "Running"
+        DONE = "done", "Done"
+        FAILED = "failed", "Failed"
+
+    token = models.CharField(max_length=32, unique=True, help_text="Opaque handle the page polls.")
+    model = models.ForeignKey(ModelEntry, on_delete=models.CASCADE, related_name="playground_answers")
+    requested_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="playground_answers"
+    )
+    instruction = models.TextField()
+    input = models.TextField(blank=True)
+    status = models.CharField(max_length=20, choices=Status.choices, default=Status.QUEUED)
+    prompt_text = models.TextField(blank=True, help_text="Exactly what the model received, special tokens included.")
+    text = models.TextField(blank=True)
+    finish_reason = models.CharField(max_length=20, blank=True)
+    prompt_tokens = models.PositiveIntegerField(null=True, blank=True)
+    completion_tokens = models.PositiveIntegerField(null=True, blank=True)
+    seconds = models.FloatField(null=True, blank=True)
+    generator_config = models.JSONField(default=dict, blank=True)
+    error = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"{self.model} playground answer"

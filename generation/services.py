@@ -10,13 +10,14 @@ constraint so that repeating it changes nothing.
 from __future__ import annotations
 
 import re
+import secrets
 import shutil
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from functools import partial
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
 from django.db import transaction
@@ -32,6 +33,7 @@ from generation.models import (
     GenerationChunk,
     GenerationRun,
     ModelEntry,
+    PlaygroundAnswer,
     Prompt,
     PromptTemplate,
     Response,
@@ -435,11 +437,10 @@ def run_cancel(*, run: GenerationRun) -> GenerationRun:
 # ---------------------------------------------------------------- chunks (worker side)
 
 
-@dataclass(frozen=True)
-class ClaimedChunk:
-    chunk_id: int
-    run_id: int
-    model_id: int
+@dataclass(frozen=True, kw_only=True)
+class ModelRunSettings:
+    """What a worker needs of a model to load it and generate with its settings."""
+
     checkpoint_dir: str
     weights_sha256: str
     dtype: str
@@ -448,9 +449,30 @@ class ClaimedChunk:
     temperature: float
     top_p: float
     seed: int
+
+
+@dataclass(frozen=True, kw_only=True)
+class ClaimedChunk(ModelRunSettings):
+    chunk_id: int
+    run_id: int
+    model_id: int
     batch_size: int
     prompts: list[Prompt]
     provenance: dict[str, object]
+
+
+def _model_run_settings(model: ModelEntry) -> dict[str, Any]:
+    """The :class:`ModelRunSettings` fields of ``model``."""
+    return {
+        "checkpoint_dir": model.checkpoint_dir,
+        "weights_sha256": model.weights_sha256,
+        "dtype": model.dtype,
+        "template": model.template,
+        "max_new_tokens": model.max_new_tokens,
+        "temperature": model.temperature,
+        "top_p": model.top_p,
+        "seed": model.seed,
+    }
 
 
 def generation_provenance(*, model: ModelEntry, batch_size: int) -> dict[str, object]:
@@ -501,14 +523,7 @@ def chunk_claim(*, chunk_id: int, worker: str) -> ClaimedChunk | None:
         chunk_id=chunk.pk,
         run_id=run.pk,
         model_id=model.pk,
-        checkpoint_dir=model.checkpoint_dir,
-        weights_sha256=model.weights_sha256,
-        dtype=model.dtype,
-        template=model.template,
-        max_new_tokens=model.max_new_tokens,
-        temperature=model.temperature,
-        top_p=model.top_p,
-        seed=model.seed,
+        **_model_run_settings(model),
         batch_size=run.batch_size,
         prompts=prompts,
         provenance=generation_provenance(model=model, batch_size=run.batch_size),
@@ -619,3 +634,90 @@ def model_discard(*, model: ModelEntry) -> None:
     """Remove a model entry that never became usable, with the files the platform wrote for it."""
     shutil.rmtree(checkpoint_area(model_id=model.pk), ignore_errors=True)
     model.delete()
+
+
+# ---------------------------------------------------------------- playground
+
+PLAYGROUND_MAX_CHARS = 20_000
+
+
+def playground_models():
+    """Models the playground can run: ready checkpoints."""
+    return ModelEntry.objects.filter(kind=ModelEntry.Kind.CHECKPOINT, status=ModelEntry.Status.READY)
+
+
+@transaction.atomic
+def playground_ask(
+    *, model_ids: Sequence[int], instruction: str, input_text: str = "", user_id: int | None = None
+) -> list[PlaygroundAnswer]:
+    """Queue one answer per model (one or two, side by side) to the same instruction and input."""
+    instruction = instruction.strip()
+    if not instruction:
+        raise InputError("Write an instruction for the model to answer.")
+    if len(instruction) + len(input_text) > PLAYGROUND_MAX_CHARS:
+        raise InputError(f"Instruction and input together may have at most {PLAYGROUND_MAX_CHARS} characters.")
+    ids = list(dict.fromkeys(model_ids))
+    if not 1 <= len(ids) <= 2:
+        raise InputError("Choose one model, or two different models to compare side by side.")
+    models = {m.pk: m for m in playground_models().filter(pk__in=ids)}
+    if len(models) != len(ids):
+        raise InputError("Only ready checkpoint models can answer in the playground.")
+    answers = [
+        PlaygroundAnswer.objects.create(
+            token=secrets.token_hex(16),
+            model=models[pk],
+            requested_by_id=user_id,
+            instruction=instruction,
+            input=input_text,
+        )
+        for pk in ids
+    ]
+    from generation.tasks import playground_answer
+
+    for answer in answers:
+        transaction.on_commit(partial(playground_answer.delay, answer.pk))
+    return answers
+
+
+@dataclass(frozen=True, kw_only=True)
+class ClaimedAnswer(ModelRunSettings):
+    answer_id: int
+    instruction: str
+    input: str
+
+
+@transaction.atomic
+def playground_claim(*, answer_id: int) -> ClaimedAnswer | None:
+    """Take a queued answer for this worker; None when it is gone or already taken."""
+    answer = PlaygroundAnswer.objects.select_for_update().select_related("model").filter(pk=answer_id).first()
+    if answer is None or answer.status != PlaygroundAnswer.Status.QUEUED:
+        return None
+    model = answer.model
+    answer.status = PlaygroundAnswer.Status.RUNNING
+    answer.generator_config = generation_provenance(model=model, batch_size=1)
+    answer.save(update_fields=["status", "generator_config"])
+    return ClaimedAnswer(
+        answer_id=answer.pk,
+        **_model_run_settings(model),
+        instruction=answer.instruction,
+        input=answer.input,
+    )
+
+
+def playground_store(*, answer_id: int, prompt_text: str, result: GenerationResult) -> None:
+    PlaygroundAnswer.objects.filter(pk=answer_id).update(
+        status=PlaygroundAnswer.Status.DONE,
+        prompt_text=_clean_text(prompt_text),
+        text=_clean_text(result.text),
+        finish_reason=result.finish_reason,
+        prompt_tokens=result.prompt_tokens,
+        completion_tokens=result.completion_tokens,
+        seconds=result.seconds,
+        finished_at=timezone.now(),
+    )
+
+
+def playground_fail(*, answer_id: int, error: str) -> None:
+    PlaygroundAnswer.objects.filter(pk=answer_id).update(
+        status=PlaygroundAnswer.Status.FAILED, error=error[:2000], finished_at=timezone.now()
+    )
