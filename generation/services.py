@@ -224,12 +224,12 @@ def checkpoint_validate(*, model_id: int) -> ModelEntry | None:
                 source.unlink(missing_ok=True)  # the extracted copy is what runs; halve the disk used
     except CheckpointError as exc:
         # The area only ever holds this model's upload and extraction: drop it all.
-        shutil.rmtree(area, ignore_errors=True)
-        model.status = ModelEntry.Status.INVALID
-        model.status_reason = str(exc)
-        model.checkpoint_dir = ""
-        model.save(update_fields=["status", "status_reason", "checkpoint_dir", "updated_at"])
+        _validation_abandon(model, area, reason=str(exc))
         return model
+    except BaseException:
+        # Interrupted (Ctrl-C, a time limit): never leave the entry stuck in "validating".
+        _validation_abandon(model, area, reason="Validation was interrupted before it finished; add it again.")
+        raise
     model.status = ModelEntry.Status.READY
     model.checkpoint_dir = str(info.model_dir)
     model.architecture = info.architecture
@@ -289,6 +289,14 @@ def demo_models_add(*, gguf: Path) -> list[tuple[ModelEntry, bool]]:
             added.append((entry, True))
         weights_dir = weights_dir or added[-1][0].checkpoint_dir
     return added
+
+
+def _validation_abandon(model: ModelEntry, area: Path, *, reason: str) -> None:
+    shutil.rmtree(area, ignore_errors=True)
+    model.status = ModelEntry.Status.INVALID
+    model.status_reason = reason
+    model.checkpoint_dir = ""
+    model.save(update_fields=["status", "status_reason", "checkpoint_dir", "updated_at"])
 
 
 # ---------------------------------------------------------------- runs

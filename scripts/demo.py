@@ -57,22 +57,32 @@ def step(title: str) -> None:
     print(f"\n== {title}", flush=True)
 
 
+# Management commands running now (the background thread's too), so that stopping the demo stops them.
+_commands: set[subprocess.Popen[str]] = set()
+
+
 def manage(*args: str, capture: bool = False, env: dict[str, str] | None = None) -> str:
     """Run a management command in a child process, as a user would."""
     command = [PYTHON, "manage.py", *args]
-    result = subprocess.run(
+    pipe = subprocess.PIPE if capture else None
+    process = subprocess.Popen(
         command,
         cwd=ROOT,
         env={**os.environ, **(env or {})},
         stdin=subprocess.DEVNULL,
-        capture_output=capture,
+        stdout=pipe,
+        stderr=pipe,
         text=True,
-        check=False,
     )
-    if result.returncode != 0:
-        detail = (result.stderr or result.stdout or "").strip() if capture else ""
-        raise DemoError(f"`python manage.py {' '.join(args)}` failed (exit {result.returncode}). {detail}".strip())
-    return result.stdout if capture else ""
+    _commands.add(process)
+    try:
+        stdout, stderr = process.communicate()
+    finally:
+        _commands.discard(process)
+    if process.returncode != 0:
+        detail = (stderr or stdout or "").strip() if capture else ""
+        raise DemoError(f"`python manage.py {' '.join(args)}` failed (exit {process.returncode}). {detail}".strip())
+    return stdout if capture else ""
 
 
 def command_help(name: str) -> str:
@@ -275,6 +285,8 @@ def start(command: list[str], log: Path) -> subprocess.Popen[bytes]:
 
 
 def stop(processes: list[subprocess.Popen[bytes]]) -> None:
+    for command in list(_commands):
+        command.send_signal(signal.SIGINT)  # as Ctrl-C would: a model being taken in is marked, not left stuck
     for process in processes:
         if process.poll() is None:
             os.killpg(process.pid, signal.SIGTERM)

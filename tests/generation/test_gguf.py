@@ -167,3 +167,20 @@ def test_rendering_a_hostile_template_at_run_time_goes_through_the_sandbox(tiny_
     with pytest.raises(SecurityError):
         format_chat("hi", tokenizer=tokenizer)
     assert not Path("/tmp/blindeval-pwned").exists()
+
+
+@pytest.mark.django_db
+def test_an_interrupted_conversion_leaves_no_stuck_entry_and_can_be_run_again(media_root, tiny_gguf, monkeypatch):
+    from generation import services
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt  # Ctrl-C (or the demo stopping) in the middle of the conversion
+
+    monkeypatch.setattr(services, "convert_gguf", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        services.model_take_in(name="again", source=str(tiny_gguf()), template="chat")
+    entry = ModelEntry.objects.get(name="again")
+    assert entry.status == ModelEntry.Status.INVALID and "interrupted" in entry.status_reason
+    assert not (media_root / "checkpoints" / str(entry.pk)).exists()
+    monkeypatch.undo()
+    assert "is ready" in add_model("again", "--checkpoint", tiny_gguf(), "--template", "chat")
