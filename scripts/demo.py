@@ -169,7 +169,7 @@ def invite_url(base_url: str, slug: str = CAMPAIGN_SLUG) -> str:
 class DemoModels(threading.Thread):
     """In the background: fetch SmolLM2, queue both entries on the eval set, open the second campaign when done.
 
-    ``line`` is the one line of progress the console shows; ``finished`` is set when there is nothing left to do.
+    ``line`` is the one line of progress the console shows.
     """
 
     def __init__(self, *, base_url: str, limit: int | None) -> None:
@@ -177,15 +177,12 @@ class DemoModels(threading.Thread):
         self.base_url = base_url
         self.limit = limit
         self.line = "SmolLM2: fetching the demo model"
-        self.finished = threading.Event()
 
     def run(self) -> None:
         try:
             self._run()
         except DemoError as exc:
             self.line = f"SmolLM2: stopped ({exc})"
-        finally:
-            self.finished.set()
 
     def _run(self) -> None:
         try:
