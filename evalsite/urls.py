@@ -8,5 +8,6 @@ from evalsite.health import healthz
 urlpatterns = [
     path("admin/", admin.site.urls),
     path("healthz", healthz, name="healthz"),
+    path("", include("generation.urls")),
     path("", include("comparisons.urls")),
 ]

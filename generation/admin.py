@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -54,12 +55,14 @@ class CheckpointAddForm(forms.ModelForm):
     """A new checkpoint: a browser upload (streamed to disk) or a directory/archive already on the server."""
 
     checkpoint_file = forms.FileField(
-        required=False, help_text=".zip, .tar or .tar.gz of a Hugging Face model directory (safetensors weights)."
+        required=False,
+        help_text=".zip, .tar or .tar.gz of a Hugging Face model directory (safetensors weights), or a .gguf file "
+        "(converted once to safetensors).",
     )
     server_path = forms.CharField(
         required=False,
         max_length=1000,
-        help_text="Or a directory (used in place) or archive already on the server, e.g. on a shared volume.",
+        help_text="Or a directory (used in place), archive or .gguf file already on the server (a shared volume).",
     )
 
     class Meta:
@@ -84,11 +87,11 @@ class CheckpointAddForm(forms.ModelForm):
 class ModelEntryAdmin(admin.ModelAdmin):
     list_display = ["name", "kind", "status", "architecture", "parameters", "template", "max_new_tokens", "created_at"]
     list_filter = ["kind", "status", "template", "architecture"]
-    search_fields = ["name", "description", "architecture", "weights_sha256"]
+    search_fields = ["name", "description", "architecture", "weights_sha256", "source_sha256"]
     actions = ["validate_again"]
     intake_fields = [
         "kind", "status", "status_reason", "source", "checkpoint_dir", "architecture", "parameter_count",
-        "weights_sha256", "created_at", "updated_at",
+        "weights_sha256", "source_sha256", "chat_template_sha256", "created_at", "updated_at",
     ]  # fmt: skip
 
     def get_form(self, request: HttpRequest, obj: Any = None, change: bool = False, **kwargs: Any):
@@ -308,15 +311,15 @@ class SelfIdentifiesFilter(admin.SimpleListFilter):
 @admin.register(Response)
 class ResponseAdmin(admin.ModelAdmin):
     list_display = [
-        "prompt", "model", "short_text", "self_identification", "finish_reason", "prompt_tokens", "completion_tokens",
-        "seconds",
+        "prompt", "model", "short_text", "self_identification", "finish_reason", "made_with", "prompt_tokens",
+        "completion_tokens", "seconds",
     ]  # fmt: skip
     list_filter = [SelfIdentifiesFilter, "model", "finish_reason", "prompt__eval_set"]
     search_fields = ["text", "prompt__external_id", "prompt__instruction", "model__name"]
     list_select_related = ["prompt", "model"]
     raw_id_fields = ["prompt", "run"]
-    readonly_fields = ["self_identification"]
-    exclude = ["identity_matches"]
+    readonly_fields = ["self_identification", "provenance"]
+    exclude = ["identity_matches", "generator_config"]
 
     def save_model(self, request: HttpRequest, obj: Response, form: forms.ModelForm, change: bool) -> None:
         super().save_model(request, obj, form, change)
@@ -325,6 +328,22 @@ class ResponseAdmin(admin.ModelAdmin):
     @admin.display(description="self-identifies")
     def self_identification(self, obj: Response) -> str:
         return describe(obj.identity_matches) or "–"
+
+    @admin.display(description="made with")
+    def made_with(self, obj: Response) -> str:
+        config = obj.generator_config or {}
+        if config.get("source") == "generated":
+            decoding = config.get("decoding", "")
+            if decoding == "sampling":
+                decoding = f"T={config.get('temperature')}, top-p={config.get('top_p')}, seed {config.get('seed')}"
+            return f"{config.get('template')} template, {decoding}, weights {str(config.get('checkpoint_sha256'))[:12]}"
+        if config.get("source") == "imported":
+            return f"imported from {config.get('outputs_file')} ({str(config.get('outputs_sha256'))[:12]})"
+        return "–"
+
+    @admin.display(description="provenance (generator_config)")
+    def provenance(self, obj: Response) -> str:
+        return format_html("<pre>{}</pre>", json.dumps(obj.generator_config or {}, indent=2, sort_keys=True))
 
     @admin.display(description="text")
     def short_text(self, obj: Response) -> str:

@@ -54,14 +54,18 @@ class CheckpointInfo:
     parameter_count: int
     weights_sha256: str
     weight_files: list[str] = field(default_factory=list)
+    chat_template_sha256: str = ""
 
 
 def archive_kind(path: Path) -> str:
-    """``zip``, ``tar`` or ``directory``, judged from the content, not only the name."""
+    """``zip``, ``tar``, ``gguf`` or ``directory``, judged from the content, not only the name."""
     if path.is_dir():
         return "directory"
     if not path.is_file():
         raise CheckpointError(f"{path} does not exist or is not a regular file or directory.")
+    with path.open("rb") as f:
+        if f.read(4) == b"GGUF":
+            return "gguf"
     if zipfile.is_zipfile(path):
         return "zip"
     try:
@@ -71,7 +75,8 @@ def archive_kind(path: Path) -> str:
         pass
     raise CheckpointError(
         f"{path.name} is not a checkpoint archive: upload a .zip, .tar or .tar.gz of a Hugging Face model "
-        "directory (config.json, tokenizer files, *.safetensors weights), or give a server-side directory."
+        "directory (config.json, tokenizer files, *.safetensors weights) or a .gguf file, or give a server-side "
+        "directory."
     )
 
 
@@ -334,15 +339,18 @@ def _weight_files(model_dir: Path) -> list[Path]:
     return files
 
 
+def file_sha256(path: Path) -> str:
+    """sha256 of one file, read in blocks."""
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        while block := f.read(_COPY_BLOCK):
+            digest.update(block)
+    return digest.hexdigest()
+
+
 def _sha256(files: list[Path], model_dir: Path) -> str:
     """sha256 of a single weights file; for shards, of the list of (name, shard sha256)."""
-    digests = []
-    for path in files:
-        h = hashlib.sha256()
-        with path.open("rb") as f:
-            while block := f.read(_COPY_BLOCK):
-                h.update(block)
-        digests.append((path.name, h.hexdigest()))
+    digests = [(path.name, file_sha256(path)) for path in files]
     if len(digests) == 1:
         return digests[0][1]
     combined = hashlib.sha256()
@@ -352,7 +360,10 @@ def _sha256(files: list[Path], model_dir: Path) -> str:
 
 
 def inspect_checkpoint(model_dir: Path) -> CheckpointInfo:
-    """Check that ``model_dir`` is a safetensors causal LM transformers knows, with a loadable tokenizer."""
+    """Check that ``model_dir`` is a safetensors causal LM transformers knows, with a loadable tokenizer.
+
+    A chat template, when the tokenizer has one, must pass :func:`generation.chat_templates.chat_template_check`.
+    """
     from transformers import AutoConfig, AutoTokenizer
     from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
 
@@ -386,9 +397,12 @@ def inspect_checkpoint(model_dir: Path) -> CheckpointInfo:
             "tokenizer into the same directory with tokenizer.save_pretrained(model_dir)."
         )
     try:
-        AutoTokenizer.from_pretrained(str(model_dir), local_files_only=True, trust_remote_code=False)
+        tokenizer = AutoTokenizer.from_pretrained(str(model_dir), local_files_only=True, trust_remote_code=False)
     except Exception as exc:  # many tokenizer classes, many error types
         raise CheckpointError(f"The tokenizer could not be loaded ({str(exc).splitlines()[0][:200]}).") from exc
+    from generation.chat_templates import chat_template_check
+
+    template_sha256 = chat_template_check(tokenizer) or ""
     architectures = getattr(config, "architectures", None) or [MODEL_FOR_CAUSAL_LM_MAPPING_NAMES[config.model_type]]
     return CheckpointInfo(
         model_dir=model_dir,
@@ -397,4 +411,5 @@ def inspect_checkpoint(model_dir: Path) -> CheckpointInfo:
         parameter_count=parameters,
         weights_sha256=_sha256(files, model_dir),
         weight_files=[p.name for p in files],
+        chat_template_sha256=template_sha256,
     )

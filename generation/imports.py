@@ -15,6 +15,7 @@ from django.db import transaction
 
 from evalsite.files import atomic_text_file
 from generation import formats
+from generation.checkpoints import file_sha256
 from generation.errors import InputError
 from generation.models import EvalSet, ModelEntry, Prompt, Response, name_start_problem
 from generation.services import identity_matches_of, model_entry_names
@@ -197,6 +198,12 @@ def outputs_import(*, path: Path | str, model_name: str, eval_set_name: str) -> 
         path=path,
         eval_set=eval_set_name,
     )
+    provenance = {
+        "source": "imported",
+        "outputs_file": path.name,
+        "outputs_sha256": file_sha256(path),
+        "format": parsed.format.value,
+    }
     with transaction.atomic():
         model, model_created = ModelEntry.objects.get_or_create(
             name=model_name,
@@ -232,6 +239,7 @@ def outputs_import(*, path: Path | str, model_name: str, eval_set_name: str) -> 
                 text=record.output,
                 finish_reason=Response.FinishReason.IMPORTED,
                 identity_matches=identity_matches_of(text=record.output, names=names),
+                generator_config=provenance,
             )
             for position, record in sorted(match.outputs.items())
             if prompts[position].pk not in stored
@@ -266,8 +274,10 @@ def outputs_export(
     """Write a model's responses on an eval set as AlpacaEval ``model_outputs.json``, in prompt order.
 
     Each entry is {instruction (composed: instruction, blank line, input),
-    output, generator (the model name), dataset}. Works for imported and
-    generated responses alike; importing the file back yields the same texts.
+    output, generator (the model name), dataset, generator_config (the
+    response's provenance: checkpoint hash, template and decoding settings, or
+    the imported file and its hash)}. Works for imported and generated
+    responses alike; importing the file back yields the same texts.
     """
     path = Path(path)
     eval_set = _eval_set_get(name=_check_name(eval_set_name, what="eval set"))
@@ -296,6 +306,7 @@ def outputs_export(
             "output": response.text,
             "generator": model.name,
             "dataset": label,
+            "generator_config": response.generator_config,
         }
         for response in responses
     ]

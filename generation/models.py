@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import models
 from django.db.models import Q
@@ -104,6 +105,14 @@ class ModelEntry(models.Model):
     architecture = models.CharField(max_length=200, blank=True)
     parameter_count = models.BigIntegerField(null=True, blank=True)
     weights_sha256 = models.CharField(max_length=64, blank=True)
+    source_sha256 = models.CharField(
+        max_length=64,
+        blank=True,
+        help_text="sha256 of the uploaded single-file checkpoint (GGUF) it was converted from.",
+    )
+    chat_template_sha256 = models.CharField(
+        max_length=64, blank=True, help_text="sha256 of the tokenizer's chat template text, when it has one."
+    )
 
     # Generation settings.
     template = models.CharField(max_length=20, choices=PromptTemplate.choices, default=PromptTemplate.ALPACA)
@@ -227,6 +236,12 @@ class Response(models.Model):
         help_text="Where the text names its model, its maker or itself as an AI (generation.identity): "
         "a list of {phrase, kind, start, end}; empty when it does not.",
     )
+    generator_config = models.JSONField(
+        default=dict,
+        blank=True,
+        help_text="Provenance: for a generated response the checkpoint hash, template and decoding settings it was "
+        "made with; for an imported one the outputs file and its hash.",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -241,3 +256,38 @@ class Response(models.Model):
     @property
     def self_identifies(self) -> bool:
         return bool(self.identity_matches)
+
+
+class PlaygroundAnswer(models.Model):
+    """A staff member's try of one model on one instruction: never an evaluation Response, never rated."""
+
+    class Status(models.TextChoices):
+        QUEUED = "queued", "Queued"
+        RUNNING = "running", "Running"
+        DONE = "done", "Done"
+        FAILED = "failed", "Failed"
+
+    token = models.CharField(max_length=32, unique=True, help_text="Opaque handle the page polls.")
+    model = models.ForeignKey(ModelEntry, on_delete=models.CASCADE, related_name="playground_answers")
+    requested_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="playground_answers"
+    )
+    instruction = models.TextField()
+    input = models.TextField(blank=True)
+    status = models.CharField(max_length=20, choices=Status.choices, default=Status.QUEUED)
+    prompt_text = models.TextField(blank=True, help_text="Exactly what the model received, special tokens included.")
+    text = models.TextField(blank=True)
+    finish_reason = models.CharField(max_length=20, blank=True)
+    prompt_tokens = models.PositiveIntegerField(null=True, blank=True)
+    completion_tokens = models.PositiveIntegerField(null=True, blank=True)
+    seconds = models.FloatField(null=True, blank=True)
+    generator_config = models.JSONField(default=dict, blank=True)
+    error = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"{self.model} playground answer"

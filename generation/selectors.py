@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from django.db.models import Count, Q, Sum
 from django.utils import timezone
 
-from generation.models import GenerationChunk, GenerationRun, Response
+from generation.models import GenerationChunk, GenerationRun, PlaygroundAnswer, Response
 
 
 @dataclass(frozen=True)
@@ -102,3 +102,27 @@ def format_duration(seconds: float | None) -> str:
 def run_picked_up_since(*, run: GenerationRun, since) -> bool:
     """Whether a worker has claimed or beaten for one of the run's chunks since ``since``."""
     return run.chunks.filter(heartbeat_at__gte=since).exists()
+
+
+def playground_answer_view(answer: PlaygroundAnswer) -> dict[str, object]:
+    """What the playground page shows of one answer (JSON-ready)."""
+    return {
+        "token": answer.token,
+        "model": answer.model.name,
+        "status": answer.status,
+        "finished": answer.status in (PlaygroundAnswer.Status.DONE, PlaygroundAnswer.Status.FAILED),
+        "prompt_text": answer.prompt_text,
+        "text": answer.text,
+        "finish_reason": answer.finish_reason,
+        "prompt_tokens": answer.prompt_tokens,
+        "completion_tokens": answer.completion_tokens,
+        "seconds": round(answer.seconds, 2) if answer.seconds is not None else None,
+        "settings": answer.generator_config,
+        "error": answer.error,
+    }
+
+
+def playground_answers(*, tokens: list[str]) -> list[PlaygroundAnswer]:
+    """The answers with these tokens, in the order given (unknown tokens are left out)."""
+    found = {a.token: a for a in PlaygroundAnswer.objects.select_related("model").filter(token__in=tokens[:2])}
+    return [found[t] for t in tokens[:2] if t in found]

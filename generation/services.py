@@ -10,13 +10,14 @@ constraint so that repeating it changes nothing.
 from __future__ import annotations
 
 import re
+import secrets
 import shutil
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 from functools import partial
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
 from django.db import transaction
@@ -26,12 +27,14 @@ from django.utils import timezone
 from generation import identity
 from generation.checkpoints import CheckpointError, Limits, archive_kind, extract_archive, inspect_checkpoint
 from generation.errors import InputError
+from generation.gguf_intake import GGUFLimits, convert_gguf
 from generation.models import (
     DType,
     EvalSet,
     GenerationChunk,
     GenerationRun,
     ModelEntry,
+    PlaygroundAnswer,
     Prompt,
     PromptTemplate,
     Response,
@@ -57,6 +60,14 @@ def checkpoint_limits() -> Limits:
         max_files=settings.CHECKPOINT_MAX_FILES,
         max_total_bytes=settings.CHECKPOINT_MAX_BYTES,
         max_ratio=float(settings.CHECKPOINT_MAX_RATIO),
+    )
+
+
+def gguf_limits() -> GGUFLimits:
+    return GGUFLimits(
+        max_bytes=settings.GGUF_MAX_BYTES,
+        max_tensors=settings.GGUF_MAX_TENSORS,
+        max_metadata_bytes=settings.GGUF_MAX_METADATA_BYTES,
     )
 
 
@@ -179,9 +190,11 @@ def checkpoint_validate_queue(*, model: ModelEntry) -> None:
 
 
 def checkpoint_validate(*, model_id: int) -> ModelEntry | None:
-    """Extract (when an archive) and inspect a model's checkpoint; end in ready or invalid with a reason.
+    """Extract (an archive) or convert (a GGUF file), then inspect a model's checkpoint; end ready or invalid.
 
-    Returns None when the entry is gone; a ready entry is left as it is.
+    A GGUF file is converted once to safetensors in the model's folder; the sha256 of the file itself is
+    kept beside the sha256 of the converted weights. Returns None when the entry is gone; a ready entry is
+    left as it is.
     """
     with transaction.atomic():
         model = ModelEntry.objects.select_for_update().filter(pk=model_id, kind=ModelEntry.Kind.CHECKPOINT).first()
@@ -192,6 +205,7 @@ def checkpoint_validate(*, model_id: int) -> ModelEntry | None:
         model.save(update_fields=["status", "status_reason", "updated_at"])
     area = checkpoint_area(model_id=model.pk)
     extracted = area / "model"
+    source_sha256 = ""
     try:
         if not model.source:
             raise CheckpointError("No checkpoint was given: upload an archive or give a server-side directory.")
@@ -203,27 +217,90 @@ def checkpoint_validate(*, model_id: int) -> ModelEntry | None:
         else:
             shutil.rmtree(extracted, ignore_errors=True)
             area.mkdir(parents=True, exist_ok=True)
-            model_dir = extract_archive(source, extracted, limits=checkpoint_limits())
+            if kind == "gguf":
+                conversion = convert_gguf(source, extracted, limits=gguf_limits())
+                source_sha256 = conversion.source_sha256
+                model_dir = conversion.model_dir
+            else:
+                model_dir = extract_archive(source, extracted, limits=checkpoint_limits())
             info = inspect_checkpoint(model_dir)
             if _is_uploaded(model):
                 source.unlink(missing_ok=True)  # the extracted copy is what runs; halve the disk used
     except CheckpointError as exc:
         # The area only ever holds this model's upload and extraction: drop it all.
-        shutil.rmtree(area, ignore_errors=True)
-        model.status = ModelEntry.Status.INVALID
-        model.status_reason = str(exc)
-        model.checkpoint_dir = ""
-        model.save(update_fields=["status", "status_reason", "checkpoint_dir", "updated_at"])
+        _validation_abandon(model, area, reason=str(exc))
         return model
+    except BaseException:
+        # Interrupted (Ctrl-C, a time limit): never leave the entry stuck in "validating".
+        _validation_abandon(model, area, reason="Validation was interrupted before it finished; add it again.")
+        raise
     model.status = ModelEntry.Status.READY
     model.checkpoint_dir = str(info.model_dir)
     model.architecture = info.architecture
     model.parameter_count = info.parameter_count
     model.weights_sha256 = info.weights_sha256
+    model.source_sha256 = source_sha256
+    model.chat_template_sha256 = info.chat_template_sha256
     model.save(
-        update_fields=["status", "checkpoint_dir", "architecture", "parameter_count", "weights_sha256", "updated_at"]
-    )
+        update_fields=[
+            "status", "checkpoint_dir", "architecture", "parameter_count", "weights_sha256", "source_sha256",
+            "chat_template_sha256", "updated_at",
+        ]
+    )  # fmt: skip
     return model
+
+
+def model_take_in(*, name: str, source: str, **fields: object) -> ModelEntry:
+    """Add a checkpoint and validate it here (not in a worker): a ready entry, or InputError and no entry.
+
+    ``fields`` are :func:`model_add`'s generation settings and description.
+    """
+    model = model_add(name=name, source=source, **fields)  # type: ignore[arg-type]
+    validated = checkpoint_validate(model_id=model.pk)
+    if validated is None:
+        raise InputError(f"Model {name!r} was deleted while it was being validated.")
+    if validated.status != ModelEntry.Status.READY:
+        model_discard(model=validated)
+        raise InputError(f"The checkpoint was refused and model {name!r} was not added: {validated.status_reason}")
+    return validated
+
+
+def demo_models_add(*, gguf: Path) -> list[tuple[ModelEntry, bool]]:
+    """The demo's SmolLM2 entries (generation.demo_model.ENTRIES), over one stored copy of the weights.
+
+    The first entry takes the GGUF file in (converted once into its folder); the others use that folder in
+    place with their own decoding settings. Entries already ready are kept. Returns (entry, created) pairs.
+    """
+    from generation import demo_model
+
+    added: list[tuple[ModelEntry, bool]] = []
+    weights_dir = ""
+    for spec in demo_model.ENTRIES:
+        existing = ModelEntry.objects.filter(name=spec.name, status=ModelEntry.Status.READY).first()
+        if existing is not None:
+            added.append((existing, False))
+        else:
+            entry = model_take_in(
+                name=spec.name,
+                source=weights_dir or str(gguf),
+                template=spec.template,
+                max_new_tokens=spec.max_new_tokens,
+                temperature=spec.temperature,
+                top_p=spec.top_p,
+                seed=spec.seed,
+                description=spec.description,
+            )
+            added.append((entry, True))
+        weights_dir = weights_dir or added[-1][0].checkpoint_dir
+    return added
+
+
+def _validation_abandon(model: ModelEntry, area: Path, *, reason: str) -> None:
+    shutil.rmtree(area, ignore_errors=True)
+    model.status = ModelEntry.Status.INVALID
+    model.status_reason = reason
+    model.checkpoint_dir = ""
+    model.save(update_fields=["status", "status_reason", "checkpoint_dir", "updated_at"])
 
 
 # ---------------------------------------------------------------- runs
@@ -372,11 +449,10 @@ def run_cancel(*, run: GenerationRun) -> GenerationRun:
 # ---------------------------------------------------------------- chunks (worker side)
 
 
-@dataclass(frozen=True)
-class ClaimedChunk:
-    chunk_id: int
-    run_id: int
-    model_id: int
+@dataclass(frozen=True, kw_only=True)
+class ModelRunSettings:
+    """What a worker needs of a model to load it and generate with its settings."""
+
     checkpoint_dir: str
     weights_sha256: str
     dtype: str
@@ -385,8 +461,49 @@ class ClaimedChunk:
     temperature: float
     top_p: float
     seed: int
+
+
+@dataclass(frozen=True, kw_only=True)
+class ClaimedChunk(ModelRunSettings):
+    chunk_id: int
+    run_id: int
+    model_id: int
     batch_size: int
     prompts: list[Prompt]
+    provenance: dict[str, object]
+
+
+def _model_run_settings(model: ModelEntry) -> dict[str, Any]:
+    """The :class:`ModelRunSettings` fields of ``model``."""
+    return {
+        "checkpoint_dir": model.checkpoint_dir,
+        "weights_sha256": model.weights_sha256,
+        "dtype": model.dtype,
+        "template": model.template,
+        "max_new_tokens": model.max_new_tokens,
+        "temperature": model.temperature,
+        "top_p": model.top_p,
+        "seed": model.seed,
+    }
+
+
+def generation_provenance(*, model: ModelEntry, batch_size: int) -> dict[str, object]:
+    """What a generated response records about how it was made (Response.generator_config)."""
+    return {
+        "source": "generated",
+        "model": model.name,
+        "checkpoint_sha256": model.weights_sha256,
+        "converted_from_sha256": model.source_sha256 or None,
+        "template": model.template,
+        "chat_template_sha256": (model.chat_template_sha256 or None) if model.template == PromptTemplate.CHAT else None,
+        "decoding": "greedy" if model.greedy else "sampling",
+        "max_new_tokens": model.max_new_tokens,
+        "temperature": model.temperature,
+        "top_p": model.top_p,
+        "seed": model.seed,
+        "dtype": model.dtype,
+        "batch_size": batch_size,
+    }
 
 
 @transaction.atomic
@@ -418,16 +535,10 @@ def chunk_claim(*, chunk_id: int, worker: str) -> ClaimedChunk | None:
         chunk_id=chunk.pk,
         run_id=run.pk,
         model_id=model.pk,
-        checkpoint_dir=model.checkpoint_dir,
-        weights_sha256=model.weights_sha256,
-        dtype=model.dtype,
-        template=model.template,
-        max_new_tokens=model.max_new_tokens,
-        temperature=model.temperature,
-        top_p=model.top_p,
-        seed=model.seed,
+        **_model_run_settings(model),
         batch_size=run.batch_size,
         prompts=prompts,
+        provenance=generation_provenance(model=model, batch_size=run.batch_size),
     )
 
 
@@ -514,8 +625,18 @@ def responses_scan_identity(*, responses: QuerySet[Response] | Iterable[Response
 
 
 @transaction.atomic
-def chunk_store_responses(*, chunk_id: int, run_id: int, model_id: int, results: Sequence[GenerationResult]) -> int:
-    """Store a finished batch; prompts that already have a response keep it. Returns how many were new."""
+def chunk_store_responses(
+    *,
+    chunk_id: int,
+    run_id: int,
+    model_id: int,
+    results: Sequence[GenerationResult],
+    provenance: dict[str, object] | None = None,
+) -> int:
+    """Store a finished batch; prompts that already have a response keep it. Returns how many were new.
+
+    ``provenance`` (the claimed chunk's) is stored with each response as its ``generator_config``.
+    """
     prompt_ids = [r.key for r in results]
     existing = set(
         Response.objects.filter(model_id=model_id, prompt_id__in=prompt_ids).values_list("prompt_id", flat=True)
@@ -534,6 +655,7 @@ def chunk_store_responses(*, chunk_id: int, run_id: int, model_id: int, results:
                 seconds=r.seconds,
                 finish_reason=r.finish_reason,
                 identity_matches=identity_matches_of(text=_clean_text(r.text), names=names),
+                generator_config=provenance or {},
             )
             for r in fresh
         ],
@@ -597,3 +719,90 @@ def model_discard(*, model: ModelEntry) -> None:
     """Remove a model entry that never became usable, with the files the platform wrote for it."""
     shutil.rmtree(checkpoint_area(model_id=model.pk), ignore_errors=True)
     model.delete()
+
+
+# ---------------------------------------------------------------- playground
+
+PLAYGROUND_MAX_CHARS = 20_000
+
+
+def playground_models():
+    """Models the playground can run: ready checkpoints."""
+    return ModelEntry.objects.filter(kind=ModelEntry.Kind.CHECKPOINT, status=ModelEntry.Status.READY)
+
+
+@transaction.atomic
+def playground_ask(
+    *, model_ids: Sequence[int], instruction: str, input_text: str = "", user_id: int | None = None
+) -> list[PlaygroundAnswer]:
+    """Queue one answer per model (one or two, side by side) to the same instruction and input."""
+    instruction = instruction.strip()
+    if not instruction:
+        raise InputError("Write an instruction for the model to answer.")
+    if len(instruction) + len(input_text) > PLAYGROUND_MAX_CHARS:
+        raise InputError(f"Instruction and input together may have at most {PLAYGROUND_MAX_CHARS} characters.")
+    ids = list(dict.fromkeys(model_ids))
+    if not 1 <= len(ids) <= 2:
+        raise InputError("Choose one model, or two different models to compare side by side.")
+    models = {m.pk: m for m in playground_models().filter(pk__in=ids)}
+    if len(models) != len(ids):
+        raise InputError("Only ready checkpoint models can answer in the playground.")
+    answers = [
+        PlaygroundAnswer.objects.create(
+            token=secrets.token_hex(16),
+            model=models[pk],
+            requested_by_id=user_id,
+            instruction=instruction,
+            input=input_text,
+        )
+        for pk in ids
+    ]
+    from generation.tasks import playground_answer
+
+    for answer in answers:
+        transaction.on_commit(partial(playground_answer.delay, answer.pk))
+    return answers
+
+
+@dataclass(frozen=True, kw_only=True)
+class ClaimedAnswer(ModelRunSettings):
+    answer_id: int
+    instruction: str
+    input: str
+
+
+@transaction.atomic
+def playground_claim(*, answer_id: int) -> ClaimedAnswer | None:
+    """Take a queued answer for this worker; None when it is gone or already taken."""
+    answer = PlaygroundAnswer.objects.select_for_update().select_related("model").filter(pk=answer_id).first()
+    if answer is None or answer.status != PlaygroundAnswer.Status.QUEUED:
+        return None
+    model = answer.model
+    answer.status = PlaygroundAnswer.Status.RUNNING
+    answer.generator_config = generation_provenance(model=model, batch_size=1)
+    answer.save(update_fields=["status", "generator_config"])
+    return ClaimedAnswer(
+        answer_id=answer.pk,
+        **_model_run_settings(model),
+        instruction=answer.instruction,
+        input=answer.input,
+    )
+
+
+def playground_store(*, answer_id: int, prompt_text: str, result: GenerationResult) -> None:
+    PlaygroundAnswer.objects.filter(pk=answer_id).update(
+        status=PlaygroundAnswer.Status.DONE,
+        prompt_text=_clean_text(prompt_text),
+        text=_clean_text(result.text),
+        finish_reason=result.finish_reason,
+        prompt_tokens=result.prompt_tokens,
+        completion_tokens=result.completion_tokens,
+        seconds=result.seconds,
+        finished_at=timezone.now(),
+    )
+
+
+def playground_fail(*, answer_id: int, error: str) -> None:
+    PlaygroundAnswer.objects.filter(pk=answer_id).update(
+        status=PlaygroundAnswer.Status.FAILED, error=error[:2000], finished_at=timezone.now()
+    )

