@@ -217,6 +217,8 @@ def test_demo_runs_smollm2_in_the_background_then_opens_the_four_model_campaign(
         with urllib.request.urlopen(first_invite, timeout=30) as response:  # noqa: S310 - loopback
             assert response.status == 200
         output += read_until(demo, "Second campaign opened", 1500)
+        # The invite link is printed on the line after the announcement.
+        output += read_until(demo, "Invite link:", 60)
         assert "Model 'smollm2-135m-instruct' added" in output
         assert "Model 'smollm2-135m-instruct-sampled' added" in output
         assert "SmolLM2 answering: greedy " in output  # the one line of progress
