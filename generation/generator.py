@@ -1,10 +1,15 @@
 """The batched generator: load a safetensors causal LM and answer many prompts at once.
 
 Plain module, no Django: the Celery task, the tests and the benchmark all call
-it. Prompts are sorted by length and cut into batches (left padding, so every
-row's answer starts at the same column), each batch stops when every row has
-met an end-of-sequence token or the token budget, and a callback receives the
-finished batch at once so the caller can store it before the next one starts.
+it. Prompts are sorted by length, longest first. LLaMA-architecture models
+(SmolLM2 and most open instruction models) go through continuous batching
+(:mod:`generation.continuous`): ``batch_size`` rows decode together and a row
+that ends hands its place to the next prompt at once, so finished answers cost
+nothing while long ones run on. Other architectures are cut into fixed batches
+for ``transformers``' ``generate`` (left padding, so every row's answer starts
+at the same column), each batch running until every row has ended. Either way
+a callback receives finished answers in groups of ``batch_size`` as they come,
+so the caller can store them before the rest are done.
 """
 
 from __future__ import annotations
@@ -63,6 +68,8 @@ class LoadedModel:
     dtype: torch.dtype
     eos_token_ids: tuple[int, ...]
     pad_token_id: int
+    # The continuous-batching forward pass, built on first use (None: not built yet, False: not supported).
+    decoder: Any = None
 
 
 def pick_dtype(requested: str, *, cuda: bool) -> torch.dtype:
@@ -216,6 +223,76 @@ def _decode_row(loaded: LoadedModel, new_tokens: Sequence[int], max_new_tokens: 
     return text, len(kept), reason
 
 
+def continuous_decoder(loaded: LoadedModel) -> Any:
+    """The model's :class:`generation.continuous.LlamaDecoder`, or None when its architecture is not supported."""
+    from generation import continuous
+
+    if loaded.decoder is None:
+        loaded.decoder = continuous.LlamaDecoder(loaded.model) if continuous.supports(loaded.model) else False
+    return loaded.decoder or None
+
+
+def _result(
+    loaded: LoadedModel,
+    item: PromptItem,
+    prompt: Sequence[int],
+    tokens: Sequence[int],
+    settings: GenerationSettings,
+    seconds: float,
+) -> GenerationResult:
+    text, n_tokens, reason = _decode_row(loaded, tokens, settings.max_new_tokens)
+    return GenerationResult(
+        key=item.key,
+        text=text,
+        prompt_tokens=len(prompt),
+        completion_tokens=n_tokens,
+        seconds=seconds,
+        finish_reason=reason,
+    )
+
+
+def _generate_continuous(
+    loaded: LoadedModel,
+    decoder: Any,
+    items: Sequence[PromptItem],
+    encoded: list[list[int]],
+    order: list[int],
+    settings: GenerationSettings,
+    on_batch: Callable[[list[GenerationResult]], object] | None,
+    should_stop: Callable[[], bool] | None,
+) -> list[GenerationResult]:
+    from generation import continuous
+
+    results: list[GenerationResult] = []
+    pending: list[GenerationResult] = []
+    answers = continuous.generate(
+        decoder,
+        encoded,
+        order,
+        slots=settings.batch_size,
+        max_new_tokens=settings.max_new_tokens,
+        eos_token_ids=loaded.eos_token_ids,
+        temperature=settings.temperature,
+        top_p=settings.top_p,
+        seed=settings.seed,
+    )
+    try:
+        for answer in answers:
+            pending.append(
+                _result(loaded, items[answer.index], encoded[answer.index], answer.tokens, settings, answer.seconds)
+            )
+            if len(pending) >= settings.batch_size or len(results) + len(pending) == len(items):
+                if on_batch is not None:
+                    on_batch(pending)
+                results.extend(pending)
+                pending = []
+                if should_stop is not None and should_stop():
+                    break
+    finally:
+        answers.close()  # stops the rows still in flight when we leave early
+    return results
+
+
 def generate_batched(
     loaded: LoadedModel,
     items: Sequence[PromptItem],
@@ -225,11 +302,13 @@ def generate_batched(
     on_batch: Callable[[list[GenerationResult]], object] | None = None,
     should_stop: Callable[[], bool] | None = None,
 ) -> list[GenerationResult]:
-    """Answer ``items`` in batches of similar length; call ``on_batch`` after each batch.
+    """Answer ``items`` ``settings.batch_size`` at a time; call ``on_batch`` with each group of finished answers.
 
-    ``should_stop`` is checked between batches (cancellation); results of the
-    batches already done are returned. The same seed gives the same answers for
-    the same batch composition.
+    ``should_stop`` is checked before the first prompt and after each group
+    (cancellation); the answers already handed to ``on_batch`` are returned.
+    Greedy answers do not depend on the batch. With sampling, the same seed
+    gives the same answers: per prompt on LLaMA-architecture models, per batch
+    composition on the others.
     """
     if not items:
         return []
@@ -240,6 +319,11 @@ def generate_batched(
         encoded = [ids[-room:] if len(ids) > room else ids for ids in encoded]
     # Longest first: an out-of-memory batch shows up at once, not at the end.
     order = sorted(range(len(items)), key=lambda i: len(encoded[i]), reverse=True)
+    decoder = continuous_decoder(loaded) if all(encoded) else None
+    if decoder is not None:
+        if should_stop is not None and should_stop():
+            return []
+        return _generate_continuous(loaded, decoder, items, encoded, order, settings, on_batch, should_stop)
     kwargs = _generate_kwargs(loaded, settings)
     results: list[GenerationResult] = []
     for start in range(0, len(order), settings.batch_size):
@@ -255,19 +339,10 @@ def generate_batched(
             output = loaded.model.generate(input_ids=input_ids, attention_mask=attention_mask, **kwargs)
         seconds = time.perf_counter() - began
         new_tokens = output[:, input_ids.shape[1] :].tolist()
-        batch_results = []
-        for row_index, item_index in enumerate(batch):
-            text, n_tokens, reason = _decode_row(loaded, new_tokens[row_index], settings.max_new_tokens)
-            batch_results.append(
-                GenerationResult(
-                    key=items[item_index].key,
-                    text=text,
-                    prompt_tokens=len(rows[row_index]),
-                    completion_tokens=n_tokens,
-                    seconds=seconds / len(batch),
-                    finish_reason=reason,
-                )
-            )
+        batch_results = [
+            _result(loaded, items[item_index], rows[row_index], new_tokens[row_index], settings, seconds / len(batch))
+            for row_index, item_index in enumerate(batch)
+        ]
         if on_batch is not None:
             on_batch(batch_results)
         results.extend(batch_results)

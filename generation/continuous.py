@@ -1,0 +1,319 @@
+"""Continuous batching for LLaMA-family models: a finished row's place goes to the next prompt at once.
+
+Plain module, no Django, only torch. ``transformers``' ``generate`` runs a
+batch until its longest answer ends, so on answers of natural length most of
+a batch's rows are finished and padding for most of its steps. Here each of
+``slots`` rows of a static key/value cache holds one prompt; every step decodes
+one token for all live rows; a row that meets an end-of-sequence token (or its
+token budget) leaves, and the next prompt (longest first) is prefilled into
+its place. When no prompt is left the live rows are packed to the front, so a
+long tail costs only its own rows.
+
+The forward pass is written out for the LLaMA architecture (RMSNorm, rotary
+positions, grouped-query attention, SwiGLU) on the model's own weights, with
+the query/key/value and gate/up projections fused into one matrix each (the
+model's modules become views into them, so memory is not doubled). Each row's
+computation depends only on its own tokens: greedy answers do not depend on
+which other prompts share the batch, and sampled ones use one random generator
+per row seeded from the settings' seed and the prompt's tokens.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections import deque
+from collections.abc import Generator, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+# Rotary variants whose frequencies are fixed once at load time (the dynamic ones change with the length).
+_STATIC_ROPE = {"default", "linear", "llama3"}
+
+
+def supports(model: Any) -> bool:
+    """Whether ``model`` is a plain LLaMA-architecture causal LM that :class:`LlamaDecoder` computes exactly."""
+    config = getattr(model, "config", None)
+    if config is None or getattr(config, "model_type", None) != "llama":
+        return False
+    rope = getattr(config, "rope_parameters", None) or getattr(config, "rope_scaling", None) or {}
+    rope_type = rope.get("rope_type", rope.get("type", "default")) if isinstance(rope, dict) else "default"
+    return (
+        rope_type in _STATIC_ROPE
+        and not getattr(config, "attention_bias", False)
+        and not getattr(config, "mlp_bias", False)
+        and getattr(config, "hidden_act", "silu") == "silu"
+        and getattr(config, "pretraining_tp", 1) == 1
+        and hasattr(model, "lm_head")
+        and hasattr(getattr(model, "model", None), "layers")
+        # Spread over several devices by accelerate: the fused matrices would have to live on one.
+        and len(set((getattr(model, "hf_device_map", None) or {"": 0}).values())) == 1
+    )
+
+
+@dataclass
+class _Layer:
+    ln1: torch.Tensor
+    qkv: torch.Tensor
+    o: torch.Tensor
+    ln2: torch.Tensor
+    gate_up: torch.Tensor
+    down: torch.Tensor
+
+
+def _fuse(*linears: Any) -> torch.Tensor:
+    """One weight matrix for several linear layers of the same input; the layers' weights become views into it."""
+    fused = torch.cat([lin.weight.detach() for lin in linears], dim=0).contiguous()
+    start = 0
+    for lin in linears:
+        rows = lin.weight.shape[0]
+        lin.weight.data = fused[start : start + rows]
+        start += rows
+    return fused
+
+
+def _rms(x: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor:
+    # As LlamaRMSNorm: the statistics in float32, the result in the model's dtype.
+    h = x.float()
+    h = h * torch.rsqrt(h.pow(2).mean(-1, keepdim=True) + eps)
+    return weight * h.to(x.dtype)
+
+
+def _rotate(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    half = x.shape[-1] // 2
+    rotated = torch.cat((-x[..., half:], x[..., :half]), dim=-1)
+    return x * cos + rotated * sin
+
+
+@dataclass
+class Finished:
+    """One prompt's answer: its position in the input, the new tokens (end of sequence excluded), why it ended."""
+
+    index: int
+    tokens: list[int]
+    reason: str  # "stop" or "length"
+    seconds: float
+
+
+@dataclass
+class _Row:
+    index: int
+    length: int  # tokens in the cache (prompt + generated so far, the last generated one not yet)
+    tokens: list[int] = field(default_factory=list)
+    seconds: float = 0.0
+    generator: torch.Generator | None = None
+
+
+class LlamaDecoder:
+    """The forward pass of a LLaMA model over a static, slot-per-row key/value cache."""
+
+    def __init__(self, model: Any) -> None:
+        config = model.config
+        inner = model.model
+        self.n_heads = config.num_attention_heads
+        self.n_kv = getattr(config, "num_key_value_heads", None) or self.n_heads
+        self.head_dim = getattr(config, "head_dim", None) or config.hidden_size // self.n_heads
+        self.eps = float(config.rms_norm_eps)
+        self.scale = self.head_dim**-0.5
+        self.embed = inner.embed_tokens.weight
+        self.norm = inner.norm.weight
+        self.lm_head = model.lm_head.weight
+        self.rotary = inner.rotary_emb
+        self.dtype = self.embed.dtype
+        self.device = self.embed.device
+        self.layers = [
+            _Layer(
+                ln1=layer.input_layernorm.weight,
+                qkv=_fuse(layer.self_attn.q_proj, layer.self_attn.k_proj, layer.self_attn.v_proj),
+                o=layer.self_attn.o_proj.weight,
+                ln2=layer.post_attention_layernorm.weight,
+                gate_up=_fuse(layer.mlp.gate_proj, layer.mlp.up_proj),
+                down=layer.mlp.down_proj.weight,
+            )
+            for layer in inner.layers
+        ]
+        self._split = (self.n_heads * self.head_dim, self.n_kv * self.head_dim, self.n_kv * self.head_dim)
+
+    def new_cache(self, slots: int, capacity: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        # Zeros, not empty: a masked-out column must hold a finite number (0 x -inf is NaN).
+        shape = (slots, self.n_kv, capacity, self.head_dim)
+        return [
+            (
+                torch.zeros(shape, dtype=self.dtype, device=self.device),
+                torch.zeros(shape, dtype=self.dtype, device=self.device),
+            )
+            for _ in self.layers
+        ]
+
+    def _logits(self, hidden: torch.Tensor) -> torch.Tensor:
+        return F.linear(_rms(hidden, self.norm, self.eps), self.lm_head).float()
+
+    def prefill(self, ids: Sequence[int], cache: list[tuple[torch.Tensor, torch.Tensor]], slot: int) -> torch.Tensor:
+        """Run one prompt, write its keys and values into ``slot``; the logits of its last position, shape [vocab]."""
+        n = len(ids)
+        tokens = torch.tensor(list(ids), dtype=torch.long, device=self.device)
+        x = F.embedding(tokens, self.embed)[None]  # [1, n, hidden]
+        cos, sin = self.rotary(x, torch.arange(n, device=self.device)[None])
+        cos, sin = cos[:, None], sin[:, None]  # broadcast over heads
+        for layer, (keys, values) in zip(self.layers, cache, strict=True):
+            q, k, v = F.linear(_rms(x, layer.ln1, self.eps), layer.qkv).split(self._split, dim=-1)
+            q = _rotate(q.view(1, n, self.n_heads, self.head_dim).transpose(1, 2), cos, sin)
+            k = _rotate(k.view(1, n, self.n_kv, self.head_dim).transpose(1, 2), cos, sin)
+            v = v.view(1, n, self.n_kv, self.head_dim).transpose(1, 2)
+            keys[slot, :, :n] = k[0]
+            values[slot, :, :n] = v[0]
+            attn = F.scaled_dot_product_attention(q, k, v, is_causal=True, scale=self.scale, enable_gqa=True)
+            x = x + F.linear(attn.transpose(1, 2).reshape(1, n, -1), layer.o)
+            gate, up = F.linear(_rms(x, layer.ln2, self.eps), layer.gate_up).chunk(2, dim=-1)
+            x = x + F.linear(F.silu(gate) * up, layer.down)
+        return self._logits(x[0, -1])
+
+    def step(
+        self, tokens: torch.Tensor, positions: torch.Tensor, cache: list[tuple[torch.Tensor, torch.Tensor]]
+    ) -> torch.Tensor:
+        """One new token for each of the first ``len(tokens)`` slots, at ``positions``; logits [rows, vocab]."""
+        rows = tokens.shape[0]
+        width = int(positions.max()) + 1
+        x = F.embedding(tokens, self.embed)[:, None]  # [rows, 1, hidden]
+        cos, sin = self.rotary(x, positions[:, None])
+        cos, sin = cos[:, None], sin[:, None]
+        # A row sees its own columns 0..position; columns beyond belong to nobody yet (or to a longer row).
+        hidden_cols = torch.arange(width, device=self.device)[None] > positions[:, None]
+        bias = torch.zeros((rows, 1, 1, width), dtype=torch.float32, device=self.device)
+        bias.masked_fill_(hidden_cols[:, None, None], float("-inf"))
+        row_ids = torch.arange(rows, device=self.device)
+        group = self.n_heads // self.n_kv
+        for layer, (keys, values) in zip(self.layers, cache, strict=True):
+            q, k, v = F.linear(_rms(x, layer.ln1, self.eps), layer.qkv).split(self._split, dim=-1)
+            q = _rotate(q.view(rows, 1, self.n_heads, self.head_dim).transpose(1, 2), cos, sin)
+            k = _rotate(k.view(rows, 1, self.n_kv, self.head_dim).transpose(1, 2), cos, sin)
+            keys[row_ids, :, positions] = k[:, :, 0]
+            values[row_ids, :, positions] = v.view(rows, self.n_kv, self.head_dim)
+            # Grouped-query attention without copying keys: query heads of one key head share a matmul.
+            q = q.reshape(rows, self.n_kv, group, self.head_dim)
+            scores = torch.matmul(q, keys[:rows, :, :width].transpose(-1, -2)).float() * self.scale + bias
+            weights = torch.softmax(scores, dim=-1).to(self.dtype)
+            attn = torch.matmul(weights, values[:rows, :, :width])  # [rows, kv, group, head_dim]
+            x = x + F.linear(attn.reshape(rows, 1, -1), layer.o)
+            gate, up = F.linear(_rms(x, layer.ln2, self.eps), layer.gate_up).chunk(2, dim=-1)
+            x = x + F.linear(F.silu(gate) * up, layer.down)
+        return self._logits(x[:, 0])
+
+
+def _row_generator(seed: int, ids: Sequence[int], device: torch.device) -> torch.Generator:
+    """A generator for one row: same seed and prompt, same draws, whatever else is in the batch."""
+    digest = hashlib.sha256(f"{seed}:{','.join(map(str, ids))}".encode()).digest()
+    generator = torch.Generator(device=device)
+    generator.manual_seed(int.from_bytes(digest[:8], "little") & ((1 << 63) - 1))
+    return generator
+
+
+def _pick(logits: torch.Tensor, rows: Sequence[_Row], *, temperature: float, top_p: float) -> list[int]:
+    """Greedy (temperature 0) or temperature + nucleus sampling as transformers does it, one generator per row."""
+    if temperature <= 0:
+        return logits.argmax(dim=-1).tolist()
+    scaled = logits / temperature
+    if top_p < 1.0:
+        # Drop the least likely tokens whose total probability stays within 1 - top_p (always keep the top one).
+        sorted_logits, sorted_ids = torch.sort(scaled, descending=False, dim=-1)
+        cumulative = sorted_logits.softmax(dim=-1).cumsum(dim=-1)
+        remove = cumulative <= (1 - top_p)
+        remove[..., -1] = False
+        scaled = scaled.masked_fill(remove.scatter(1, sorted_ids, remove), float("-inf"))
+    probs = scaled.softmax(dim=-1)
+    return [int(torch.multinomial(probs[i], 1, generator=row.generator)) for i, row in enumerate(rows)]
+
+
+def generate(
+    decoder: LlamaDecoder,
+    prompts: Sequence[Sequence[int]],
+    order: Sequence[int],
+    *,
+    slots: int,
+    max_new_tokens: int,
+    eos_token_ids: Sequence[int],
+    temperature: float = 0.0,
+    top_p: float = 1.0,
+    seed: int = 0,
+) -> Generator[Finished, None, None]:
+    """Answer ``prompts`` (token ids) in the given order with ``slots`` rows at a time; yield each as it ends.
+
+    Closing the iterator early stops the work (the rows in flight are dropped).
+    """
+    if not order:
+        return
+    eos = set(eos_token_ids)
+    slots = max(1, min(slots, len(order)))
+    capacity = max(len(prompts[i]) for i in order) + max_new_tokens
+    cache = decoder.new_cache(slots, capacity)
+    queue = deque(order)
+    live: list[_Row] = []  # live[j] sits in cache slot j
+    last = torch.zeros(slots, dtype=torch.long, device=decoder.device)  # each live row's newest token
+
+    def done(row: _Row, token: int) -> Finished | None:
+        """Record ``token`` for ``row``; the row's result when it has ended."""
+        if token in eos:
+            return Finished(row.index, row.tokens, "stop", row.seconds)
+        row.tokens.append(token)
+        if len(row.tokens) >= max_new_tokens:
+            return Finished(row.index, row.tokens, "length", row.seconds)
+        return None
+
+    def pack(ended: list[int]) -> None:
+        """Remove the rows in slots ``ended`` and move the last live rows into the holes."""
+        for slot in sorted(ended, reverse=True):
+            tail = len(live) - 1
+            if slot != tail:
+                moved = live[tail]
+                for keys, values in cache:
+                    keys[slot, :, : moved.length] = keys[tail, :, : moved.length]
+                    values[slot, :, : moved.length] = values[tail, :, : moved.length]
+                live[slot] = moved
+                last[slot] = last[tail]
+            live.pop()
+
+    with torch.inference_mode():
+        while queue or live:
+            while queue and len(live) < slots:
+                index = queue.popleft()
+                ids = prompts[index]
+                row = _Row(index=index, length=len(ids))
+                if temperature > 0:
+                    row.generator = _row_generator(seed, ids, decoder.device)
+                if max_new_tokens <= 0:
+                    yield Finished(index, [], "length", 0.0)
+                    continue
+                began = time.perf_counter()
+                logits = decoder.prefill(ids, cache, len(live))
+                (token,) = _pick(logits[None], [row], temperature=temperature, top_p=top_p)
+                row.seconds += time.perf_counter() - began
+                result = done(row, token)
+                if result is not None:
+                    yield result
+                    continue
+                last[len(live)] = token
+                live.append(row)
+            if not live:
+                continue
+            began = time.perf_counter()
+            count = len(live)
+            positions = torch.tensor([row.length for row in live], dtype=torch.long, device=decoder.device)
+            logits = decoder.step(last[:count], positions, cache)
+            picked = _pick(logits, live, temperature=temperature, top_p=top_p)
+            share = (time.perf_counter() - began) / count
+            ended: list[int] = []
+            finished: list[Finished] = []
+            for slot, (row, token) in enumerate(zip(live, picked, strict=True)):
+                row.seconds += share
+                row.length += 1
+                result = done(row, token)
+                if result is None:
+                    last[slot] = token
+                else:
+                    ended.append(slot)
+                    finished.append(result)
+            pack(ended)
+            yield from finished
