@@ -123,7 +123,7 @@ def _real_phase(kind: str, spec: dict, queue) -> None:
     from generation.generator import GenerationSettings, PromptItem, generate_batched, load_model
 
     peak = matmul_gflops(torch)
-    loaded = load_model(spec["model_dir"], dtype=spec["dtype"])
+    loaded = load_model(spec["model_dir"], dtype="bfloat16" if kind == "batched-bf16" else spec["dtype"])
     config = loaded.model.config
     linear_params = sum(
         m.weight.numel() for name, m in loaded.model.model.layers.named_modules() if isinstance(m, torch.nn.Linear)
@@ -227,6 +227,7 @@ def main_real(args: argparse.Namespace) -> None:
         "dtype": args.dtype,
     }
     phases = [("per-prompt", None)] + [("batched", b) for b in batch_sizes]
+    phases += [("batched-bf16", b) for b in (args.bf16_batch_sizes.split(",") if args.bf16_batch_sizes else [])]
     phases += [("static", b) for b in (args.static_batch_sizes.split(",") if args.static_batch_sizes else [])]
     runs: list[dict[str, dict]] = []
     for repeat in range(args.repeats):
@@ -234,7 +235,17 @@ def main_real(args: argparse.Namespace) -> None:
         for kind, batch in phases:
             name = kind if batch is None else f"{kind} {batch}"
             print(f"run {repeat + 1}/{args.repeats}: {name} ...", file=sys.stderr, flush=True)
-            run[name] = run_phase(kind, {**base, "batch_size": int(batch) if batch else None}, target=_real_phase)
+            run[name] = done = run_phase(
+                kind, {**base, "batch_size": int(batch) if batch else None}, target=_real_phase
+            )
+            print(
+                f"  {done['tokens']} tokens in {done['seconds']:.0f} s: "
+                f"{done['tokens'] / done['seconds']:.1f} tokens/s, "
+                f"{done['gflops']:.1f} GFLOP/s (matmul peak {done['matmul_peak_gflops']:.1f}), "
+                f"{done['peak_mib']:.0f} MiB",
+                file=sys.stderr,
+                flush=True,
+            )
         runs.append(run)
 
     peaks = [phase["matmul_peak_gflops"] for run in runs for phase in run.values()]
@@ -272,8 +283,9 @@ def main_real(args: argparse.Namespace) -> None:
             continue
         same = sum(runs[0][name]["answers"].get(k) == v for k, v in baseline["answers"].items())
         print(f"{name}: {same}/{len(baseline['answers'])} greedy answers identical to the per-prompt loop")
-    first = next(iter(baseline["answers"].values()), "")
-    print(f"first answer: {first[:200]!r}")
+    for name in runs[0]:
+        first = next(iter(runs[0][name]["answers"].values()), "")
+        print(f"{name}, first answer: {first[:160]!r}")
     print(json.dumps({"matmul_peak_gflops": peaks, "phases": summary}))
 
 
@@ -304,6 +316,8 @@ def main() -> None:
     parser.add_argument("--batch-sizes", default="8,16,32", help="smollm2: batch sizes of the batched generator")
     parser.add_argument("--static-batch-sizes", default="", help="smollm2: also time transformers' generate on "
                         "fixed batches (the previous generator) at these batch sizes, e.g. 16")  # fmt: skip
+    parser.add_argument("--bf16-batch-sizes", default="", help="smollm2: also time the batched generator on the "
+                        "model loaded in bfloat16 at these batch sizes, e.g. 16")  # fmt: skip
     parser.add_argument("--baseline-prompts", type=int, default=6, help="smollm2: prompts of the per-prompt loop")
     parser.add_argument("--threads", type=int, default=0, help="smollm2: torch threads (default: physical cores)")
     parser.add_argument("--dtype", default="float32", choices=("float32", "bfloat16"), help="smollm2")

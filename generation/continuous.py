@@ -124,6 +124,9 @@ class LlamaDecoder:
         self.rotary = inner.rotary_emb
         self.dtype = self.embed.dtype
         self.device = self.embed.device
+        # On the CPU, half-precision batched matmuls copy their strided operands (the cache slices) first: keys,
+        # values and attention stay in float32 there, and only the weight matmuls run in the model's dtype.
+        self.cache_dtype = torch.float32 if self.device.type == "cpu" else self.dtype
         self.layers = [
             _Layer(
                 ln1=layer.input_layernorm.weight,
@@ -142,8 +145,8 @@ class LlamaDecoder:
         shape = (slots, self.n_kv, capacity, self.head_dim)
         return [
             (
-                torch.zeros(shape, dtype=self.dtype, device=self.device),
-                torch.zeros(shape, dtype=self.dtype, device=self.device),
+                torch.zeros(shape, dtype=self.cache_dtype, device=self.device),
+                torch.zeros(shape, dtype=self.cache_dtype, device=self.device),
             )
             for _ in self.layers
         ]
@@ -163,8 +166,8 @@ class LlamaDecoder:
             q = _rotate(q.view(1, n, self.n_heads, self.head_dim).transpose(1, 2), cos, sin)
             k = _rotate(k.view(1, n, self.n_kv, self.head_dim).transpose(1, 2), cos, sin)
             v = v.view(1, n, self.n_kv, self.head_dim).transpose(1, 2)
-            keys[slot, :, :n] = k[0]
-            values[slot, :, :n] = v[0]
+            keys[slot, :, :n] = k[0].to(self.cache_dtype)
+            values[slot, :, :n] = v[0].to(self.cache_dtype)
             attn = F.scaled_dot_product_attention(q, k, v, is_causal=True, scale=self.scale, enable_gqa=True)
             x = x + F.linear(attn.transpose(1, 2).reshape(1, n, -1), layer.o)
             gate, up = F.linear(_rms(x, layer.ln2, self.eps), layer.gate_up).chunk(2, dim=-1)
@@ -190,14 +193,14 @@ class LlamaDecoder:
             q, k, v = F.linear(_rms(x, layer.ln1, self.eps), layer.qkv).split(self._split, dim=-1)
             q = _rotate(q.view(rows, 1, self.n_heads, self.head_dim).transpose(1, 2), cos, sin)
             k = _rotate(k.view(rows, 1, self.n_kv, self.head_dim).transpose(1, 2), cos, sin)
-            keys[row_ids, :, positions] = k[:, :, 0]
-            values[row_ids, :, positions] = v.view(rows, self.n_kv, self.head_dim)
+            keys[row_ids, :, positions] = k[:, :, 0].to(self.cache_dtype)
+            values[row_ids, :, positions] = v.view(rows, self.n_kv, self.head_dim).to(self.cache_dtype)
             # Grouped-query attention without copying keys: query heads of one key head share a matmul.
-            q = q.reshape(rows, self.n_kv, group, self.head_dim)
+            q = q.reshape(rows, self.n_kv, group, self.head_dim).to(self.cache_dtype)
             scores = torch.matmul(q, keys[:rows, :, :width].transpose(-1, -2)).float() * self.scale + bias
-            weights = torch.softmax(scores, dim=-1).to(self.dtype)
+            weights = torch.softmax(scores, dim=-1).to(self.cache_dtype)
             attn = torch.matmul(weights, values[:rows, :, :width])  # [rows, kv, group, head_dim]
-            x = x + F.linear(attn.reshape(rows, 1, -1), layer.o)
+            x = x + F.linear(attn.reshape(rows, 1, -1).to(self.dtype), layer.o)
             gate, up = F.linear(_rms(x, layer.ln2, self.eps), layer.gate_up).chunk(2, dim=-1)
             x = x + F.linear(F.silu(gate) * up, layer.down)
         return self._logits(x[:, 0])
