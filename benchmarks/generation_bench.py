@@ -283,9 +283,9 @@ def main_real(args: argparse.Namespace) -> None:
             continue
         same = sum(runs[0][name]["answers"].get(k) == v for k, v in baseline["answers"].items())
         print(f"{name}: {same}/{len(baseline['answers'])} greedy answers identical to the per-prompt loop")
+    first_key = next(iter(baseline["answers"]), None)
     for name in runs[0]:
-        first = next(iter(runs[0][name]["answers"].values()), "")
-        print(f"{name}, first answer: {first[:160]!r}")
+        print(f"{name}, answer to the first prompt: {runs[0][name]['answers'].get(first_key, '')[:160]!r}")
     print(json.dumps({"matmul_peak_gflops": peaks, "phases": summary}))
 
 
