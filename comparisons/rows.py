@@ -33,7 +33,8 @@ def columns(model: type[models.Model], alias: str) -> str:
 
 
 def instance(model: type[models.Model], values: dict[str, Any]) -> Any:
-    """`model.from_db` from {attname: value} (every concrete field), datetimes and booleans as the ORM gives them."""
+    """`model.from_db` from {attname: value} (every concrete field), datetimes, booleans and JSON as the ORM
+    gives them."""
     fields = model._meta.concrete_fields
     converted = []
     for f in fields:
@@ -42,6 +43,8 @@ def instance(model: type[models.Model], values: dict[str, Any]) -> Any:
             value = aware(value)
         elif value is not None and isinstance(f, models.BooleanField):
             value = bool(value)
+        elif value is not None and isinstance(f, models.JSONField):  # read as text by Django's backends
+            value = f.from_db_value(value, None, connection)  # type: ignore[arg-type]
         converted.append(value)
     return model.from_db(connection.alias, [f.attname for f in fields], converted)
 

@@ -18,10 +18,9 @@ from typing import Any, TypedDict
 
 import pandas as pd
 from django.core.cache import cache
-from django.db import connection
 from django.db.models import Count, Max, Q, Sum
 
-from comparisons import rows
+from comparisons import rating_queries
 from comparisons.blinding import BYTE_LEVEL_FEATURES, CI_KIND, FEATURE_NAMES, AuditSettings, audit_gold, audit_pair
 from comparisons.markdown import render_text
 from comparisons.models import Assignment, Campaign, Comparison, Rater, Vote
@@ -41,7 +40,7 @@ class Progress(TypedDict):
 
 def rater_progress(*, rater: Rater, campaign: Campaign) -> Progress:
     """Votes this rater cast in the campaign, of their quota (the per-rater limit, else every pair there is)."""
-    done = Vote.objects.filter(assignment__rater=rater, assignment__comparison__campaign=campaign).count()
+    done = rating_queries.votes_done(rater_id=rater.pk, campaign_id=campaign.pk)
     total = campaign.comparisons_per_rater or Comparison.objects.filter(campaign=campaign).count()
     return {"done": done, "total": max(total, done)}
 
@@ -63,36 +62,9 @@ def rater_work_done(*, rater: Rater, campaign: Campaign) -> bool:
     return voted >= 1 and voted >= passed
 
 
-_SQL_CAMPAIGN_BY_SLUG = f"SELECT {rows.columns(Campaign, 'g')} FROM comparisons_campaign g WHERE g.slug = %s"  # noqa: S608
-
-
 def campaign_by_slug(slug: str) -> Campaign | None:
     """The campaign with this slug, or None: one written-out statement, as every rater request asks it."""
-    with connection.cursor() as cursor:
-        cursor.execute(_SQL_CAMPAIGN_BY_SLUG, [slug])
-        row = cursor.fetchone()
-    return None if row is None else rows.instance_from_row(Campaign, row)
-
-
-# The view and the rater's progress in one statement (the `next` hot path): texts in the assignment's
-# order, votes this rater cast in the campaign, and the quota (per-rater limit, else the campaign's pair count).
-# Scalar subqueries rather than a six-table join: PostgreSQL plans them in a fraction of the time, and
-# planning, not running, was most of this statement's cost.
-_SQL_RATER_VIEW = (
-    "SELECT a.token, a.left_is_a, "
-    "(SELECT p.instruction FROM generation_prompt p WHERE p.id = c.prompt_id), "
-    "(SELECT p.input FROM generation_prompt p WHERE p.id = c.prompt_id), "
-    "(SELECT r.text FROM generation_response r WHERE r.id = c.response_a_id), "
-    "(SELECT r.text FROM generation_response r WHERE r.id = c.response_b_id), "
-    "(SELECT COUNT(*) FROM comparisons_assignment va INNER JOIN comparisons_vote v ON v.assignment_id = va.id "
-    "WHERE va.rater_id = a.rater_id "
-    "AND (SELECT vc.campaign_id FROM comparisons_comparison vc WHERE vc.id = va.comparison_id) = c.campaign_id), "
-    "COALESCE((SELECT g.comparisons_per_rater FROM comparisons_campaign g WHERE g.id = c.campaign_id), "
-    "(SELECT COUNT(*) FROM comparisons_comparison gc WHERE gc.campaign_id = c.campaign_id)), "
-    "(SELECT g.render_mode FROM comparisons_campaign g WHERE g.id = c.campaign_id) "
-    "FROM comparisons_assignment a INNER JOIN comparisons_comparison c ON c.id = a.comparison_id "
-    "WHERE a.id = %s"
-)
+    return rating_queries.campaign_by_slug(slug)
 
 
 def rater_view_for_assignment(
@@ -105,9 +77,7 @@ def rater_view_for_assignment(
     a model's byte-level habits (leading whitespace, line endings, invisible characters) never reach a rater.
     One query (the rating loop's hot path). `campaign` is accepted for callers that have it; the
     campaign's settings are read in the same query anyway."""
-    with connection.cursor() as cursor:
-        cursor.execute(_SQL_RATER_VIEW, [assignment.pk])
-        row = cursor.fetchone()
+    row = rating_queries.rater_view_row(assignment.pk)
     if row is None:
         raise Assignment.DoesNotExist(f"No assignment {assignment.pk}.")
     token, left_is_a, instruction, input_text, text_a, text_b, done, total, render_mode = row
