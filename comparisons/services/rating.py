@@ -160,6 +160,11 @@ def assignment_next(*, rater: Rater, campaign: Campaign) -> Assignment | None:
 def _assignment_next_attempt(*, rater: Rater, campaign: Campaign, tried: set[int]) -> Assignment | None:
     # Serialize one rater's concurrent requests (double clicks, two tabs): one lease at a time.
     rating_queries.lock_rater(rater.pk, lease_commits_asynchronously=True)
+    # A rater at the campaign's per-rater cap gets nothing, not even a pair leased before they reached it
+    # (their vote on it would be refused).
+    limit = campaign.comparisons_per_rater
+    if limit is not None and rater_votes_done(rater=rater, campaign=campaign) >= limit:
+        return None
     now = timezone.now()
     lease = rating_queries.current_lease(rater_id=rater.pk, campaign_id=campaign.pk, now=now)
     if lease is not None:
@@ -168,9 +173,6 @@ def _assignment_next_attempt(*, rater: Rater, campaign: Campaign, tried: set[int
             status=_LEASED, created_at=lease.created_at, leased_until=lease.leased_until,
         )  # fmt: skip
     if not campaign.is_open:
-        return None
-    limit = campaign.comparisons_per_rater
-    if limit is not None and rater_votes_done(rater=rater, campaign=campaign) >= limit:
         return None
 
     if not tried and campaign.attention_check_rate > 0 and random.random() < campaign.attention_check_rate:
