@@ -132,14 +132,19 @@ def user_with_rater(user_id: Any) -> tuple[Any, Rater | None] | None:
     return user, rater
 
 
-# ORM: Campaign.objects.filter(slug=slug).first()
-_SQL_CAMPAIGN_BY_SLUG = f"SELECT {rows.columns(Campaign, 'g')} FROM {G} g WHERE g.{G.slug} = %s"  # noqa: S608
+# The rater path never uses a campaign's identity-leak report, which can hold thousands of entries:
+# it is left out (deferred: read on first use).
+_CAMPAIGN_OMIT = ("identity_leaks",)
+_CAMPAIGN_COLUMNS = rows.columns(Campaign, "g", omit=_CAMPAIGN_OMIT)
+
+# ORM: Campaign.objects.defer("identity_leaks").filter(slug=slug).first()
+_SQL_CAMPAIGN_BY_SLUG = f"SELECT {_CAMPAIGN_COLUMNS} FROM {G} g WHERE g.{G.slug} = %s"  # noqa: S608
 
 
 def campaign_by_slug(slug: str) -> Campaign | None:
     """The campaign with this slug, or None (every rater request asks it)."""
     row = _fetchone(_SQL_CAMPAIGN_BY_SLUG, [slug])
-    return None if row is None else rows.instance_from_row(Campaign, row)
+    return None if row is None else rows.instance_from_row(Campaign, row, omit=_CAMPAIGN_OMIT)
 
 
 # ---------------------------------------------------------------- next pair
@@ -336,7 +341,7 @@ def load_of_others(*, comparison_id: int, assignment_id: int, now: datetime) -> 
 # ORM: Assignment.objects.filter(pk=assignment_id).values_list("token", "left_is_a",
 #      "comparison__prompt__instruction", "comparison__prompt__input", "comparison__response_a__text",
 #      "comparison__response_b__text", <_votes_done>, Coalesce("comparison__campaign__comparisons_per_rater",
-#      <comparisons in the campaign>), "comparison__campaign__render_mode")
+#      "comparison__campaign__comparisons_count"), "comparison__campaign__render_mode")
 # Scalar subqueries rather than a six-table join: PostgreSQL plans them in a fraction of the time, and
 # planning, not running, was most of this statement's cost.
 _SQL_RATER_VIEW = (
@@ -346,10 +351,9 @@ _SQL_RATER_VIEW = (
     f"(SELECT r.{T.text} FROM {T} r WHERE r.{T.id} = c.{C.response_a}), "
     f"(SELECT r.{T.text} FROM {T} r WHERE r.{T.id} = c.{C.response_b}), "
     f"{_votes_done(f'a.{A.rater}', f'c.{C.campaign}')}, "
-    f"COALESCE((SELECT g.{G.comparisons_per_rater} FROM {G} g WHERE g.{G.id} = c.{C.campaign}), "
-    f"(SELECT COUNT(*) FROM {C} gc WHERE gc.{C.campaign} = c.{C.campaign})), "
-    f"(SELECT g.{G.render_mode} FROM {G} g WHERE g.{G.id} = c.{C.campaign}) "
-    f"FROM {A} a INNER JOIN {C} c ON c.{C.id} = a.{A.comparison} WHERE a.{A.id} = %(assignment)s"
+    f"COALESCE(g.{G.comparisons_per_rater}, g.{G.comparisons_count}), g.{G.render_mode} "
+    f"FROM {A} a INNER JOIN {C} c ON c.{C.id} = a.{A.comparison} INNER JOIN {G} g ON g.{G.id} = c.{C.campaign} "
+    f"WHERE a.{A.id} = %(assignment)s"
 )
 
 
@@ -367,19 +371,18 @@ class RaterViewRow(NamedTuple):
 
 def rater_view_row(assignment_id: int) -> RaterViewRow | None:
     """The texts of an assignment's pair (A and B as stored), the rater's votes in its campaign and their
-    quota (the per-rater limit, else the campaign's number of pairs), and the campaign's rendering."""
+    quota (the per-rater limit, else the campaign's number of pairs, counted when it opened), and the
+    campaign's rendering."""
     row = _fetchone(_SQL_RATER_VIEW, {"assignment": assignment_id, "voted": _VOTED})
     return None if row is None else RaterViewRow(*row)
 
 
 # ---------------------------------------------------------------- votes
 
-_CAMPAIGN_COLUMNS = rows.columns(Campaign, "g")
-
 # ORM: Assignment.objects.select_related("comparison__campaign").select_for_update(of=("self", "comparison"))
 #      .filter(token=token, rater=rater).annotate(model_a=…response_a__model, model_b=…response_b__model,
 #      votes_done=<_votes_done>, last_vote_at=Max(rater's VOTED assignments' closed_at),
-#      named_member=Count(rater.campaigns with this campaign)).first()
+#      named_member=Count(rater.campaigns with this campaign)).defer("comparison__campaign__identity_leaks").first()
 _SQL_VOTE_TARGET = (
     f"SELECT a.{A.id}, a.{A.status}, a.{A.left_is_a}, a.{A.created_at}, a.{A.leased_until}, "  # noqa: S608
     f"a.{A.comparison}, c.{C.is_attention_check}, c.{C.response_a}, c.{C.response_b}, "
@@ -433,7 +436,7 @@ def vote_target(*, token: str, rater_id: int) -> VoteTarget | None:
         leased_until=rows.aware(leased_until), comparison_id=comparison_id, is_attention_check=bool(is_check),
         response_a_id=response_a_id, response_b_id=response_b_id, model_a_id=model_a_id, model_b_id=model_b_id,
         votes_done=int(done), last_vote_at=None if last_vote_at is None else rows.aware(last_vote_at),
-        named_member=bool(named_member), campaign=rows.instance_from_row(Campaign, row[head:]),
+        named_member=bool(named_member), campaign=rows.instance_from_row(Campaign, row[head:], omit=_CAMPAIGN_OMIT),
     )  # fmt: skip
 
 

@@ -41,7 +41,7 @@ class Progress(TypedDict):
 def rater_progress(*, rater: Rater, campaign: Campaign) -> Progress:
     """Votes this rater cast in the campaign, of their quota (the per-rater limit, else every pair there is)."""
     done = rating_queries.votes_done(rater_id=rater.pk, campaign_id=campaign.pk)
-    total = campaign.comparisons_per_rater or Comparison.objects.filter(campaign=campaign).count()
+    total = campaign.comparisons_per_rater or campaign.comparisons_count
     return {"done": done, "total": max(total, done)}
 
 

@@ -12,7 +12,7 @@ from django.apps import apps
 from django.forms.models import model_to_dict
 
 from comparisons import rating_queries, services
-from comparisons.models import Campaign, Vote
+from comparisons.models import Campaign, Comparison, Vote
 from tests.comparisons.factories import build_campaign, invite_rater
 
 COMPARISONS = Path(__file__).resolve().parents[2] / "comparisons"
@@ -97,7 +97,22 @@ def test_the_vote_returned_by_a_cast_is_the_stored_row_field_by_field():
 def test_a_campaign_read_by_slug_equals_the_orm_one():
     campaign = build_campaign(n_prompts=2, k=1)
     Campaign.objects.filter(pk=campaign.pk).update(identity_leaks=[{"prompt_id": 1, "models": ["a", "b"]}])
-    assert model_to_dict(rating_queries.campaign_by_slug(campaign.slug)) == model_to_dict(
-        Campaign.objects.get(pk=campaign.pk)
-    )
+    read = rating_queries.campaign_by_slug(campaign.slug)
+    assert model_to_dict(read) == model_to_dict(Campaign.objects.get(pk=campaign.pk))
+    # The identity-leak report is left out of the rater path's read, and loaded when asked for.
+    assert read.get_deferred_fields() == {"identity_leaks"}
+    assert read.identity_leaks == [{"prompt_id": 1, "models": ["a", "b"]}]
     assert rating_queries.campaign_by_slug("no-such-campaign") is None
+
+
+@pytest.mark.django_db
+def test_a_campaign_counts_its_comparisons_once_when_it_opens_and_progress_counts_against_them(rater_client):
+    campaign = build_campaign(n_prompts=4, attention_check_rate=0.5)
+    created = Comparison.objects.filter(campaign=campaign).count()
+    assert created > 4  # the real pairs and the attention checks
+    assert Campaign.objects.get(pk=campaign.pk).comparisons_count == created
+    services.campaign_pause(campaign=campaign)
+    services.campaign_open(campaign=campaign)
+    assert Campaign.objects.get(pk=campaign.pk).comparisons_count == created
+    client = rater_client(campaign)
+    assert client.next(campaign.slug).json()["progress"] == {"done": 0, "total": created}
