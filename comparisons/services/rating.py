@@ -83,8 +83,9 @@ def _lease_gold(*, rater: Rater, comparison_id: int, campaign: Campaign, now: da
     )
 
 
-# How many comparisons a pick ranks (see rating_queries.rank_candidates): more than the raters who hold a
-# lease at once, so a full window always holds a comparison nobody has leased.
+# How many comparisons a pick ranks (see rating_queries.rank_candidates). While fewer raters than this hold a
+# lease at once (each holds at most one per campaign), a full window holds a comparison nobody has leased, and
+# the window's best is the campaign's best.
 CANDIDATE_WINDOW = 64
 # How many of the best candidates PostgreSQL tries to lock (SKIP LOCKED) before waiting for the best one.
 _CANDIDATES_TO_LOCK = 16
