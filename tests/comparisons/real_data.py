@@ -9,6 +9,7 @@ from pathlib import Path
 from django.conf import settings
 from django.core.management import call_command
 from django.db import connection
+from django.db.models import Model
 
 from comparisons import services
 from comparisons.models import Assignment, Campaign, Comparison
@@ -51,7 +52,7 @@ def real_campaign(*, slug: str = "real-study", k: int = 1, **options: object) ->
     return campaign
 
 
-def analyze_tables(*models: type) -> None:
+def analyze_tables(*models: type[Model]) -> None:
     """PostgreSQL: refresh the planner's statistics of these tables, counting this test's uncommitted rows.
 
     The test database's tables were last analyzed empty (after a flush); with those statistics PostgreSQL
