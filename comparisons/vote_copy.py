@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import csv
 import io
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -105,7 +105,7 @@ def _copy_statement() -> str:
     )
 
 
-def _copy_out(statement: str, params: list[Any]) -> Iterator[bytearray]:
+def _copy_out(statement: str, params: list[Any]) -> Generator[bytearray, None, None]:
     """The output of a ``COPY ... TO STDOUT`` in blocks of about COPY_BLOCK_BYTES, read with libpq directly.
 
     psycopg's `Cursor.copy` hands out one row per call through its generator machinery (about 6 s of CPU
@@ -148,12 +148,17 @@ def _copy_out(statement: str, params: list[Any]) -> Iterator[bytearray]:
 class _BlockReader(io.RawIOBase):
     """A binary file over an iterator of byte blocks, for pandas' reader."""
 
-    def __init__(self, blocks: Iterator[bytearray]) -> None:
+    def __init__(self, blocks: Generator[bytearray, None, None]) -> None:
         self._blocks = blocks
         self._block = memoryview(b"")
 
     def readable(self) -> bool:
         return True
+
+    def close(self) -> None:
+        # Stopping early reads the rest of the COPY (`_copy_out`'s cleanup): the connection is free again.
+        self._blocks.close()
+        super().close()
 
     def readinto(self, buffer: Any) -> int:
         while not self._block:
@@ -311,21 +316,33 @@ def _columns(chunk: pd.DataFrame, lookups: _Lookups) -> tuple[dict[str, Any], np
     return columns, carriage
 
 
-def _chunks(campaign: Campaign, lookups: _Lookups) -> Iterator[tuple[dict[str, Any], np.ndarray | None]]:
-    parts = pd.read_csv(
-        io.BufferedReader(_BlockReader(_copy_out(_copy_statement(), [campaign.pk])), buffer_size=COPY_BLOCK_BYTES),
-        header=None,
-        names=list(_COPY_DTYPES),
-        dtype=_COPY_DTYPES,
-        true_values=["t"],
-        false_values=["f"],
-        na_filter=False,
-        encoding="utf-8",
-        chunksize=CHUNK_VOTES,
-    )
-    with parts:
-        for chunk in parts:
-            yield _columns(chunk, lookups)
+def _chunks(
+    campaign: Campaign, lookups: _Lookups, *, chunk_votes: int | None
+) -> Iterator[tuple[dict[str, Any], np.ndarray | None]]:
+    """`_columns` of the campaign's votes, ``chunk_votes`` at a time (all at once with None)."""
+    source = io.BufferedReader(_BlockReader(_copy_out(_copy_statement(), [campaign.pk])), COPY_BLOCK_BYTES)
+    options: dict[str, Any] = {
+        "header": None,
+        "names": list(_COPY_DTYPES),
+        "dtype": _COPY_DTYPES,
+        "true_values": ["t"],
+        "false_values": ["f"],
+        "na_filter": False,
+        "encoding": "utf-8",
+    }
+    try:
+        if chunk_votes is None:
+            chunk = pd.read_csv(source, **options)
+            if len(chunk):
+                yield _columns(chunk, lookups)
+            return
+        with pd.read_csv(source, chunksize=chunk_votes, **options) as parts:
+            for chunk in parts:
+                yield _columns(chunk, lookups)
+    except pd.errors.EmptyDataError:
+        return  # no vote: the COPY wrote nothing at all
+    finally:
+        source.close()
 
 
 def vote_columns(*, campaign: Campaign, failed: set[int], lengths: dict[int, int]) -> dict[str, Any] | None:
@@ -334,10 +351,9 @@ def vote_columns(*, campaign: Campaign, failed: set[int], lengths: dict[int, int
     ``failed``: the raters who failed an attention check in the campaign; ``lengths``: served lengths by
     response id (`selectors.attention_failed_raters`, `selectors.served_lengths`)."""
     lookups = _Lookups.read(campaign, failed=failed, lengths=lengths, for_csv=False)
-    chunks = [columns for columns, _ in _chunks(campaign, lookups)]
-    if not chunks:
-        return None
-    return {name: np.concatenate([chunk[name] for chunk in chunks]) for name in chunks[0]}
+    for columns, _ in _chunks(campaign, lookups, chunk_votes=None):
+        return columns
+    return None
 
 
 class VoteCsv:
@@ -357,7 +373,7 @@ class VoteCsv:
     def __iter__(self) -> Iterator[str]:
         yield ",".join(self.header) + "\n"  # plain names: nothing to quote or neutralize
         lookups = _Lookups.read(self.campaign, failed=self.failed, lengths=self.lengths, for_csv=True)
-        for columns, carriage in _chunks(self.campaign, lookups):
+        for columns, carriage in _chunks(self.campaign, lookups, chunk_votes=CHUNK_VOTES):
             assert carriage is not None
             buffer = io.StringIO()
             writer = csv.writer(buffer, lineterminator="\n")
