@@ -1,7 +1,7 @@
 """A large campaign's results page and votes export over HTTP, from a cold start (run by hand, not a test).
 
     DATABASE_URL=postgres://... .venv/bin/python benchmarks/results_bench.py --campaign million \\
-        [--runs 3] [--cold-command "CMD"] [--evict DIR]
+        [--runs 3] [--cold-command "CMD"] [--evict DIR] [--postgres-pid-file DIR/postmaster.pid]
 
 DATABASE_URL names the database that holds the campaign (`benchmarks/million_votes.sql` builds a
 1,000,000-vote one). Each run:
@@ -13,6 +13,10 @@ DATABASE_URL names the database that holds the campaign (`benchmarks/million_vot
    ``/healthz`` (so Django is loaded, but no vote has been read);
 3. as a signed-in analyst: GET the results page (time to the first byte and to the last), GET the votes
    export (time to the last byte and bytes), GET the results page again (the analysis now cached).
+
+Wall times depend on what else the machine runs, so each request's CPU time is reported too: the gunicorn
+worker's, and with ``--postgres-pid-file`` (the data folder's ``postmaster.pid``, of a server that serves
+nothing else) PostgreSQL's, its finished backends and parallel workers included.
 """
 
 from __future__ import annotations
@@ -67,6 +71,23 @@ def evict(folder: Path) -> str:
     return f"{cached / 2**20:.1f} MiB of {sum(p.stat().st_size for p in files) / 2**20:.0f} MiB still cached"
 
 
+def cpu_seconds(pid: int, *, children: bool = False) -> float:
+    """User and system CPU time of a process (with ``children``, plus that of its children it has reaped)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    used = fields[11:13] + (fields[13:15] if children else [])
+    return sum(int(value) for value in used) / os.sysconf("SC_CLK_TCK")
+
+
+def gunicorn_worker(master: int) -> int:
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            if int(stat.read_text().rsplit(")", 1)[1].split()[1]) == master:
+                return int(stat.parent.name)
+        except (OSError, ValueError):
+            continue
+    raise SystemExit("gunicorn has no worker process")
+
+
 def get(port: int, path: str, cookie: str) -> tuple[int, float, float, int]:
     """Status, seconds to the first byte of the body, seconds to the last, and bytes."""
     start = time.perf_counter()
@@ -80,6 +101,18 @@ def get(port: int, path: str, cookie: str) -> tuple[int, float, float, int]:
         size += len(chunk)
     conn.close()
     return response.status, first_byte, time.perf_counter() - start, size
+
+
+def measured(
+    port: int, path: str, cookie: str, worker: int, postmaster: int | None
+) -> tuple[tuple[int, float, float, int], str]:
+    """`get`, and the CPU time the gunicorn worker (and PostgreSQL) spent on it."""
+    web, db = cpu_seconds(worker), cpu_seconds(postmaster, children=True) if postmaster else 0.0
+    answer = get(port, path, cookie)
+    used = f"CPU: web {cpu_seconds(worker) - web:.1f} s"
+    if postmaster:
+        used += f", PostgreSQL {cpu_seconds(postmaster, children=True) - db:.1f} s"
+    return answer, used
 
 
 def start_gunicorn(env: dict[str, str], port: int, log: Path) -> subprocess.Popen:
@@ -105,6 +138,7 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--cold-command", help="shell command run before each run, e.g. a PostgreSQL restart")
     parser.add_argument("--evict", type=Path, help="a folder to drop from the page cache before each run")
+    parser.add_argument("--postgres-pid-file", type=Path, help="postmaster.pid, to count PostgreSQL's CPU time")
     args = parser.parse_args()
     if not os.environ.get("DATABASE_URL", "").startswith(("postgres://", "postgresql://")):
         raise SystemExit("Set DATABASE_URL to the PostgreSQL database that holds the campaign.")
@@ -129,19 +163,23 @@ def main() -> None:
         shutil.rmtree(var_dir / "cache", ignore_errors=True)
         port = free_port()
         proc = start_gunicorn(env, port, var_dir / "gunicorn.log")
+        worker = gunicorn_worker(proc.pid)
+        postmaster = int(args.postgres_pid_file.read_text().split()[0]) if args.postgres_pid_file else None
+
         try:
-            status, first, last, size = get(port, page, cookie)
+            (status, first, last, size), page_cpu = measured(port, page, cookie, worker, postmaster)
             assert status == 200, f"results page answered {status}; see {var_dir / 'gunicorn.log'}"
-            e_status, _, e_last, e_size = get(port, export, cookie)
+            (e_status, _, e_last, e_size), export_cpu = measured(port, export, cookie, worker, postmaster)
             assert e_status == 200, f"export answered {e_status}"
-            _, again, _, _ = get(port, page, cookie)
+            (_, again, _, _), again_cpu = measured(port, page, cookie, worker, postmaster)
         finally:
             proc.terminate()
             proc.wait(30)
         print(
-            f"run {run} ({cache_note}; load {os.getloadavg()[0]:.1f}): results page first byte {first:.2f} s, "
-            f"last byte {last:.2f} s ({size / 1024:.0f} KiB); votes export {e_last:.2f} s "
-            f"({e_size / 2**20:.0f} MiB); page again (cached analysis) {again:.2f} s",
+            f"run {run} ({cache_note}; load {os.getloadavg()[0]:.1f}):\n"
+            f"  results page: first byte {first:.2f} s, last byte {last:.2f} s ({size / 1024:.0f} KiB; {page_cpu})\n"
+            f"  votes export: {e_last:.2f} s ({e_size / 2**20:.0f} MiB; {export_cpu})\n"
+            f"  results page again, analysis cached: {again:.2f} s ({again_cpu})",
             flush=True,
         )
     shutil.rmtree(var_dir, ignore_errors=True)
