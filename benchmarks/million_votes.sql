@@ -1,4 +1,5 @@
--- One million votes in PostgreSQL for `benchmarks/stats_bench.py --campaign million` (run by hand).
+-- One million votes in PostgreSQL for `benchmarks/results_bench.py --campaign million` and
+-- `benchmarks/stats_bench.py --campaign million` (run by hand).
 --
 -- Setup (an empty PostgreSQL database in DATABASE_URL):
 --   python manage.py migrate
@@ -10,6 +11,7 @@
 --     models=list(ModelEntry.objects.filter(name__in=['alpaca-7b', 'text-davinci-003'])), votes_per_comparison=4000); \
 --     services.campaign_open(campaign=c)"
 --   psql "$DATABASE_URL" -f benchmarks/million_votes.sql        (about 2 minutes)
+--   python benchmarks/results_bench.py --campaign million     (the results page and votes export over HTTP)
 --   python benchmarks/stats_bench.py --campaign million
 --
 -- 3,969 raters each vote once on each of the 252 comparisons (1,000,188 votes, random verdicts).
