@@ -70,7 +70,7 @@ def _copy_statement() -> str:
 
     with the winner the picked model's name for ``left``/``right`` and the choice otherwise, and
     ``submitted_at`` written as `selectors._iso` writes it (ISO 8601 in UTC, microseconds only when there
-    are some, ``Z``). One bound value: the campaign's id.
+    are some, ``Z``). Bound values (`_copy_params`): the two decisive choices, then the campaign's id.
     """
     at = f"v.{_name(Vote, 'submitted_at')} AT TIME ZONE 'UTC'"
     iso = (
@@ -78,12 +78,11 @@ def _copy_statement() -> str:
         f"|| CASE WHEN date_trunc('second', {at}) = {at} THEN '' ELSE to_char({at}, '.US') END || 'Z'"
     )
     choice = f"v.{_name(Vote, 'choice')}"
-    decisive = ", ".join(f"'{value}'" for value in (Vote.Choice.LEFT, Vote.Choice.RIGHT))
     user_model = get_user_model()
     columns = [
         f"a.{_name(Assignment, 'comparison')}",
         f"a.{_name(Assignment, 'left_is_a')}",
-        f"CASE WHEN {choice} IN ({decisive}) THEN m.{_name(ModelEntry, 'name')} ELSE {choice} END",
+        f"CASE WHEN {choice} IN (%s, %s) THEN m.{_name(ModelEntry, 'name')} ELSE {choice} END",
         f"a.{_name(Assignment, 'rater')}",
         f"u.{_name(user_model, 'username')}",
         iso,
@@ -92,7 +91,7 @@ def _copy_statement() -> str:
         f"v.{_name(Vote, 'identity_reported')}",
     ]
     return (
-        f"COPY (SELECT {', '.join(columns)} "  # noqa: S608 - names from _meta, the one value bound
+        f"COPY (SELECT {', '.join(columns)} "  # noqa: S608 - names from _meta, values bound
         f"FROM {_name(Vote)} v "
         f"INNER JOIN {_name(Assignment)} a ON a.{_name(Assignment, 'id')} = v.{_name(Vote, 'assignment')} "
         f"INNER JOIN {_name(Comparison)} c ON c.{_name(Comparison, 'id')} = a.{_name(Assignment, 'comparison')} "
@@ -103,6 +102,10 @@ def _copy_statement() -> str:
         f"ORDER BY v.{_name(Vote, 'submitted_at')}, v.{_name(Vote, 'id')}"
         ") TO STDOUT (FORMAT csv)"
     )
+
+
+def _copy_params(campaign: Campaign) -> list[Any]:
+    return [Vote.Choice.LEFT.value, Vote.Choice.RIGHT.value, campaign.pk]
 
 
 def _copy_out(statement: str, params: list[Any]) -> Generator[bytearray, None, None]:
@@ -320,7 +323,7 @@ def _chunks(
     campaign: Campaign, lookups: _Lookups, *, chunk_votes: int | None
 ) -> Iterator[tuple[dict[str, Any], np.ndarray | None]]:
     """`_columns` of the campaign's votes, ``chunk_votes`` at a time (all at once with None)."""
-    source = io.BufferedReader(_BlockReader(_copy_out(_copy_statement(), [campaign.pk])), COPY_BLOCK_BYTES)
+    source = io.BufferedReader(_BlockReader(_copy_out(_copy_statement(), _copy_params(campaign))), COPY_BLOCK_BYTES)
     options: dict[str, Any] = {
         "header": None,
         "names": list(_COPY_DTYPES),
