@@ -15,8 +15,9 @@ from collections import Counter
 import pytest
 from django.db import connection, connections
 
-from comparisons import services
+from comparisons import rating_queries, services
 from comparisons.models import Assignment, Comparison, Rater, Vote
+from comparisons.services import rating
 from tests.comparisons.factories import build_campaign, invite_rater
 
 pytestmark = [
@@ -204,12 +205,12 @@ def test_a_candidate_that_filled_after_ranking_is_unlocked_before_the_next_is_tr
     Comparison.objects.filter(pk=full.pk).update(votes_count=1)  # at k: the lease INSERT refuses it
     rater = invite_rater(campaign)
     picked, locked_while_retrying = [], []
-    real_pick = services._pick_candidate
+    real_pick = rating._pick_candidate
 
-    def pick(cursor, *, rater, campaign, now, tried):
+    def pick(*, rater, campaign, now, tried):
         if not picked:
             picked.append(full.pk)
-            cursor.execute("SELECT id FROM comparisons_comparison WHERE id = %s FOR UPDATE", [full.pk])
+            rating_queries.lock_comparison(full.pk)
             return full.pk
 
         def probe():
@@ -222,9 +223,9 @@ def test_a_candidate_that_filled_after_ranking_is_unlocked_before_the_next_is_tr
         prober.start()
         prober.join(timeout=30)
         picked.append("again")
-        return real_pick(cursor, rater=rater, campaign=campaign, now=now, tried=tried)
+        return real_pick(rater=rater, campaign=campaign, now=now, tried=tried)
 
-    monkeypatch.setattr(services, "_pick_candidate", pick)
+    monkeypatch.setattr(rating, "_pick_candidate", pick)
     assignment = services.assignment_next(rater=rater, campaign=campaign)
     assert assignment is not None and assignment.comparison_id == free.pk
     assert locked_while_retrying == [False], "the full pair was still locked during the second attempt"

@@ -1,0 +1,65 @@
+"""Changes to campaigns, raters, assignments and votes, one module per subject.
+
+`campaigns` (create, open, pause, close), `raters` (join, named raters, analysts) and `rating` (the rater loop:
+next pair, skip, vote). Callers import from here: ``from comparisons import services``.
+"""
+
+from comparisons.services.campaigns import (
+    OpenReport,
+    campaign_close,
+    campaign_create,
+    campaign_open,
+    campaign_pause,
+    campaign_prompts,
+    campaign_rotate_invite,
+    identity_leak_lines,
+)
+from comparisons.services.raters import (
+    analyst_group,
+    rater_create_from_invite,
+    rater_create_named,
+    rater_join,
+    user_make_analyst,
+)
+from comparisons.services.rating import (
+    API_CHOICES,
+    MAX_RATIONALE_CHARS,
+    Conflict,
+    Gone,
+    InvalidChoice,
+    NotFound,
+    RatingError,
+    VoteResult,
+    assignment_next,
+    assignment_skip,
+    rater_votes_done,
+    vote_cast,
+)
+
+__all__ = [
+    "API_CHOICES",
+    "MAX_RATIONALE_CHARS",
+    "Conflict",
+    "Gone",
+    "InvalidChoice",
+    "NotFound",
+    "OpenReport",
+    "RatingError",
+    "VoteResult",
+    "analyst_group",
+    "assignment_next",
+    "assignment_skip",
+    "campaign_close",
+    "campaign_create",
+    "campaign_open",
+    "campaign_pause",
+    "campaign_prompts",
+    "campaign_rotate_invite",
+    "identity_leak_lines",
+    "rater_create_from_invite",
+    "rater_create_named",
+    "rater_join",
+    "rater_votes_done",
+    "user_make_analyst",
+    "vote_cast",
+]

@@ -1,0 +1,287 @@
+"""Campaigns: create with checked settings, build the comparisons and gold pairs, open, pause, close."""
+
+from __future__ import annotations
+
+import itertools
+import math
+import random
+from collections import defaultdict
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from django.core.exceptions import ValidationError
+from django.db import transaction
+from django.utils import timezone
+
+from comparisons.blinding import lookalike_space
+from comparisons.models import Campaign, Comparison, new_token
+from comparisons.served_text import served_text
+from generation.identity import describe
+from generation.models import EvalSet, ModelEntry, Prompt, Response
+from generation.services import responses_scan_identity
+
+
+@dataclass
+class OpenReport:
+    """What `campaign_open` did: comparisons created, prompts left out (with the models lacking a response),
+    and the (prompt, pair) comparisons where an answer self-identifies (left out unless the campaign keeps them)."""
+
+    created: int = 0
+    attention_checks: int = 0
+    skipped: list[tuple[str, list[str]]] = field(default_factory=list)
+    identity_leaks: list[dict[str, Any]] = field(default_factory=list)
+    identity_leaks_kept: bool = False
+
+    @property
+    def identity_left_out(self) -> int:
+        return 0 if self.identity_leaks_kept else len(self.identity_leaks)
+
+
+def identity_leak_lines(leaks: list[dict[str, Any]]) -> list[str]:
+    """One line per self-identifying comparison: the prompt, the pair, and each answer's phrases."""
+    return [
+        f"{leak['prompt_id']} ({' vs '.join(leak['models'])}): "
+        + "; ".join(f"{item['model']} {describe(item['matches'])}" for item in leak["leaks"])
+        for leak in leaks
+    ]
+
+
+@transaction.atomic
+def campaign_create(
+    *,
+    slug: str,
+    title: str,
+    eval_set: EvalSet,
+    models: list[ModelEntry],
+    baseline: ModelEntry | None = None,
+    votes_per_comparison: int = 3,
+    prompt_limit: int | None = None,
+    prompts: list[Prompt] | None = None,
+    instructions: str = "",
+    attention_check_rate: float = 0.0,
+    lease_seconds: int = 600,
+    comparisons_per_rater: int | None = None,
+    render_mode: str = Campaign.Rendering.MARKDOWN,
+    keep_identity_leaks: bool = False,
+) -> Campaign:
+    """Create a draft campaign after checking its settings; raises ValidationError with a readable message.
+
+    ``keep_identity_leaks`` keeps comparisons where an answer names its model, its maker or itself as an
+    AI; by default `campaign_open` leaves them out."""
+    if Campaign.objects.filter(slug=slug).exists():
+        raise ValidationError(f"A campaign with slug {slug!r} already exists; choose another slug.")
+    unique_models = list(dict.fromkeys(models))
+    if len(unique_models) < 2:
+        raise ValidationError("A campaign compares at least two different models.")
+    if baseline is not None and baseline not in unique_models:
+        unique_models.append(baseline)
+    if votes_per_comparison < 1:
+        raise ValidationError("Votes per comparison must be at least 1.")
+    if prompt_limit is not None and prompt_limit < 1:
+        raise ValidationError("The prompt limit must be at least 1.")
+    if not 0 <= attention_check_rate <= 1:
+        raise ValidationError("The attention-check rate is a share between 0 and 1.")
+    if prompts and any(p.eval_set_id != eval_set.pk for p in prompts):
+        raise ValidationError("Every prompt of the subset must belong to the campaign's eval set.")
+    if render_mode not in Campaign.Rendering.values:
+        raise ValidationError(f"Rendering must be one of {', '.join(Campaign.Rendering.values)}, not {render_mode!r}.")
+    campaign = Campaign(
+        slug=slug,
+        title=title or slug,
+        eval_set=eval_set,
+        baseline=baseline,
+        votes_per_comparison=votes_per_comparison,
+        prompt_limit=prompt_limit,
+        instructions=instructions,
+        attention_check_rate=attention_check_rate,
+        lease_seconds=lease_seconds,
+        comparisons_per_rater=comparisons_per_rater,
+        render_mode=render_mode,
+        keep_identity_leaks=keep_identity_leaks,
+    )
+    campaign.full_clean()
+    campaign.save()
+    campaign.models.set(unique_models)
+    if prompts:
+        campaign.prompts.set(prompts)
+    return campaign
+
+
+def _model_pairs(campaign: Campaign) -> list[tuple[ModelEntry, ModelEntry]]:
+    """(model_a, model_b) pairs: every other model against the baseline (baseline as B), else all pairs by name."""
+    models = sorted(campaign.models.all(), key=lambda m: m.name)
+    if campaign.baseline_id is not None:
+        return [(m, campaign.baseline) for m in models if m.pk != campaign.baseline_id]  # type: ignore[misc]
+    return list(itertools.combinations(models, 2))
+
+
+def campaign_prompts(*, campaign: Campaign) -> list[Prompt]:
+    """The prompts a campaign compares on: its subset, else its eval set's, cut to its prompt limit, in order."""
+    subset = campaign.prompts.all()
+    prompts = subset if subset.exists() else Prompt.objects.filter(eval_set=campaign.eval_set)
+    prompts = prompts.order_by("position")
+    if campaign.prompt_limit:
+        prompts = prompts[: campaign.prompt_limit]
+    return list(prompts)
+
+
+def _build_comparisons(campaign: Campaign) -> OpenReport:
+    report = OpenReport()
+    pairs = _model_pairs(campaign)
+    if not pairs:
+        raise ValidationError("The campaign needs at least two models (besides the baseline, at least one other).")
+    prompts = campaign_prompts(campaign=campaign)
+    if not prompts:
+        raise ValidationError(f"Eval set {campaign.eval_set.name!r} has no prompts to compare on.")
+    model_ids = {m.pk for pair in pairs for m in pair}
+    candidates = Response.objects.filter(prompt__in=prompts, model_id__in=model_ids)
+    # Model entries may have been added since these responses were scanned: look again with today's names.
+    responses_scan_identity(responses=candidates)
+    responses: dict[tuple[int, int], Response] = {
+        (r.prompt_id, r.model_id): r for r in candidates.only("pk", "prompt_id", "model_id", "identity_matches")
+    }
+    names = {m.pk: m.name for pair in pairs for m in pair}
+    rows: list[Comparison] = []
+    clean: list[Comparison] = []  # the comparisons gold pairs may draw from: no self-identifying answer
+    report.identity_leaks_kept = campaign.keep_identity_leaks
+    for prompt in prompts:
+        missing = sorted(names[mid] for mid in model_ids if (prompt.pk, mid) not in responses)
+        if missing:
+            report.skipped.append((prompt.external_id, missing))
+            continue
+        for model_a, model_b in pairs:
+            pair = (responses[(prompt.pk, model_a.pk)], responses[(prompt.pk, model_b.pk)])
+            comparison = Comparison(campaign=campaign, prompt=prompt, response_a=pair[0], response_b=pair[1])
+            leaks = [
+                {"model": names[response.model_id], "matches": response.identity_matches}
+                for response in pair
+                if response.identity_matches
+            ]
+            if leaks:
+                report.identity_leaks.append(
+                    {"prompt_id": prompt.external_id, "models": [model_a.name, model_b.name], "leaks": leaks}
+                )
+                if not campaign.keep_identity_leaks:
+                    continue
+            else:
+                clean.append(comparison)
+            rows.append(comparison)
+    campaign.identity_leaks = report.identity_leaks
+    campaign.save(update_fields=["identity_leaks"])
+    if not rows and report.identity_leaks:
+        raise ValidationError(
+            f"Every comparison of this campaign has an answer that names its model, its maker or itself as an AI "
+            f"({len(report.identity_leaks)} comparisons), so none is left to rate. Keep them on purpose with "
+            "--keep-identity-leaks (admin: keep identity leaks), or compare other models or prompts."
+        )
+    if not rows:
+        raise ValidationError(
+            f"No prompt of eval set {campaign.eval_set.name!r} has a response from every model of the campaign; "
+            "generate or import the missing responses first."
+        )
+    Comparison.objects.bulk_create(rows, batch_size=500)
+    report.created = len(rows)
+    # Gold pairs never show a self-identifying answer either, even when real pairs may.
+    report.attention_checks = _build_attention_checks(campaign, clean)
+    return report
+
+
+def _build_attention_checks(campaign: Campaign, real: list[Comparison]) -> int:
+    """Gold pairs built like real ones, one answer of each model: one model's answer to the prompt (the correct
+    side) against the other model's answer to a different prompt. A gold pair made of one model's texts only
+    carried that model's habits on both sides, which told gold from real pairs without reading them. The
+    off-prompt answer is drawn among the five that look most like the answer it stands in for (length, lines,
+    lists, Markdown: the audit's features of the served texts), so the pair looks like a real one as a whole."""
+    if campaign.attention_check_rate <= 0:
+        return 0
+    prompt_ids = sorted({c.prompt_id for c in real})
+    if len(prompt_ids) < 2:
+        return 0
+    wanted = max(1, math.ceil(campaign.attention_check_rate * len(real)))
+    rng = random.Random()
+    answers: dict[tuple[int, int], Response] = {}
+    for comparison in real:
+        for response in (comparison.response_a, comparison.response_b):
+            answers[(comparison.prompt_id, response.model_id)] = response
+    texts = dict(Response.objects.filter(pk__in=[r.pk for r in answers.values()]).values_list("pk", "text"))
+    order = list(texts)
+    points = dict(zip(order, lookalike_space([served_text(texts[pk]) for pk in order]), strict=True))
+    used: dict[int, int] = defaultdict(int)
+    golds: list[Comparison] = []
+    seen: set[tuple[int, int]] = set()
+    for real_cmp in rng.sample(real, k=min(wanted, len(real))):
+        gold, stand_in_for = rng.choice(
+            [(real_cmp.response_a, real_cmp.response_b), (real_cmp.response_b, real_cmp.response_a)]
+        )
+        candidates = [
+            answer
+            for pid in prompt_ids
+            if pid != real_cmp.prompt_id
+            and (answer := answers.get((pid, stand_in_for.model_id))) is not None
+            and (gold.pk, answer.pk) not in seen
+        ]
+        if not candidates:
+            continue
+        target = points[stand_in_for.pk]
+        nearest = sorted(candidates, key=lambda a: float(np.sum((points[a.pk] - target) ** 2)))[:5]
+        fewest = min(used[a.pk] for a in nearest)
+        distractor = rng.choice([a for a in nearest if used[a.pk] == fewest])
+        used[distractor.pk] += 1
+        seen.add((gold.pk, distractor.pk))
+        golds.append(
+            Comparison(
+                campaign=campaign,
+                prompt_id=real_cmp.prompt_id,
+                response_a=gold,
+                response_b=distractor,
+                is_attention_check=True,
+            )
+        )
+    Comparison.objects.bulk_create(golds)
+    return len(golds)
+
+
+@transaction.atomic
+def campaign_open(*, campaign: Campaign) -> OpenReport:
+    """Open (or reopen) a campaign; the first time, create its comparisons and report the prompts skipped."""
+    locked = Campaign.objects.select_for_update().get(pk=campaign.pk)
+    report = OpenReport()
+    if not locked.comparisons.exists():
+        report = _build_comparisons(locked)
+        locked.comparisons_count = locked.comparisons.count()
+    locked.status = Campaign.Status.OPEN
+    locked.opened_at = locked.opened_at or timezone.now()
+    locked.closed_at = None
+    locked.save(update_fields=["status", "opened_at", "closed_at", "comparisons_count"])
+    campaign.status, campaign.opened_at, campaign.closed_at = locked.status, locked.opened_at, locked.closed_at
+    campaign.comparisons_count = locked.comparisons_count
+    campaign.identity_leaks = locked.identity_leaks
+    return report
+
+
+@transaction.atomic
+def campaign_pause(*, campaign: Campaign) -> Campaign:
+    """Stop handing out pairs; votes on pairs already served are still accepted."""
+    if campaign.status != Campaign.Status.OPEN:
+        raise ValidationError(f"Only an open campaign can be paused; {campaign.slug!r} is {campaign.status}.")
+    campaign.status = Campaign.Status.PAUSED
+    campaign.save(update_fields=["status"])
+    return campaign
+
+
+@transaction.atomic
+def campaign_close(*, campaign: Campaign) -> Campaign:
+    """Close for good: no new pairs, no more votes."""
+    campaign.status = Campaign.Status.CLOSED
+    campaign.closed_at = timezone.now()
+    campaign.save(update_fields=["status", "closed_at"])
+    return campaign
+
+
+@transaction.atomic
+def campaign_rotate_invite(*, campaign: Campaign) -> Campaign:
+    """Issue a new invite token; the old link stops working (raters who joined keep their session)."""
+    campaign.invite_token = new_token()
+    campaign.save(update_fields=["invite_token"])
+    return campaign

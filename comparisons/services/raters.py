@@ -1,0 +1,63 @@
+"""Raters: join by invite (one participant id, one rater), named raters with a login, analysts."""
+
+from __future__ import annotations
+
+from django.contrib.auth import get_user_model
+from django.contrib.auth.models import AbstractBaseUser, Group
+from django.core.exceptions import ValidationError
+from django.db import IntegrityError, transaction
+
+from comparisons.access import ANALYST_GROUP
+from comparisons.models import Campaign, Rater, new_token
+
+
+@transaction.atomic
+def rater_create_from_invite(*, campaign: Campaign, participant_id: str = "") -> Rater:
+    """A new passwordless rater of this campaign (one per browser that opens the invite link)."""
+    User = get_user_model()
+    user = User.objects.create_user(username=f"rater-{new_token()[:12]}")
+    user.set_unusable_password()
+    user.save(update_fields=["password"])
+    return Rater.objects.create(user=user, campaign=campaign, participant_id=participant_id.strip()[:200])
+
+
+def rater_join(*, campaign: Campaign, participant_id: str = "") -> tuple[Rater, bool]:
+    """The rater a browser opening the invite link becomes, and whether it is new.
+
+    Without a participant id every browser is a new rater. With one (`?participant=` / `?PROLIFIC_PID=`),
+    the participant's existing rater of this campaign is resumed, from whatever browser: one participant id
+    is one rater per campaign (a database constraint; two browsers joining at once end as the same rater)."""
+    participant_id = participant_id.strip()[:200]
+    if participant_id:
+        existing = Rater.objects.select_related("user").filter(campaign=campaign, participant_id=participant_id)
+        rater = existing.first()
+        if rater is not None:
+            return rater, False
+        try:
+            return rater_create_from_invite(campaign=campaign, participant_id=participant_id), True
+        except IntegrityError:  # the same participant joined concurrently from another browser
+            return existing.get(), False
+    return rater_create_from_invite(campaign=campaign), True
+
+
+@transaction.atomic
+def rater_create_named(*, username: str, password: str, campaigns: list[Campaign] | None = None) -> Rater:
+    """A rater with a login of their own, allowed to rate the given campaigns."""
+    User = get_user_model()
+    if User.objects.filter(username=username).exists():
+        raise ValidationError(f"A user named {username!r} already exists.")
+    user = User.objects.create_user(username=username, password=password)
+    rater = Rater.objects.create(user=user)
+    if campaigns:
+        rater.campaigns.set(campaigns)
+    return rater
+
+
+def analyst_group() -> Group:
+    group, _ = Group.objects.get_or_create(name=ANALYST_GROUP)
+    return group
+
+
+@transaction.atomic
+def user_make_analyst(*, user: AbstractBaseUser) -> None:
+    user.groups.add(analyst_group())  # type: ignore[attr-defined]

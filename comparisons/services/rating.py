@@ -1,0 +1,374 @@
+"""The rater loop: hand a rater their next pair (`assignment_next`), release it (`assignment_skip`) and
+record exactly one vote (`vote_cast`).
+
+Both hot paths run in one transaction. On PostgreSQL candidate comparisons are locked with
+`SELECT … FOR UPDATE SKIP LOCKED` and the load is re-counted under the lock, so a comparison never holds
+more than k votes plus live leases; on SQLite the settings open every transaction with BEGIN IMMEDIATE,
+which serializes writers."""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from django.db import IntegrityError, connection, transaction
+from django.db.models import Exists, OuterRef
+from django.utils import timezone
+
+from comparisons import rating_queries, rows
+from comparisons.access import rater_can_rate
+from comparisons.models import Assignment, Campaign, Comparison, Rater, Vote, new_token
+
+
+class RatingError(Exception):
+    """Base class of the errors a rater's request can meet; `status` is the HTTP code views answer with."""
+
+    status = 400
+
+
+class NotFound(RatingError):
+    status = 404
+
+
+class Conflict(RatingError):
+    status = 409
+
+
+class Gone(RatingError):
+    status = 410
+
+
+class InvalidChoice(RatingError):
+    status = 400
+
+
+def rater_votes_done(*, rater: Rater, campaign: Campaign) -> int:
+    """Votes this rater cast in this campaign (the per-rater cap counts these)."""
+    return rating_queries.votes_done(rater_id=rater.pk, campaign_id=campaign.pk)
+
+
+def _assignment(
+    *,
+    pk: int,
+    token: str,
+    comparison_id: int,
+    rater: Rater,
+    left_is_a: Any,
+    status: str,
+    created_at: Any,
+    leased_until: Any,
+) -> Assignment:
+    """An Assignment instance from values read (or written) by `rating_queries`, without a query."""
+    assignment: Assignment = rows.instance(
+        Assignment,
+        {"id": pk, "token": token, "comparison_id": comparison_id, "rater_id": rater.pk, "left_is_a": left_is_a,
+         "status": status, "created_at": created_at, "leased_until": leased_until, "closed_at": None},
+    )  # fmt: skip
+    Assignment.rater.field.set_cached_value(assignment, rater)
+    return assignment
+
+
+_LEASED = Assignment.Status.LEASED.value
+
+
+def _lease_gold(*, rater: Rater, comparison_id: int, campaign: Campaign, now: datetime, left_is_a: bool) -> Assignment:
+    """Lease an attention check: no quota applies to gold pairs (their votes never count toward k)."""
+    return Assignment.objects.create(
+        comparison_id=comparison_id,
+        rater=rater,
+        left_is_a=left_is_a,
+        leased_until=now + timedelta(seconds=campaign.lease_seconds),
+    )
+
+
+# How many comparisons a pick ranks (see rating_queries.rank_candidates). While fewer raters than this hold a
+# lease at once (each holds at most one per campaign), a full window holds a comparison nobody has leased, and
+# the window's best is the campaign's best.
+CANDIDATE_WINDOW = 64
+# How many of the best candidates PostgreSQL tries to lock (SKIP LOCKED) before waiting for the best one.
+_CANDIDATES_TO_LOCK = 16
+
+
+def _ranked(*, rater: Rater, campaign: Campaign, now: datetime, tried: set[int]) -> list[int]:
+    """The unseen comparisons under k, fewest votes plus live leases first, ties at random (ids).
+
+    A window of CANDIDATE_WINDOW comparisons in the order of their votes is ranked first; the whole campaign
+    only when that window is full and every comparison in it carries more load than the votes of the last
+    (so one outside it might carry less)."""
+    k = campaign.votes_per_comparison
+    start = random.random()  # where ties among equal votes begin: a different point for every pick
+    window: int | None = CANDIDATE_WINDOW
+    while True:
+        ranked = rating_queries.rank_candidates(
+            campaign_id=campaign.pk, rater_id=rater.pk, k=k, now=now, start=start, window=window, tried=tried
+        )
+        under = [c.id for c in ranked if c.load < k]
+        if window is None or len(ranked) < window:
+            return under
+        if under and ranked[0].load <= max(c.votes_count for c in ranked):
+            return under
+        window = None
+
+
+def _pick_candidate(*, rater: Rater, campaign: Campaign, now: datetime, tried: set[int]) -> int | None:
+    """The unseen comparison under k with the fewest votes plus live leases (ties at random), locked.
+
+    On PostgreSQL the candidates are read without locks, then the best one no other transaction holds is
+    locked (SKIP LOCKED) by a statement of its own: locking in the ranking query itself made PostgreSQL
+    re-check the whole ranking for every row a concurrent vote had just updated. When every candidate is
+    held, wait for the best one rather than tell this rater there is nothing left: the attempt holds no other
+    comparison's lock (see assignment_next), so the wait cannot deadlock. On SQLite the whole transaction
+    already holds the database's write lock."""
+    ranked = _ranked(rater=rater, campaign=campaign, now=now, tried=tried)
+    if not ranked:
+        return None
+    if connection.vendor == "postgresql":
+        free = rating_queries.lock_first_free(ranked[:_CANDIDATES_TO_LOCK])
+        if free is not None:
+            return free
+        rating_queries.lock_comparison(ranked[0])
+    return ranked[0]
+
+
+class _PairFilled(Exception):  # noqa: N818 - control flow inside assignment_next, never raised to callers
+    """The locked candidate filled up after it was ranked: roll back, which releases its lock, and try again."""
+
+    def __init__(self, comparison_id: int) -> None:
+        super().__init__(comparison_id)
+        self.comparison_id = comparison_id
+
+
+def assignment_next(*, rater: Rater, campaign: Campaign) -> Assignment | None:
+    """The rater's next pair: their own live unvoted assignment if any, else a new lease on the comparison
+    with the fewest votes plus live leases (below k) they have not seen, ties at random. None when nothing is
+    left for this rater (campaign not open, per-rater limit reached, or every pair full or already seen).
+
+    Each attempt is its own transaction and locks at most one comparison: when the locked one turns out to
+    have filled since it was ranked, the attempt rolls back (releasing that lock) before the next one may wait
+    for another. Holding one comparison's lock while waiting for another's deadlocks with a rival doing the
+    same. Every failed attempt rules its comparison out, so the attempts end."""
+    tried: set[int] = set()
+    while True:
+        try:
+            with transaction.atomic():
+                return _assignment_next_attempt(rater=rater, campaign=campaign, tried=tried)
+        except _PairFilled as filled:
+            tried.add(filled.comparison_id)
+
+
+def _assignment_next_attempt(*, rater: Rater, campaign: Campaign, tried: set[int]) -> Assignment | None:
+    # Serialize one rater's concurrent requests (double clicks, two tabs): one lease at a time.
+    rating_queries.lock_rater(rater.pk, lease_commits_asynchronously=True)
+    # A rater at the campaign's per-rater cap gets nothing, not even a pair leased before they reached it
+    # (their vote on it would be refused).
+    limit = campaign.comparisons_per_rater
+    if limit is not None and rater_votes_done(rater=rater, campaign=campaign) >= limit:
+        return None
+    now = timezone.now()
+    lease = rating_queries.current_lease(rater_id=rater.pk, campaign_id=campaign.pk, now=now)
+    if lease is not None:
+        return _assignment(
+            pk=lease.id, token=lease.token, comparison_id=lease.comparison_id, rater=rater, left_is_a=lease.left_is_a,
+            status=_LEASED, created_at=lease.created_at, leased_until=lease.leased_until,
+        )  # fmt: skip
+    if not campaign.is_open:
+        return None
+
+    if not tried and campaign.attention_check_rate > 0 and random.random() < campaign.attention_check_rate:
+        unseen = ~Exists(Assignment.objects.filter(comparison=OuterRef("pk"), rater=rater))
+        gold = (
+            Comparison.objects.filter(campaign=campaign, is_attention_check=True)
+            .filter(unseen)
+            .order_by("?")
+            .values_list("pk", flat=True)
+            .first()
+        )
+        if gold is not None:
+            return _lease_gold(
+                rater=rater, comparison_id=gold, campaign=campaign, now=now, left_is_a=random.random() < 0.5
+            )
+
+    pk = _pick_candidate(rater=rater, campaign=campaign, now=now, tried=tried)
+    if pk is None:
+        return None
+    # The candidates were ranked on an older snapshot: the INSERT re-counts the votes and live leases in a
+    # statement of its own, under the comparison's lock, and leases only while they stay under k.
+    token, left_is_a = new_token(), random.random() < 0.5
+    leased_until = now + timedelta(seconds=campaign.lease_seconds)
+    assignment_id = rating_queries.insert_lease_under_quota(
+        token=token, comparison_id=pk, rater_id=rater.pk, left_is_a=left_is_a, now=now, leased_until=leased_until,
+        k=campaign.votes_per_comparison,
+    )  # fmt: skip
+    if assignment_id is None:
+        raise _PairFilled(pk)
+    return _assignment(
+        pk=assignment_id, token=token, comparison_id=pk, rater=rater, left_is_a=left_is_a, status=_LEASED,
+        created_at=now, leased_until=leased_until,
+    )  # fmt: skip
+
+
+@transaction.atomic
+def assignment_skip(*, rater: Rater, token: str) -> Assignment:
+    """Release the lease of an unvoted assignment; the pair goes back to the pool for other raters, and this
+    rater can no longer vote on it (a skip is final). A rater no longer given the campaign gets NotFound."""
+    assignment = (
+        Assignment.objects.select_for_update(of=("self",))
+        .select_related("comparison__campaign")
+        .filter(token=token, rater=rater)
+        .order_by()
+        .first()
+    )
+    if assignment is None or not rater_can_rate(rater=rater, campaign=assignment.comparison.campaign):
+        raise NotFound("No such assignment for this rater.")
+    if assignment.status == Assignment.Status.VOTED:
+        raise Conflict("This pair has already been voted on; it cannot be skipped.")
+    if assignment.status == Assignment.Status.LEASED:
+        now = timezone.now()
+        assignment.status = Assignment.Status.SKIPPED
+        assignment.leased_until = now
+        assignment.closed_at = now
+        assignment.save(update_fields=["status", "leased_until", "closed_at"])
+    return assignment
+
+
+# ---------------------------------------------------------------- votes
+
+API_CHOICES = {"A": Vote.Choice.LEFT, "B": Vote.Choice.RIGHT, "tie": Vote.Choice.TIE, "both_bad": Vote.Choice.BOTH_BAD}
+MAX_RATIONALE_CHARS = 5000
+
+
+def _plural(n: int) -> str:
+    return "" if n == 1 else "s"
+
+
+def _may_rate(rater: Rater, *, campaign_id: int, named_member: bool) -> bool:
+    """`access.rater_can_rate` on values already read: invite raters their campaign, named ones those given."""
+    if rater.campaign_id is not None:
+        return rater.campaign_id == campaign_id
+    return named_member
+
+
+def _vote_seconds(now: datetime, *, served: datetime, last_vote: Any) -> float:
+    """Seconds a vote had: from the later of serving the pair and the rater's previous vote.
+
+    One person reads one pair at a time, so pairs served long ago (leases left to expire) and then voted in
+    a burst get the short times of the burst and are flagged as too fast, like any other hurried vote."""
+    start = served if last_vote is None else max(served, rows.aware(last_vote))
+    return max(0.0, (now - start).total_seconds())
+
+
+@dataclass
+class VoteResult:
+    vote: Vote
+    created: bool
+    campaign: Campaign  # the vote's campaign, as read with it (the caller serves the next pair from it)
+
+
+@transaction.atomic
+def vote_cast(
+    *, rater: Rater, token: str, choice: str, rationale: str = "", reveals_identity: bool = False
+) -> VoteResult:
+    """Record the rater's vote on an assignment, exactly once.
+
+    ``reveals_identity`` is the rater's report that an answer of the pair tells who wrote it (it names its
+    model or maker); the vote is stored with ``identity_reported`` set, and analyses can leave such pairs out.
+
+    `choice` is the API's "A" | "B" | "tie" | "both_bad" (A = left on the rater's screen). The same
+    choice again returns the stored vote (created=False); a different one raises Conflict; another
+    rater's or an unknown token raises NotFound, and so does a token of a campaign the rater may no
+    longer rate (a named rater removed from it). When the lease has expired the vote is still accepted
+    while the comparison is under its quota of k votes plus other raters' live leases, otherwise Gone.
+    Gone too: a closed campaign, a pair this rater skipped, and any vote past the campaign's per-rater
+    cap. The vote's `seconds` run from the later of serving the pair and the rater's previous vote.
+    """
+    if choice not in API_CHOICES:
+        raise InvalidChoice(f"'choice' must be one of {', '.join(API_CHOICES)}; got {choice!r}.")
+    if not isinstance(rationale, str):
+        raise InvalidChoice("'rationale' must be a string.")
+    if len(rationale) > MAX_RATIONALE_CHARS:
+        raise InvalidChoice(f"'rationale' is limited to {MAX_RATIONALE_CHARS} characters.")
+    if "\x00" in rationale:  # PostgreSQL text cannot hold NUL: refuse it here rather than fail in the INSERT
+        raise InvalidChoice("'rationale' must not contain NUL (\\u0000) characters.")
+    if not isinstance(reveals_identity, bool):
+        raise InvalidChoice("'reveals_identity' must be true or false.")
+    try:
+        rationale.encode("utf-8")
+    except UnicodeEncodeError as exc:  # JSON may carry half of a surrogate pair ("\ud800"), which no database stores
+        raise InvalidChoice(
+            f"'rationale' contains a lone surrogate (\\u{ord(rationale[exc.start]):04x}) at character {exc.start}, "
+            "which is not text; send the whole character (both halves of the pair) or leave it out."
+        ) from None
+    screen_choice = API_CHOICES[choice].value
+    # Lock the assignment (one vote per assignment) and its comparison (the quota) in one query; the
+    # clock is read after the locks so a lease cannot expire between the check and a rival's lease.
+    target = rating_queries.vote_target(token=token, rater_id=rater.pk)
+    if target is None:
+        raise NotFound("No such assignment for this rater.")
+    campaign = target.campaign
+    if not _may_rate(rater, campaign_id=campaign.pk, named_member=target.named_member):
+        raise NotFound("No such assignment for this rater.")
+    assignment = _assignment(
+        pk=target.id, token=token, comparison_id=target.comparison_id, rater=rater, left_is_a=target.left_is_a,
+        status=target.status, created_at=target.created_at, leased_until=target.leased_until,
+    )  # fmt: skip
+    if target.status == Assignment.Status.VOTED:
+        existing = Vote.objects.filter(assignment_id=target.id).first()
+        if existing is not None:
+            Vote.assignment.field.set_cached_value(existing, assignment)
+            if existing.choice == screen_choice:
+                return VoteResult(vote=existing, created=False, campaign=campaign)
+            raise Conflict("This pair already has a different vote from you; a vote cannot be changed.")
+
+    if campaign.status == Campaign.Status.CLOSED:
+        raise Gone("This campaign is closed; the vote was not recorded.")
+    if target.status == Assignment.Status.SKIPPED:
+        raise Gone("You skipped this pair; a skipped pair cannot be voted on later.")
+    per_rater, votes_done = campaign.comparisons_per_rater, target.votes_done
+    if per_rater is not None and votes_done == per_rater - 1 and connection.vendor == "postgresql":
+        # The last vote the cap allows: serialize it with the rater's other votes (two tabs voting expired
+        # pairs at once) and count again under the lock. This transaction already holds its comparison,
+        # which no other assignment of this rater can be on, so the extra lock cannot deadlock.
+        rating_queries.lock_rater(rater.pk)
+        votes_done = rater_votes_done(rater=rater, campaign=campaign)
+    if per_rater is not None and votes_done >= per_rater:
+        raise Gone(
+            f"You have judged the {per_rater} pair{_plural(per_rater)} this campaign asks of one rater; "
+            "the vote was not recorded."
+        )
+    now = timezone.now()
+    k = campaign.votes_per_comparison
+    live = target.status == Assignment.Status.LEASED and target.leased_until > now
+    if not live and not target.is_attention_check:
+        load = rating_queries.load_of_others(comparison_id=target.comparison_id, assignment_id=target.id, now=now)
+        if load >= k:
+            raise Gone("Your time on this pair ran out and it has since been filled by other raters.")
+
+    left, right = ((target.response_a_id, target.model_a_id), (target.response_b_id, target.model_b_id))[
+        :: 1 if target.left_is_a else -1
+    ]
+    winner_id, winner_model_id = {"left": left, "right": right}.get(screen_choice, (None, None))
+    # On a gold pair the on-prompt answer (response_a) must win; "both bad" is tolerated (it may really be bad).
+    failed = target.is_attention_check and screen_choice != "both_bad" and winner_id != target.response_a_id
+    values = {
+        "assignment_id": target.id, "choice": screen_choice, "winner_response_id": winner_id,
+        "winner_model_id": winner_model_id, "rationale": rationale.strip(),
+        "seconds": _vote_seconds(now, served=target.created_at, last_vote=target.last_vote_at),
+        "submitted_at": now, "attention_failed": failed, "identity_reported": reveals_identity,
+    }  # fmt: skip
+    try:
+        # Attention checks do not count toward k.
+        vote = rating_queries.write_vote(
+            values=values, comparison_id=target.comparison_id, counted=0 if target.is_attention_check else 1
+        )
+    except IntegrityError as exc:  # pragma: no cover - the row lock above makes this unreachable
+        raise Conflict("This pair was voted on concurrently.") from exc
+    assignment.status, assignment.closed_at = Assignment.Status.VOTED, now
+    Vote.assignment.field.set_cached_value(vote, assignment)
+    if failed and not rater.flagged:
+        Rater.objects.filter(pk=rater.pk).update(
+            flagged=True, flag_reason=f"Failed an attention check in campaign {campaign.slug} at {now:%Y-%m-%d %H:%M}."
+        )
+        rater.flagged = True
+    return VoteResult(vote=vote, created=True, campaign=campaign)
