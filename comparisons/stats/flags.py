@@ -23,7 +23,10 @@ def wilson_interval(flagged: int, shown: int, *, confidence: float = 0.95) -> tu
     denominator = 1.0 + z * z / shown
     centre = (p + z * z / (2 * shown)) / denominator
     half = z * np.sqrt(p * (1 - p) / shown + z * z / (4 * shown * shown)) / denominator
-    return 100.0 * max(0.0, centre - half), 100.0 * min(1.0, centre + half)
+    # At 0 (or all) flagged the bound is exactly 0 (100%); the formula leaves rounding dust there.
+    low = 0.0 if flagged == 0 else 100.0 * max(0.0, float(centre - half))
+    high = 100.0 if flagged == shown else 100.0 * min(1.0, float(centre + half))
+    return low, high
 
 
 def flag_rate(flagged: int, shown: int, *, confidence: float = 0.95) -> dict[str, float | int | None]:
