@@ -148,7 +148,7 @@ def snapshot_publish(
             with connection.cursor() as cursor:
                 cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
         # Serialize publications of one campaign so their numbers never collide.
-        locked = Campaign.objects.select_for_update().select_related("baseline").get(pk=campaign.pk)
+        locked = Campaign.objects.select_for_update().get(pk=campaign.pk)
         rows, ids, choices = _rows_with_ids(locked)
         if not rows:
             raise InputError(f"Campaign {locked.slug!r} has no votes yet: there is nothing to publish.")
