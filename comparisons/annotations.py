@@ -78,6 +78,15 @@ def _text(entry: dict[str, Any], name: str, *, path: Path, where: str, required:
     value = entry[name]
     if not isinstance(value, str):
         raise InputError(f"{path}, {where}: the field '{name}' is {_kind(value)}, expected a string. {NOTHING}")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as exc:  # JSON may escape half of a surrogate pair ("\ud800"), which is no text
+        raise InputError(
+            f"{path}, {where}: the field '{name}' contains a lone surrogate (\\u{ord(value[exc.start]):04x}) at "
+            f"character {exc.start}, which is not text. Fix the file. {NOTHING}"
+        ) from None
+    if "\x00" in value:  # PostgreSQL text cannot hold NUL
+        raise InputError(f"{path}, {where}: the field '{name}' contains a NUL (\\u0000) character. {NOTHING}")
     return value
 
 

@@ -44,7 +44,7 @@ def code_version() -> str:
             cwd=settings.BASE_DIR,
             capture_output=True,
             text=True,
-            timeout=10,
+            timeout=5,
             check=True,
         ).stdout.strip()
         if described:

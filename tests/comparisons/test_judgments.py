@@ -102,6 +102,8 @@ BAD_FILES = [
     ([{"instruction": "x", "output_1": "a", "output_2": "b", "preference": None}], "'preference' is missing or null"),
     ([{"instruction": "x", "output_1": "a", "output_2": "b", "preference": True}], "'preference' is True"),
     ([{"instruction": "x", "output_1": 5, "output_2": "b", "preference": 1}], "'output_1' is a number"),
+    ('[{"instruction": "x", "output_1": "\\ud800", "output_2": "b", "preference": 1}]', "lone surrogate (\\ud800)"),
+    ([{"instruction": "x", "output_1": "a", "output_2": "b", "preference": 1, "annotator": "a\x00"}], "NUL"),
     ([{"instruction": "x", "output_1": "a", "output_2": "b", "preference": 1}], "None of the 1 annotations"),
 ]
 
