@@ -135,7 +135,8 @@ def _verdict_words(score: float, model: str, against: str) -> str:
 
 def judge_comparison(*, campaign: Campaign, n_boot: int = 1000, seed: int = 0) -> list[dict[str, Any]]:
     """Per imported judge: its entry per pair (`stats.judges.JudgePairStats` fields with model and baseline),
-    and the comparisons where it and the raters disagree most (at most TOP_DISAGREEMENTS, largest first).
+    and the comparisons where it and the raters disagree most (at most TOP_DISAGREEMENTS, largest gap first;
+    comparisons where they agree exactly are not listed).
     Empty when no judge was imported."""
     result = []
     for j, (judge, pairs) in enumerate(sorted(_judged(campaign).items())):
@@ -148,7 +149,7 @@ def judge_comparison(*, campaign: Campaign, n_boot: int = 1000, seed: int = 0) -
             )
             entries.append({"judge": judge, "model": model, "baseline": against, **stats.as_dict()})
             gaps, humans = disagreement(counts=counts, judge_score=scores), human_score(counts)
-            for k in np.flatnonzero(np.isfinite(gaps)):
+            for k in np.flatnonzero(np.isfinite(gaps) & (gaps > 0)):  # only where they disagree at all
                 worst.append(
                     {
                         "prompt_id": judged.prompt_ids[k],
