@@ -41,7 +41,7 @@ def _run(statements_index):
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('comparisons', '0005_campaign_names_not_formulas'),
+        ('comparisons', '0006_next_pair_at_scale'),
         ('generation', '0003_playground_answer'),
     ]
 
