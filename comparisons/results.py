@@ -19,6 +19,14 @@ from django.db import connection
 from django.db.models import Count, Exists, F, Max, OuterRef, Q, Sum
 
 from comparisons import vote_copy
+from comparisons.judging import (
+    CONTENT_REPORT_COLUMNS,
+    JUDGE_COLUMNS,
+    JUDGMENT_COLUMNS,
+    content_report_rows,
+    judge_rows,
+    judgment_rows,
+)
 from comparisons.models import Assignment, Campaign, Comparison, Rater, Vote
 from comparisons.selectors import VOTE_COLUMNS, attention_failed_raters, served_lengths, vote_rows, vote_table
 from comparisons.services import campaign_prompts
@@ -26,7 +34,7 @@ from comparisons.stats import SUMMARY_COLUMNS, analyze, csv_lines, summary_rows
 from evalsite.cache import cache_call
 from generation.models import Response
 
-EXPORT_KINDS = ("votes", "prompts", "summary", "annotations")
+EXPORT_KINDS = ("votes", "prompts", "summary", "annotations", "judges", "judgments", "content_reports")
 PROMPT_COLUMNS = [
     "prompt_id",
     "category",
@@ -364,7 +372,8 @@ class VotesCsv:
 
 
 def export_stream(*, campaign: Campaign, kind: str, n_boot: int = 1000, seed: int = 0) -> Iterator[str]:
-    """The text of one export (``votes``, ``prompts``, ``summary`` CSV or ``annotations`` JSON), in pieces."""
+    """The text of one export (``votes``, ``prompts``, ``summary`` CSV or ``annotations`` JSON; ``judges``,
+    ``judgments`` and ``content_reports`` CSV from `comparisons.judging`), in pieces."""
     if kind == "votes":
         return iter(VotesCsv(campaign=campaign))
     if kind == "prompts":
@@ -374,4 +383,10 @@ def export_stream(*, campaign: Campaign, kind: str, n_boot: int = 1000, seed: in
         return csv_lines(SUMMARY_COLUMNS, summary_rows(analysis) if analysis else [])
     if kind == "annotations":
         return annotations_json(campaign=campaign)
+    if kind == "judges":
+        return csv_lines(JUDGE_COLUMNS, judge_rows(campaign=campaign, n_boot=n_boot, seed=seed))
+    if kind == "judgments":
+        return csv_lines(JUDGMENT_COLUMNS, judgment_rows(campaign=campaign))
+    if kind == "content_reports":
+        return csv_lines(CONTENT_REPORT_COLUMNS, content_report_rows(campaign=campaign))
     raise ValueError(f"Unknown export {kind!r}; use one of {', '.join(EXPORT_KINDS)}.")

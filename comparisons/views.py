@@ -172,6 +172,10 @@ def rate_vote_form(request: HttpRequest, slug: str) -> HttpResponse:
                 choice=request.POST.get("choice", ""),
                 rationale=request.POST.get("rationale", ""),
                 reveals_identity=request.POST.get("reveals_identity") in {"1", "on", "true"},
+                content_reports=[  # checkboxes valued "A:harmful" etc.
+                    dict(zip(("side", "kind"), value.split(":", 1), strict=False))
+                    for value in request.POST.getlist("content_report")
+                ],
             )
     except services.RatingError as exc:
         messages.error(request, str(exc))
@@ -239,8 +243,9 @@ def api_vote(request: HttpRequest, token: str) -> HttpResponse:
         rationale = body.get("rationale") or ""
         reveals_identity = body.get("reveals_identity", False)
         result = services.vote_cast(
-            rater=rater, token=token, choice=choice, rationale=rationale, reveals_identity=reveals_identity
-        )
+            rater=rater, token=token, choice=choice, rationale=rationale, reveals_identity=reveals_identity,
+            content_reports=body.get("content_reports"),
+        )  # fmt: skip
     except services.RatingError as exc:
         return _json_error(str(exc), exc.status)
     payload = vote_public(result.vote)

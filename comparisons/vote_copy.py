@@ -389,3 +389,13 @@ class VoteCsv:
                 writer.writerows(rows)
             self.rows += len(carriage)
             yield buffer.getvalue()
+
+
+def read_one_snapshot() -> None:
+    """PostgreSQL: make every read of the current transaction see the same votes, however many arrive
+    meanwhile (REPEATABLE READ); call it before the transaction's first query. Other databases already
+    serialize their transactions."""
+    if connection.vendor != "postgresql":
+        return
+    with connection.cursor() as cursor:
+        cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")

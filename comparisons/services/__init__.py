@@ -1,7 +1,9 @@
 """Changes to campaigns, raters, assignments and votes, one module per subject.
 
-`campaigns` (create, open, pause, close), `raters` (join, named raters, analysts) and `rating` (the rater loop:
-next pair, skip, vote). Callers import from here: ``from comparisons import services``.
+`campaigns` (create, open, pause, close), `raters` (join, named raters, analysts), `rating` (the rater loop:
+next pair, skip, vote), `reports` (content reports sent with a vote), `judgments` (an automatic judge's
+imported verdicts) and `snapshots` (frozen, published results). Callers import from here:
+``from comparisons import services``.
 """
 
 from comparisons.services.campaigns import (
@@ -14,6 +16,7 @@ from comparisons.services.campaigns import (
     campaign_rotate_invite,
     identity_leak_lines,
 )
+from comparisons.services.judgments import JudgmentImport, judgments_import
 from comparisons.services.raters import (
     analyst_group,
     rater_create_from_invite,
@@ -35,6 +38,8 @@ from comparisons.services.rating import (
     rater_votes_done,
     vote_cast,
 )
+from comparisons.services.reports import REPORT_KINDS, content_reports_parse
+from comparisons.services.snapshots import snapshot_publish
 
 __all__ = [
     "API_CHOICES",
@@ -42,8 +47,10 @@ __all__ = [
     "Conflict",
     "Gone",
     "InvalidChoice",
+    "JudgmentImport",
     "NotFound",
     "OpenReport",
+    "REPORT_KINDS",
     "RatingError",
     "VoteResult",
     "analyst_group",
@@ -55,11 +62,14 @@ __all__ = [
     "campaign_pause",
     "campaign_prompts",
     "campaign_rotate_invite",
+    "content_reports_parse",
     "identity_leak_lines",
+    "judgments_import",
     "rater_create_from_invite",
     "rater_create_named",
     "rater_join",
     "rater_votes_done",
+    "snapshot_publish",
     "user_make_analyst",
     "vote_cast",
 ]

@@ -20,6 +20,7 @@ from django.utils import timezone
 from comparisons import rating_queries, rows
 from comparisons.access import rater_can_rate
 from comparisons.models import Assignment, Campaign, Comparison, Rater, Vote, new_token
+from comparisons.services.reports import ContentReportInvalid, content_reports_parse, content_reports_store
 
 
 class RatingError(Exception):
@@ -268,12 +269,20 @@ class VoteResult:
 
 @transaction.atomic
 def vote_cast(
-    *, rater: Rater, token: str, choice: str, rationale: str = "", reveals_identity: bool = False
+    *,
+    rater: Rater,
+    token: str,
+    choice: str,
+    rationale: str = "",
+    reveals_identity: bool = False,
+    content_reports: Any = None,
 ) -> VoteResult:
     """Record the rater's vote on an assignment, exactly once.
 
     ``reveals_identity`` is the rater's report that an answer of the pair tells who wrote it (it names its
     model or maker); the vote is stored with ``identity_reported`` set, and analyses can leave such pairs out.
+    ``content_reports`` (``[{"side": "A", "kind": "harmful"}, …]``) flags answers of the pair by their side on
+    the rater's screen; they are stored with a new vote, in its transaction (`services.reports`).
 
     `choice` is the API's "A" | "B" | "tie" | "both_bad" (A = left on the rater's screen). The same
     choice again returns the stored vote (created=False); a different one raises Conflict; another
@@ -293,6 +302,10 @@ def vote_cast(
         raise InvalidChoice("'rationale' must not contain NUL (\\u0000) characters.")
     if not isinstance(reveals_identity, bool):
         raise InvalidChoice("'reveals_identity' must be true or false.")
+    try:
+        reports = content_reports_parse(content_reports)
+    except ContentReportInvalid as exc:
+        raise InvalidChoice(str(exc)) from None
     try:
         rationale.encode("utf-8")
     except UnicodeEncodeError as exc:  # JSON may carry half of a surrogate pair ("\ud800"), which no database stores
@@ -364,6 +377,7 @@ def vote_cast(
         )
     except IntegrityError as exc:  # pragma: no cover - the row lock above makes this unreachable
         raise Conflict("This pair was voted on concurrently.") from exc
+    content_reports_store(vote_id=vote.pk, left_response_id=left[0], right_response_id=right[0], reports=reports)
     assignment.status, assignment.closed_at = Assignment.Status.VOTED, now
     Vote.assignment.field.set_cached_value(vote, assignment)
     if failed and not rater.flagged:

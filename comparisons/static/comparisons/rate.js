@@ -11,6 +11,7 @@
   var tokenInput = document.getElementById("assignment");
   var rationale = document.getElementById("rationale");
   var revealsIdentity = document.getElementById("reveals-identity");
+  var reportBoxes = form.querySelectorAll("input[name=content_report]");
   var statusLine = document.getElementById("status");
   var csrf = form.querySelector("input[name=csrfmiddlewaretoken]").value;
   var buttons = form.querySelectorAll("button");
@@ -52,9 +53,23 @@
     document.getElementById("response-b").scrollTop = 0;
     rationale.value = "";
     revealsIdentity.checked = false;
+    for (var r = 0; r < reportBoxes.length; r++) { reportBoxes[r].checked = false; }
+    document.getElementById("content-reports").open = false;
     setProgress(data.progress);
     window.scrollTo(0, 0);
     document.getElementById("instruction-heading").focus({ preventScroll: true });
+  }
+
+  function contentReports() {
+    // Checkbox values are "A:harmful" etc.: the side on this screen and the kind of problem.
+    var reports = [];
+    for (var r = 0; r < reportBoxes.length; r++) {
+      if (reportBoxes[r].checked) {
+        var parts = reportBoxes[r].value.split(":");
+        reports.push({ side: parts[0], kind: parts[1] });
+      }
+    }
+    return reports;
   }
 
   function post(template, body) {
@@ -88,7 +103,8 @@
     say(kind === "skip" ? "Skipping…" : "Saving your vote…");
     var request = kind === "skip"
       ? post(root.dataset.skipUrl, {})
-      : post(root.dataset.voteUrl, { choice: choice, rationale: rationale.value, reveals_identity: revealsIdentity.checked });
+      : post(root.dataset.voteUrl, { choice: choice, rationale: rationale.value, reveals_identity: revealsIdentity.checked,
+                                          content_reports: contentReports() });
     request
       .then(function (response) {
         if (response.status === 400) {
