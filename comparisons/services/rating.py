@@ -21,6 +21,7 @@ from django.utils import timezone
 from comparisons import rows
 from comparisons.access import rater_can_rate
 from comparisons.models import Assignment, Campaign, Comparison, Rater, Vote, new_token
+from comparisons.services.campaigns import campaign_stop_check_soon
 
 
 class RatingError(Exception):
@@ -122,12 +123,14 @@ def _assignment(
     status: str,
     created_at: Any,
     leased_until: Any,
+    routing_probability: float | None = None,
 ) -> Assignment:
     """An Assignment instance from values read (or written) by the statements below, without a query."""
     assignment: Assignment = rows.instance(
         Assignment,
         {"id": pk, "token": token, "comparison_id": comparison_id, "rater_id": rater.pk, "left_is_a": left_is_a,
-         "status": status, "created_at": created_at, "leased_until": leased_until, "closed_at": None},
+         "status": status, "created_at": created_at, "leased_until": leased_until, "closed_at": None,
+         "routing_probability": routing_probability},
     )  # fmt: skip
     Assignment.rater.field.set_cached_value(assignment, rater)
     return assignment
@@ -460,4 +463,6 @@ def vote_cast(
             flagged=True, flag_reason=f"Failed an attention check in campaign {campaign_slug} at {now:%Y-%m-%d %H:%M}."
         )
         rater.flagged = True
+    if not is_check:  # the campaign may now have met its stopping rule or spent its budget
+        transaction.on_commit(lambda: campaign_stop_check_soon(campaign_id=campaign_id))
     return VoteResult(vote=vote, created=True)

@@ -4,11 +4,12 @@ A pair's win rate is r = S / N (S its first model's wins plus half its ties, N i
 over prompts. Votes on one prompt are correlated, so its variance is the cluster-robust (delta-method) one
 over prompts, the large-sample version of the bootstrap over prompts the results page uses:
 
-    var(r) = P / (P - 1) * sum_p (s_p - r~ n_p)^2 / N^2
+    var(r) = P / (P - 1) * sum_p (s_p - r n_p)^2 / N^2
 
-(s_p, n_p the score and votes on prompt p, P the prompts with votes). r~ = (S + 1) / (N + 2) is the rate
-shrunk by one virtual win and one virtual loss, so a pair with a unanimous first few votes is not reported
-as perfectly precise. The interval's half-width is z * sqrt(var(r)) in percentage points.
+(s_p, n_p the score and votes on prompt p, P the prompts with votes), computed with one virtual win and one
+virtual loss added, each on a prompt of its own: a pair whose first few votes all agree (or are all ties) is
+not reported as perfectly precise, and after a few dozen votes the two virtual ones no longer matter. The
+interval's half-width is z * sqrt(var(r)) in percentage points.
 
 Projection: a variance that falls as 1/N (future votes spread over prompts as the past ones did, so the
 prompt-level spread and the votes per prompt stay as observed) reaches a target half-width h* after
@@ -64,10 +65,11 @@ def precision_project(
     prompts = np.bincount(cell_pair, minlength=n_pairs)
     with np.errstate(divide="ignore", invalid="ignore"):
         win_rate = 100.0 * score / votes
-        shrunk = (score + 1.0) / (votes + 2.0)
+        shrunk = (score + 1.0) / (votes + 2.0)  # with the virtual win and loss
         residual = cell_score - shrunk[cell_pair] * cell_votes
-        spread = np.bincount(cell_pair, weights=residual**2, minlength=n_pairs)
-        variance = prompts / (prompts - 1.0) * spread / votes**2
+        virtual = (1.0 - shrunk) ** 2 + shrunk**2
+        spread = np.bincount(cell_pair, weights=residual**2, minlength=n_pairs) + virtual
+        variance = (prompts + 2.0) / (prompts + 1.0) * spread / (votes + 2.0) ** 2
     z = float(ndtri(0.5 + confidence / 2.0))
     half_width = np.where(prompts >= 2, 100.0 * z * np.sqrt(variance), np.nan)
     if target_half_width is None:

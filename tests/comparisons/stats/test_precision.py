@@ -54,6 +54,8 @@ def test_the_projected_votes_reach_the_target():
 def test_edge_cases_a_user_meets():
     unanimous = project(np.array([1.0, 1.0, 1.0]), np.array([1.0, 1.0, 1.0]), target=5.0)
     assert unanimous.half_width[0] > 10  # three wins in three votes is not precise
+    ties = project(np.full(10, 0.5), np.ones(10), target=5.0)
+    assert ties.half_width[0] > 5 and ties.votes_more[0] > 0  # nor are ten ties
     one_prompt = project(np.array([2.0]), np.array([3.0]), target=5.0)
     assert np.isnan(one_prompt.half_width[0]) and np.isnan(one_prompt.votes_more[0])
     done = project(*study(np.random.default_rng(4), prompts=2000, k=3), target=5.0)
