@@ -38,7 +38,8 @@ def test_the_next_vote_goes_mostly_to_the_two_models_whose_order_is_open():
     campaign = build_campaign(model_names=[A, B, C], n_prompts=40, k=1, routing="adaptive")
     vote(campaign, votes=60, winner=lambda x, y: None if C not in (x, y) else (y if x == C else x))
     plan = routing_plan_compute(campaign=campaign)
-    by_name = {frozenset(names(campaign)[m] for m in pair): p for pair, p in zip(plan.pairs, plan.probability)}
+    label = names(campaign)
+    by_name = {frozenset(label[m] for m in pair): p for pair, p in zip(plan.pairs, plan.probability, strict=True)}
     assert sum(plan.probability) == pytest.approx(1.0)
     assert by_name[frozenset({A, B})] == pytest.approx(0.9 + 0.1 / 3)
     assert min(plan.probability) == pytest.approx(0.1 / 3)  # every pair keeps a chance: weights stay finite
@@ -48,9 +49,9 @@ def test_full_pairs_get_no_votes_and_a_rater_who_has_seen_a_pair_draws_among_the
     campaign = build_campaign(model_names=[A, B, C], n_prompts=3, k=1, routing="adaptive")
     ids = {v: k for k, v in names(campaign).items()}
     full = (ids[A], ids[B]) if (ids[A], ids[B]) in routing_plan_compute(campaign=campaign).pairs else (ids[B], ids[A])
-    Comparison.objects.filter(
-        campaign=campaign, response_a__model_id=full[0], response_b__model_id=full[1]
-    ).update(votes_count=1)
+    Comparison.objects.filter(campaign=campaign, response_a__model_id=full[0], response_b__model_id=full[1]).update(
+        votes_count=1
+    )
     plan = routing_plan_compute(campaign=campaign)
     chance = dict(zip(plan.pairs, plan.probability, strict=True))
     assert chance[full] == 0 and sum(chance.values()) == pytest.approx(1.0)
