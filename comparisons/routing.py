@@ -68,8 +68,8 @@ def routing_plan_compute(*, campaign: Campaign) -> RoutingPlan:
         n_models=len(models),
         pair_first=first,
         pair_second=second,
-        first_score=[wins_a + 0.5 * (games - wins_a - wins_b)],
-        games=[games],
+        first_score=(wins_a + 0.5 * (games - wins_a - wins_b))[None, :],
+        games=games[None, :],
     )
     available = np.array([[still_open[pair] for pair in pairs]])
     probs = stats_routing.probabilities(fit, pair_first=first, pair_second=second, available=available)[0]
