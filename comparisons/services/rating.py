@@ -14,13 +14,14 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from django.db import IntegrityError, connection, transaction
-from django.db.models import Count, Exists, F, OuterRef, Subquery, Value
+from django.db.models import Count, Exists, F, OuterRef, Q, Subquery, Value
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from comparisons import rows
 from comparisons.access import rater_can_rate
 from comparisons.models import Assignment, Campaign, Comparison, Rater, Vote, new_token
+from comparisons.routing import routing_draw, routing_plan
 from comparisons.services.campaigns import campaign_stop_check_soon
 
 
@@ -66,6 +67,17 @@ def _load_of(comparison_id: int, now, *, exclude: Assignment | None = None) -> i
     )
 
 
+def _order_load(comparison_id: int, left_is_a: bool, now, *, exclude: Assignment) -> int:  # type: ignore[no-untyped-def]
+    """Votes plus live leases of one comparison in one left/right order, besides ``exclude``."""
+    live = Q(status=Assignment.Status.LEASED, leased_until__gt=now)
+    return (
+        Assignment.objects.filter(comparison_id=comparison_id, left_is_a=left_is_a)
+        .filter(Q(status=Assignment.Status.VOTED) | live)
+        .exclude(pk=exclude.pk)
+        .count()
+    )
+
+
 def rater_votes_done(*, rater: Rater, campaign: Campaign) -> int:
     return Vote.objects.filter(assignment__rater=rater, assignment__comparison__campaign=campaign).count()
 
@@ -103,13 +115,21 @@ _SQL_CANDIDATE = (
     "AND c.id NOT IN (SELECT s.comparison_id FROM comparisons_assignment s WHERE s.rater_id = %s) "
 )
 _SQL_CANDIDATE_ORDER = "ORDER BY load, RANDOM()"
-# A lease, inserted only while the comparison's votes plus live leases stay under k.
+# A lease, inserted only while the comparison's votes plus live leases stay under k. Its left/right order is
+# counterbalanced: the order with fewer votes plus live leases on this comparison (a coin when they are even),
+# read in the same statement under the comparison's lock, so each comparison's k votes split evenly between the
+# two orders (k odd: one more in one of them) whatever raters skip or abandon. Under adaptive routing the lease
+# records the probability its pair of models had of being served. Parameters: token, rater, coin, created_at,
+# leased_until, routing_probability, comparison, now, comparison, now, k.
 _SQL_LEASE = (
     "INSERT INTO comparisons_assignment "
-    "(token, comparison_id, rater_id, left_is_a, status, created_at, leased_until, closed_at) "
-    "SELECT %s, c.id, %s, %s, 'leased', %s, %s, NULL FROM comparisons_comparison c "
+    "(token, comparison_id, rater_id, left_is_a, status, created_at, leased_until, closed_at, routing_probability) "
+    "SELECT %s, c.id, %s, CASE WHEN o.lead < 0 THEN TRUE WHEN o.lead > 0 THEN FALSE ELSE %s END, 'leased', %s, %s, "
+    "NULL, %s FROM comparisons_comparison c CROSS JOIN "
+    "(SELECT COALESCE(SUM(CASE WHEN s.left_is_a THEN 1 ELSE -1 END), 0) AS lead FROM comparisons_assignment s "
+    "WHERE s.comparison_id = %s AND (s.status = 'voted' OR (s.status = 'leased' AND s.leased_until > %s))) o "
     "WHERE c.id = %s AND (c.votes_count + (SELECT COUNT(*) FROM comparisons_assignment l "
-    "WHERE l.comparison_id = c.id AND l.status = 'leased' AND l.leased_until > %s)) < %s RETURNING id"
+    "WHERE l.comparison_id = c.id AND l.status = 'leased' AND l.leased_until > %s)) < %s RETURNING id, left_is_a"
 )
 
 
@@ -145,7 +165,22 @@ _SQL_LOCK_FIRST_FREE = (
 _CANDIDATES_TO_LOCK = 16
 
 
-def _pick_candidate(cursor: Any, *, rater: Rater, campaign: Campaign, now: datetime, tried: set[int]) -> int | None:
+# Adaptive routing: only the comparisons of one pair of models (model ids of response A and response B).
+_SQL_CANDIDATE_PAIR = (
+    "AND c.response_a_id IN (SELECT r.id FROM generation_response r WHERE r.model_id = %s) "
+    "AND c.response_b_id IN (SELECT r.id FROM generation_response r WHERE r.model_id = %s) "
+)
+
+
+def _pick_candidate(
+    cursor: Any,
+    *,
+    rater: Rater,
+    campaign: Campaign,
+    now: datetime,
+    tried: set[int],
+    pair: tuple[int, int] | None = None,
+) -> int | None:
     """The unseen comparison under k with the fewest votes plus live leases (ties at random), locked.
 
     On PostgreSQL the candidates are read without locks, then the best one no other transaction holds is
@@ -153,14 +188,16 @@ def _pick_candidate(cursor: Any, *, rater: Rater, campaign: Campaign, now: datet
     re-check the whole ranking for every row a concurrent vote had just updated. When every candidate is
     held, wait for the best one rather than tell this rater there is nothing left: the attempt holds no other
     comparison's lock (see assignment_next), so the wait cannot deadlock. On SQLite the whole transaction
-    already holds the database's write lock."""
+    already holds the database's write lock. ``pair`` (model ids of responses A and B) keeps to that pair's
+    comparisons (adaptive routing)."""
     k = campaign.votes_per_comparison
     exclude = "AND c.id NOT IN (" + ", ".join(["%s"] * len(tried)) + ") " if tried else ""
     db_now = rows.db_time(now)
-    params = [db_now, campaign.pk, False, k, rater.pk, *sorted(tried)]
+    params = [db_now, campaign.pk, False, k, rater.pk, *sorted(tried), *(pair or ())]
     postgres = connection.vendor == "postgresql"
     limit = _CANDIDATES_TO_LOCK if postgres else 1
-    cursor.execute(f"{_SQL_CANDIDATE}{exclude}{_SQL_CANDIDATE_ORDER} LIMIT {limit}", params)
+    only_pair = _SQL_CANDIDATE_PAIR if pair is not None else ""
+    cursor.execute(f"{_SQL_CANDIDATE}{exclude}{only_pair}{_SQL_CANDIDATE_ORDER} LIMIT {limit}", params)
     ranked = [pk for pk, load in cursor.fetchall() if load < k]
     if not ranked:
         return None
@@ -171,6 +208,24 @@ def _pick_candidate(cursor: Any, *, rater: Rater, campaign: Campaign, now: datet
             return row[0]
         cursor.execute("SELECT id FROM comparisons_comparison WHERE id = %s FOR UPDATE", [ranked[0]])
     return ranked[0]
+
+
+def _pick_routed(
+    cursor: Any, *, rater: Rater, campaign: Campaign, now: datetime, tried: set[int]
+) -> tuple[int | None, float | None]:
+    """Adaptive routing: draw a pair of models from the campaign's routing plan, then take that pair's comparison
+    with the fewest votes plus live leases, as `_pick_candidate` does. A pair with nothing left for this rater
+    is ruled out and the draw repeated among the others, so the probability returned is the pair's chance
+    given the pairs ruled out (the plan renormalized), the weight its vote needs."""
+    plan = routing_plan(campaign=campaign)
+    exhausted: set[tuple[int, int]] = set()
+    while (drawn := routing_draw(plan, exclude=exhausted)) is not None:
+        pair, probability = drawn
+        pk = _pick_candidate(cursor, rater=rater, campaign=campaign, now=now, tried=tried, pair=pair)
+        if pk is not None:
+            return pk, probability
+        exhausted.add(pair)
+    return None, None
 
 
 class _PairFilled(Exception):  # noqa: N818 - control flow inside assignment_next, never raised to callers
@@ -234,22 +289,29 @@ def _assignment_next_attempt(*, rater: Rater, campaign: Campaign, tried: set[int
             if gold is not None:
                 return _lease(rater=rater, comparison_id=gold, campaign=campaign, now=now)
 
-        pk = _pick_candidate(cursor, rater=rater, campaign=campaign, now=now, tried=tried)
+        probability: float | None = None
+        if campaign.routing == Campaign.Routing.ADAPTIVE:
+            pk, probability = _pick_routed(cursor, rater=rater, campaign=campaign, now=now, tried=tried)
+        else:
+            pk = _pick_candidate(cursor, rater=rater, campaign=campaign, now=now, tried=tried)
         if pk is None:
             return None
         # The candidates were ranked on an older snapshot: this INSERT re-counts the votes and live leases in a
         # statement of its own, under the comparison's lock, and leases only while they stay under k.
         k = campaign.votes_per_comparison
-        token, left_is_a = new_token(), random.random() < 0.5
+        token, coin = new_token(), random.random() < 0.5
         leased_until = now + timedelta(seconds=campaign.lease_seconds)
         db_now = rows.db_time(now)
-        cursor.execute(_SQL_LEASE, [token, rater.pk, left_is_a, db_now, rows.db_time(leased_until), pk, db_now, k])
+        cursor.execute(
+            _SQL_LEASE,
+            [token, rater.pk, coin, db_now, rows.db_time(leased_until), probability, pk, db_now, pk, db_now, k],
+        )
         row = cursor.fetchone()
         if row is None:
             raise _PairFilled(pk)
         return _assignment(
-            pk=row[0], token=token, comparison_id=pk, rater=rater, left_is_a=left_is_a, status=_LEASED,
-            created_at=now, leased_until=leased_until,
+            pk=row[0], token=token, comparison_id=pk, rater=rater, left_is_a=bool(row[1]), status=_LEASED,
+            created_at=now, leased_until=leased_until, routing_probability=probability,
         )  # fmt: skip
 
 
@@ -430,7 +492,11 @@ def vote_cast(
         now = timezone.now()
         live = status == Assignment.Status.LEASED and assignment.leased_until > now
         full = not live and not is_check
-        if full and _load_of(comparison_id, now, exclude=assignment) >= k:
+        if full and (
+            _load_of(comparison_id, now, exclude=assignment) >= k
+            # Counterbalancing: an order holds at most half of the k votes (k odd: one more).
+            or _order_load(comparison_id, bool(left_is_a), now, exclude=assignment) >= (k + 1) // 2
+        ):
             raise Gone("Your time on this pair ran out and it has since been filled by other raters.")
 
         left, right = ((response_a_id, model_a_id), (response_b_id, model_b_id))[:: 1 if left_is_a else -1]
