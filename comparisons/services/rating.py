@@ -14,7 +14,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from django.db import IntegrityError, connection, transaction
-from django.db.models import Count, Exists, F, OuterRef, Q, Subquery, Value
+from django.db.models import Count, Exists, F, OuterRef, Q, Subquery, Sum, Value
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
@@ -76,6 +76,14 @@ def _order_load(comparison_id: int, left_is_a: bool, now, *, exclude: Assignment
         .exclude(pk=exclude.pk)
         .count()
     )
+
+
+def _campaign_load(campaign: Campaign, now) -> int:  # type: ignore[no-untyped-def]
+    """Votes plus live leases on the campaign's real comparisons (what a vote budget is measured against)."""
+    real = Comparison.objects.filter(campaign=campaign, is_attention_check=False)
+    votes = real.aggregate(n=Coalesce(Sum("votes_count"), 0))["n"]
+    live = Assignment.objects.filter(comparison__in=real, status=Assignment.Status.LEASED, leased_until__gt=now).count()
+    return int(votes) + live
 
 
 def rater_votes_done(*, rater: Rater, campaign: Campaign) -> int:
@@ -276,6 +284,8 @@ def _assignment_next_attempt(*, rater: Rater, campaign: Campaign, tried: set[int
         limit = campaign.comparisons_per_rater
         if limit is not None and rater_votes_done(rater=rater, campaign=campaign) >= limit:
             return None
+        if campaign.vote_budget is not None and _campaign_load(campaign, now) >= campaign.vote_budget:
+            return None  # the budget is spent, or will be by the pairs raters hold now
 
         if not tried and campaign.attention_check_rate > 0 and random.random() < campaign.attention_check_rate:
             unseen = ~Exists(Assignment.objects.filter(comparison=OuterRef("pk"), rater=rater))

@@ -246,3 +246,14 @@ def test_the_admin_form_refuses_adaptive_routing_for_two_models(client):
     form["target_half_width"] = 5
     assert client.post(reverse("admin:comparisons_campaign_add"), form).status_code == 302
     assert Campaign.objects.get(slug="adm").stopping_rule == "precision"
+
+
+def test_no_new_pair_is_handed_out_beyond_the_budget():
+    campaign = build_campaign(n_prompts=5, k=1, vote_budget=3)
+    held = [services.assignment_next(rater=invite_rater(campaign), campaign=campaign) for _ in range(4)]
+    assert [a is not None for a in held] == [True, True, True, False]  # three held: the budget is taken
+    assert vote_until_full(campaign, favour=None) == 0
+    assert services.campaign_close_if_done(campaign_id=campaign.pk) is None  # leases are not votes
+    for assignment in held[:3]:
+        services.vote_cast(rater=assignment.rater, token=assignment.token, choice="tie")
+    assert services.campaign_close_if_done(campaign_id=campaign.pk) == "the vote budget of 3 is spent (3 votes)"
