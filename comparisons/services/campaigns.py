@@ -397,4 +397,9 @@ def campaign_stop_check_soon(*, campaign_id: int) -> None:
         return
     from comparisons.tasks import campaign_stop_check  # the tasks module imports the services
 
-    campaign_stop_check.apply_async(args=[campaign_id], countdown=STOP_CHECK_DELAY_SECONDS)
+    try:
+        campaign_stop_check.apply_async(args=[campaign_id], countdown=STOP_CHECK_DELAY_SECONDS)
+    except Exception:  # noqa: BLE001 - the vote is recorded: an unreachable broker must not turn it into an error
+        logger.exception("could not queue the stop check of campaign %s; the next vote will try again", campaign_id)
+        with _stop_checks_lock:
+            _stop_checks_due.pop(campaign_id, None)

@@ -257,3 +257,17 @@ def test_no_new_pair_is_handed_out_beyond_the_budget():
     for assignment in held[:3]:
         services.vote_cast(rater=assignment.rater, token=assignment.token, choice="tie")
     assert services.campaign_close_if_done(campaign_id=campaign.pk) == "the vote budget of 3 is spent (3 votes)"
+
+
+def test_a_broker_that_cannot_be_reached_does_not_fail_the_vote(monkeypatch, caplog):
+    from comparisons import tasks
+
+    def unreachable(*args, **kwargs):
+        raise ConnectionError("broker down")
+
+    monkeypatch.setattr(tasks.campaign_stop_check, "apply_async", unreachable)
+    monkeypatch.setattr(campaign_services, "_stop_checks_due", {})
+    campaign = build_campaign(n_prompts=3, k=1, vote_budget=10)
+    services.campaign_stop_check_soon(campaign_id=campaign.pk)
+    assert "could not queue the stop check" in caplog.text
+    assert campaign.pk not in campaign_services._stop_checks_due  # the next vote tries again
