@@ -14,11 +14,11 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from django.db import IntegrityError, connection, transaction
-from django.db.models import Count, Exists, F, OuterRef, Q, Subquery, Sum, Value
+from django.db.models import Exists, OuterRef, Sum
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
-from comparisons import rows
+from comparisons import rating_queries, rows
 from comparisons.access import rater_can_rate
 from comparisons.models import Assignment, Campaign, Comparison, Rater, Vote, new_token
 from comparisons.routing import routing_draw, routing_plan
@@ -47,98 +47,9 @@ class InvalidChoice(RatingError):
     status = 400
 
 
-def _live_leases(now, *, exclude: Assignment | None = None):  # type: ignore[no-untyped-def]
-    qs = Assignment.objects.filter(comparison=OuterRef("pk"), status=Assignment.Status.LEASED, leased_until__gt=now)
-    if exclude is not None:
-        qs = qs.exclude(pk=exclude.pk)
-    return Coalesce(
-        Subquery(qs.order_by().values("comparison").annotate(n=Count("pk")).values("n")[:1]),
-        Value(0),
-    )
-
-
-def _load_of(comparison_id: int, now, *, exclude: Assignment | None = None) -> int:  # type: ignore[no-untyped-def]
-    """Votes plus live leases of one comparison, read fresh (call it with the comparison locked)."""
-    return (
-        Comparison.objects.filter(pk=comparison_id)
-        .annotate(load=F("votes_count") + _live_leases(now, exclude=exclude))
-        .values_list("load", flat=True)
-        .get()
-    )
-
-
-def _order_load(comparison_id: int, left_is_a: bool, now, *, exclude: Assignment) -> int:  # type: ignore[no-untyped-def]
-    """Votes plus live leases of one comparison in one left/right order, besides ``exclude``."""
-    live = Q(status=Assignment.Status.LEASED, leased_until__gt=now)
-    return (
-        Assignment.objects.filter(comparison_id=comparison_id, left_is_a=left_is_a)
-        .filter(Q(status=Assignment.Status.VOTED) | live)
-        .exclude(pk=exclude.pk)
-        .count()
-    )
-
-
-def _campaign_load(campaign: Campaign, now) -> int:  # type: ignore[no-untyped-def]
-    """Votes plus live leases on the campaign's real comparisons (what a vote budget is measured against)."""
-    real = Comparison.objects.filter(campaign=campaign, is_attention_check=False)
-    votes = real.aggregate(n=Coalesce(Sum("votes_count"), 0))["n"]
-    live = Assignment.objects.filter(comparison__in=real, status=Assignment.Status.LEASED, leased_until__gt=now).count()
-    return int(votes) + live
-
-
 def rater_votes_done(*, rater: Rater, campaign: Campaign) -> int:
-    return Vote.objects.filter(assignment__rater=rater, assignment__comparison__campaign=campaign).count()
-
-
-def _lease(*, rater: Rater, comparison_id: int, campaign: Campaign, now) -> Assignment:  # type: ignore[no-untyped-def]
-    return Assignment.objects.create(
-        comparison_id=comparison_id,
-        rater=rater,
-        left_is_a=random.random() < 0.5,
-        leased_until=now + timedelta(seconds=campaign.lease_seconds),
-    )
-
-
-# The rater loop (next → vote) is the hot path of a study. Its statements are written out in SQL that
-# PostgreSQL and SQLite both run, instead of being compiled by the ORM on every request: that compiling
-# cost more CPU than the database spent answering them. Values are always bound parameters.
-_LEASED = Assignment.Status.LEASED.value
-_SQL_LOCK_RATER = "SELECT set_config('synchronous_commit', 'off', true) FROM comparisons_rater WHERE id = %s FOR UPDATE"
-_SQL_CURRENT = (
-    "SELECT a.id, a.token, a.comparison_id, a.left_is_a, a.created_at, a.leased_until "
-    "FROM comparisons_assignment a INNER JOIN comparisons_comparison c ON c.id = a.comparison_id "
-    "WHERE a.rater_id = %s AND c.campaign_id = %s AND a.status = 'leased' AND a.leased_until > %s "
-    "ORDER BY a.created_at LIMIT 1"
-)
-# The unseen comparisons under k, fewest votes plus live leases first, ties at random; parameters: now,
-# campaign, is_attention_check (False), k, rater, then the ids already tried. The live leases of each row are
-# one probe of the (comparison, status, leased_until) index and the rater's own assignments one hashed set,
-# so any plan PostgreSQL caches for this prepared statement stays cheap. Rows at k (votes plus leases) sort
-# last and are dropped by the caller, which keeps the lease count to one evaluation per row.
-_SQL_CANDIDATE = (
-    "SELECT c.id, c.votes_count + (SELECT COUNT(*) FROM comparisons_assignment l "
-    "WHERE l.comparison_id = c.id AND l.status = 'leased' AND l.leased_until > %s) AS load "
-    "FROM comparisons_comparison c "
-    "WHERE c.campaign_id = %s AND c.is_attention_check = %s AND c.votes_count < %s "
-    "AND c.id NOT IN (SELECT s.comparison_id FROM comparisons_assignment s WHERE s.rater_id = %s) "
-)
-_SQL_CANDIDATE_ORDER = "ORDER BY load, RANDOM()"
-# A lease, inserted only while the comparison's votes plus live leases stay under k. Its left/right order is
-# counterbalanced: the order with fewer votes plus live leases on this comparison (a coin when they are even),
-# read in the same statement under the comparison's lock, so each comparison's k votes split evenly between the
-# two orders (k odd: one more in one of them) whatever raters skip or abandon. Under adaptive routing the lease
-# records the probability its pair of models had of being served. Parameters: token, rater, coin, created_at,
-# leased_until, routing_probability, comparison, now, comparison, now, k.
-_SQL_LEASE = (
-    "INSERT INTO comparisons_assignment "
-    "(token, comparison_id, rater_id, left_is_a, status, created_at, leased_until, closed_at, routing_probability) "
-    "SELECT %s, c.id, %s, CASE WHEN o.lead < 0 THEN TRUE WHEN o.lead > 0 THEN FALSE ELSE %s END, 'leased', %s, %s, "
-    "NULL, %s FROM comparisons_comparison c CROSS JOIN "
-    "(SELECT COALESCE(SUM(CASE WHEN s.left_is_a THEN 1 ELSE -1 END), 0) AS lead FROM comparisons_assignment s "
-    "WHERE s.comparison_id = %s AND (s.status = 'voted' OR (s.status = 'leased' AND s.leased_until > %s))) o "
-    "WHERE c.id = %s AND (c.votes_count + (SELECT COUNT(*) FROM comparisons_assignment l "
-    "WHERE l.comparison_id = c.id AND l.status = 'leased' AND l.leased_until > %s)) < %s RETURNING id, left_is_a"
-)
+    """Votes this rater cast in this campaign (the per-rater cap counts these)."""
+    return rating_queries.votes_done(rater_id=rater.pk, campaign_id=campaign.pk)
 
 
 def _assignment(
@@ -153,7 +64,7 @@ def _assignment(
     leased_until: Any,
     routing_probability: float | None = None,
 ) -> Assignment:
-    """An Assignment instance from values read (or written) by the statements below, without a query."""
+    """An Assignment instance from values read (or written) by `rating_queries`, without a query."""
     assignment: Assignment = rows.instance(
         Assignment,
         {"id": pk, "token": token, "comparison_id": comparison_id, "rater_id": rater.pk, "left_is_a": left_is_a,
@@ -164,30 +75,60 @@ def _assignment(
     return assignment
 
 
-# Of the best candidates read without locks (in order), lock the first no other transaction holds.
-_SQL_LOCK_FIRST_FREE = (
-    "SELECT c.id FROM comparisons_comparison c "
-    "INNER JOIN unnest(%s::bigint[]) WITH ORDINALITY AS t(id, n) ON c.id = t.id "
-    "ORDER BY t.n LIMIT 1 FOR UPDATE OF c SKIP LOCKED"
-)
+_LEASED = Assignment.Status.LEASED.value
+
+
+def _lease_gold(*, rater: Rater, comparison_id: int, campaign: Campaign, now: datetime, left_is_a: bool) -> Assignment:
+    """Lease an attention check: no quota applies to gold pairs (their votes never count toward k)."""
+    return Assignment.objects.create(
+        comparison_id=comparison_id,
+        rater=rater,
+        left_is_a=left_is_a,
+        leased_until=now + timedelta(seconds=campaign.lease_seconds),
+    )
+
+
+# How many comparisons a pick ranks (see rating_queries.rank_candidates). While fewer raters than this hold a
+# lease at once (each holds at most one per campaign), a full window holds a comparison nobody has leased, and
+# the window's best is the campaign's best.
+CANDIDATE_WINDOW = 64
+# How many of the best candidates PostgreSQL tries to lock (SKIP LOCKED) before waiting for the best one.
 _CANDIDATES_TO_LOCK = 16
 
 
-# Adaptive routing: only the comparisons of one pair of models (model ids of response A and response B).
-_SQL_CANDIDATE_PAIR = (
-    "AND c.response_a_id IN (SELECT r.id FROM generation_response r WHERE r.model_id = %s) "
-    "AND c.response_b_id IN (SELECT r.id FROM generation_response r WHERE r.model_id = %s) "
-)
+def _ranked(
+    *, rater: Rater, campaign: Campaign, now: datetime, tried: set[int], pair: tuple[int, int] | None = None
+) -> list[int]:
+    """The unseen comparisons under k, fewest votes plus live leases first, ties at random (ids); only those of
+    ``pair`` (model ids of responses A and B) when given (adaptive routing).
+
+    A window of CANDIDATE_WINDOW comparisons in the order of their votes is ranked first; the whole campaign
+    only when that window is full and every comparison in it carries more load than the votes of the last
+    (so one outside it might carry less)."""
+    k = campaign.votes_per_comparison
+    start = random.random()  # where ties among equal votes begin: a different point for every pick
+    window: int | None = CANDIDATE_WINDOW
+    while True:
+        ranked = rating_queries.rank_candidates(
+            campaign_id=campaign.pk,
+            rater_id=rater.pk,
+            k=k,
+            now=now,
+            start=start,
+            window=window,
+            tried=tried,
+            pair=pair,
+        )
+        under = [c.id for c in ranked if c.load < k]
+        if window is None or len(ranked) < window:
+            return under
+        if under and ranked[0].load <= max(c.votes_count for c in ranked):
+            return under
+        window = None
 
 
 def _pick_candidate(
-    cursor: Any,
-    *,
-    rater: Rater,
-    campaign: Campaign,
-    now: datetime,
-    tried: set[int],
-    pair: tuple[int, int] | None = None,
+    *, rater: Rater, campaign: Campaign, now: datetime, tried: set[int], pair: tuple[int, int] | None = None
 ) -> int | None:
     """The unseen comparison under k with the fewest votes plus live leases (ties at random), locked.
 
@@ -196,30 +137,20 @@ def _pick_candidate(
     re-check the whole ranking for every row a concurrent vote had just updated. When every candidate is
     held, wait for the best one rather than tell this rater there is nothing left: the attempt holds no other
     comparison's lock (see assignment_next), so the wait cannot deadlock. On SQLite the whole transaction
-    already holds the database's write lock. ``pair`` (model ids of responses A and B) keeps to that pair's
-    comparisons (adaptive routing)."""
-    k = campaign.votes_per_comparison
-    exclude = "AND c.id NOT IN (" + ", ".join(["%s"] * len(tried)) + ") " if tried else ""
-    db_now = rows.db_time(now)
-    params = [db_now, campaign.pk, False, k, rater.pk, *sorted(tried), *(pair or ())]
-    postgres = connection.vendor == "postgresql"
-    limit = _CANDIDATES_TO_LOCK if postgres else 1
-    only_pair = _SQL_CANDIDATE_PAIR if pair is not None else ""
-    cursor.execute(f"{_SQL_CANDIDATE}{exclude}{only_pair}{_SQL_CANDIDATE_ORDER} LIMIT {limit}", params)
-    ranked = [pk for pk, load in cursor.fetchall() if load < k]
+    already holds the database's write lock."""
+    ranked = _ranked(rater=rater, campaign=campaign, now=now, tried=tried, pair=pair)
     if not ranked:
         return None
-    if postgres:
-        cursor.execute(_SQL_LOCK_FIRST_FREE, [ranked])
-        row = cursor.fetchone()
-        if row is not None:
-            return row[0]
-        cursor.execute("SELECT id FROM comparisons_comparison WHERE id = %s FOR UPDATE", [ranked[0]])
+    if connection.vendor == "postgresql":
+        free = rating_queries.lock_first_free(ranked[:_CANDIDATES_TO_LOCK])
+        if free is not None:
+            return free
+        rating_queries.lock_comparison(ranked[0])
     return ranked[0]
 
 
 def _pick_routed(
-    cursor: Any, *, rater: Rater, campaign: Campaign, now: datetime, tried: set[int]
+    *, rater: Rater, campaign: Campaign, now: datetime, tried: set[int]
 ) -> tuple[int | None, float | None]:
     """Adaptive routing: draw a pair of models from the campaign's routing plan, then take that pair's comparison
     with the fewest votes plus live leases, as `_pick_candidate` does. A pair with nothing left for this rater
@@ -229,11 +160,19 @@ def _pick_routed(
     exhausted: set[tuple[int, int]] = set()
     while (drawn := routing_draw(plan, exclude=exhausted)) is not None:
         pair, probability = drawn
-        pk = _pick_candidate(cursor, rater=rater, campaign=campaign, now=now, tried=tried, pair=pair)
+        pk = _pick_candidate(rater=rater, campaign=campaign, now=now, tried=tried, pair=pair)
         if pk is not None:
             return pk, probability
         exhausted.add(pair)
     return None, None
+
+
+def _campaign_load(campaign: Campaign, now: datetime) -> int:
+    """Votes plus live leases on the campaign's real comparisons (what a vote budget is measured against)."""
+    real = Comparison.objects.filter(campaign=campaign, is_attention_check=False)
+    votes = real.aggregate(n=Coalesce(Sum("votes_count"), 0))["n"]
+    live = Assignment.objects.filter(comparison__in=real, status=Assignment.Status.LEASED, leased_until__gt=now)
+    return int(votes) + live.count()
 
 
 class _PairFilled(Exception):  # noqa: N818 - control flow inside assignment_next, never raised to callers
@@ -263,66 +202,63 @@ def assignment_next(*, rater: Rater, campaign: Campaign) -> Assignment | None:
 
 
 def _assignment_next_attempt(*, rater: Rater, campaign: Campaign, tried: set[int]) -> Assignment | None:
-    with connection.cursor() as cursor:
-        if connection.vendor == "postgresql":
-            # Serialize one rater's concurrent requests (double clicks, two tabs): one lease at a time.
-            # A lease is worth nothing after a database crash (the rater is simply served another pair),
-            # so this transaction does not wait for its commit to reach the disk; votes do.
-            cursor.execute(_SQL_LOCK_RATER, [rater.pk])
-        now = timezone.now()
-        # A voted or skipped assignment leaves the LEASED status in the same transaction as the vote/skip.
-        cursor.execute(_SQL_CURRENT, [rater.pk, campaign.pk, rows.db_time(now)])
-        row = cursor.fetchone()
-        if row is not None:
-            pk, token, comparison_id, left_is_a, created_at, leased_until = row
-            return _assignment(
-                pk=pk, token=token, comparison_id=comparison_id, rater=rater, left_is_a=left_is_a, status=_LEASED,
-                created_at=created_at, leased_until=leased_until,
-            )  # fmt: skip
-        if not campaign.is_open:
-            return None
-        limit = campaign.comparisons_per_rater
-        if limit is not None and rater_votes_done(rater=rater, campaign=campaign) >= limit:
-            return None
-        if campaign.vote_budget is not None and _campaign_load(campaign, now) >= campaign.vote_budget:
-            return None  # the budget is spent, or will be by the pairs raters hold now
-
-        if not tried and campaign.attention_check_rate > 0 and random.random() < campaign.attention_check_rate:
-            unseen = ~Exists(Assignment.objects.filter(comparison=OuterRef("pk"), rater=rater))
-            gold = (
-                Comparison.objects.filter(campaign=campaign, is_attention_check=True)
-                .filter(unseen)
-                .order_by("?")
-                .values_list("pk", flat=True)
-                .first()
-            )
-            if gold is not None:
-                return _lease(rater=rater, comparison_id=gold, campaign=campaign, now=now)
-
-        probability: float | None = None
-        if campaign.routing == Campaign.Routing.ADAPTIVE:
-            pk, probability = _pick_routed(cursor, rater=rater, campaign=campaign, now=now, tried=tried)
-        else:
-            pk = _pick_candidate(cursor, rater=rater, campaign=campaign, now=now, tried=tried)
-        if pk is None:
-            return None
-        # The candidates were ranked on an older snapshot: this INSERT re-counts the votes and live leases in a
-        # statement of its own, under the comparison's lock, and leases only while they stay under k.
-        k = campaign.votes_per_comparison
-        token, coin = new_token(), random.random() < 0.5
-        leased_until = now + timedelta(seconds=campaign.lease_seconds)
-        db_now = rows.db_time(now)
-        cursor.execute(
-            _SQL_LEASE,
-            [token, rater.pk, coin, db_now, rows.db_time(leased_until), probability, pk, db_now, pk, db_now, k],
-        )
-        row = cursor.fetchone()
-        if row is None:
-            raise _PairFilled(pk)
+    # Serialize one rater's concurrent requests (double clicks, two tabs): one lease at a time.
+    rating_queries.lock_rater(rater.pk, lease_commits_asynchronously=True)
+    # A rater at the campaign's per-rater cap gets nothing, not even a pair leased before they reached it
+    # (their vote on it would be refused).
+    limit = campaign.comparisons_per_rater
+    if limit is not None and rater_votes_done(rater=rater, campaign=campaign) >= limit:
+        return None
+    now = timezone.now()
+    lease = rating_queries.current_lease(rater_id=rater.pk, campaign_id=campaign.pk, now=now)
+    if lease is not None:
         return _assignment(
-            pk=row[0], token=token, comparison_id=pk, rater=rater, left_is_a=bool(row[1]), status=_LEASED,
-            created_at=now, leased_until=leased_until, routing_probability=probability,
+            pk=lease.id, token=lease.token, comparison_id=lease.comparison_id, rater=rater, left_is_a=lease.left_is_a,
+            status=_LEASED, created_at=lease.created_at, leased_until=lease.leased_until,
         )  # fmt: skip
+    if not campaign.is_open:
+        return None
+    if campaign.vote_budget is not None and _campaign_load(campaign, now) >= campaign.vote_budget:
+        return None  # the budget is spent, or will be by the pairs raters hold now
+
+    if not tried and campaign.attention_check_rate > 0 and random.random() < campaign.attention_check_rate:
+        unseen = ~Exists(Assignment.objects.filter(comparison=OuterRef("pk"), rater=rater))
+        gold = (
+            Comparison.objects.filter(campaign=campaign, is_attention_check=True)
+            .filter(unseen)
+            .order_by("?")
+            .values_list("pk", flat=True)
+            .first()
+        )
+        if gold is not None:
+            return _lease_gold(
+                rater=rater, comparison_id=gold, campaign=campaign, now=now, left_is_a=random.random() < 0.5
+            )
+
+    probability: float | None = None
+    if campaign.routing == Campaign.Routing.ADAPTIVE:
+        pk, probability = _pick_routed(rater=rater, campaign=campaign, now=now, tried=tried)
+    else:
+        pk = _pick_candidate(rater=rater, campaign=campaign, now=now, tried=tried)
+    if pk is None:
+        return None
+    # The candidates were ranked on an older snapshot: the INSERT re-counts the votes and live leases in a
+    # statement of its own, under the comparison's lock, and leases only while they stay under k. It also
+    # counterbalances the sides: the order with fewer votes plus live leases on this comparison, the coin
+    # deciding only when they are even.
+    token = new_token()
+    leased_until = now + timedelta(seconds=campaign.lease_seconds)
+    inserted = rating_queries.insert_lease_under_quota(
+        token=token, comparison_id=pk, rater_id=rater.pk, coin=random.random() < 0.5, now=now,
+        leased_until=leased_until, k=campaign.votes_per_comparison, routing_probability=probability,
+    )  # fmt: skip
+    if inserted is None:
+        raise _PairFilled(pk)
+    assignment_id, left_is_a = inserted
+    return _assignment(
+        pk=assignment_id, token=token, comparison_id=pk, rater=rater, left_is_a=left_is_a, status=_LEASED,
+        created_at=now, leased_until=leased_until, routing_probability=probability,
+    )  # fmt: skip
 
 
 @transaction.atomic
@@ -355,41 +291,6 @@ API_CHOICES = {"A": Vote.Choice.LEFT, "B": Vote.Choice.RIGHT, "tie": Vote.Choice
 MAX_RATIONALE_CHARS = 5000
 
 
-# The assignment (with its comparison and campaign) a vote is for; scalar subqueries for the two models keep
-# PostgreSQL's planning of this statement short.
-_SQL_VOTE_TARGET = (
-    "SELECT a.id, a.status, a.left_is_a, a.created_at, a.leased_until, a.comparison_id, "
-    "c.is_attention_check, c.response_a_id, c.response_b_id, "
-    "(SELECT r.model_id FROM generation_response r WHERE r.id = c.response_a_id), "
-    "(SELECT r.model_id FROM generation_response r WHERE r.id = c.response_b_id), "
-    "g.status, g.votes_per_comparison, g.slug, c.campaign_id, g.comparisons_per_rater, "
-    # The rater's votes in this campaign (the per-rater cap), when their last vote anywhere was cast (a vote's
-    # time runs from the later of serving and that), and whether a named rater is still given this campaign.
-    "(SELECT COUNT(*) FROM comparisons_assignment v INNER JOIN comparisons_comparison vc ON vc.id = v.comparison_id "
-    "WHERE v.rater_id = a.rater_id AND v.status = 'voted' AND vc.campaign_id = c.campaign_id), "
-    "(SELECT MAX(v.closed_at) FROM comparisons_assignment v WHERE v.rater_id = a.rater_id AND v.status = 'voted'), "
-    "(SELECT COUNT(*) FROM comparisons_rater_campaigns m WHERE m.rater_id = a.rater_id "
-    "AND m.campaign_id = c.campaign_id) "
-    "FROM comparisons_assignment a "
-    "INNER JOIN comparisons_comparison c ON c.id = a.comparison_id "
-    "INNER JOIN comparisons_campaign g ON g.id = c.campaign_id "
-    "WHERE a.token = %s AND a.rater_id = %s"
-)
-_SQL_VOTE_INSERT = (
-    "INSERT INTO comparisons_vote (assignment_id, choice, winner_response_id, winner_model_id, rationale, seconds, "
-    "submitted_at, attention_failed, identity_reported) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s) RETURNING id"
-)
-_SQL_VOTED = "UPDATE comparisons_assignment SET status = 'voted', closed_at = %s WHERE id = %s"
-_SQL_COUNT_VOTE = "UPDATE comparisons_comparison SET votes_count = votes_count + %s WHERE id = %s"
-# PostgreSQL makes the three writes of a vote in one statement (one round trip instead of three).
-_SQL_VOTE_WRITE = (
-    f"WITH vote AS ({_SQL_VOTE_INSERT}), "  # noqa: S608 - constant SQL, values bound
-    f"voted AS ({_SQL_VOTED}), "
-    f"counted AS ({_SQL_COUNT_VOTE}) "
-    "SELECT id FROM vote"
-)
-
-
 def _plural(n: int) -> str:
     return "" if n == 1 else "s"
 
@@ -410,17 +311,11 @@ def _vote_seconds(now: datetime, *, served: datetime, last_vote: Any) -> float:
     return max(0.0, (now - start).total_seconds())
 
 
-_SQL_LOCK_RATER_FOR_VOTE = "SELECT id FROM comparisons_rater WHERE id = %s FOR UPDATE"
-_SQL_RATER_VOTES = (
-    "SELECT COUNT(*) FROM comparisons_assignment v INNER JOIN comparisons_comparison vc ON vc.id = v.comparison_id "
-    "WHERE v.rater_id = %s AND v.status = 'voted' AND vc.campaign_id = %s"
-)
-
-
 @dataclass
 class VoteResult:
     vote: Vote
     created: bool
+    campaign: Campaign  # the vote's campaign, as read with it (the caller serves the next pair from it)
 
 
 @transaction.atomic
@@ -436,7 +331,8 @@ def vote_cast(
     choice again returns the stored vote (created=False); a different one raises Conflict; another
     rater's or an unknown token raises NotFound, and so does a token of a campaign the rater may no
     longer rate (a named rater removed from it). When the lease has expired the vote is still accepted
-    while the comparison is under its quota of k votes plus other raters' live leases, otherwise Gone.
+    while the comparison is under its quota of k votes plus other raters' live leases, and its left/right order
+    under half of them (k odd: one more), otherwise Gone.
     Gone too: a closed campaign, a pair this rater skipped, and any vote past the campaign's per-rater
     cap. The vote's `seconds` run from the later of serving the pair and the rater's previous vote.
     """
@@ -460,85 +356,78 @@ def vote_cast(
     screen_choice = API_CHOICES[choice].value
     # Lock the assignment (one vote per assignment) and its comparison (the quota) in one query; the
     # clock is read after the locks so a lease cannot expire between the check and a rival's lease.
-    with connection.cursor() as cursor:
-        lock = " FOR UPDATE OF a, c" if connection.vendor == "postgresql" else ""
-        cursor.execute(_SQL_VOTE_TARGET + lock, [token, rater.pk])
-        row = cursor.fetchone()
-        if row is None:
-            raise NotFound("No such assignment for this rater.")
-        (pk, status, left_is_a, created_at, leased_until, comparison_id, is_check, response_a_id, response_b_id,
-         model_a_id, model_b_id, campaign_status, k, campaign_slug, campaign_id, per_rater, votes_done,
-         last_vote_at, named_member) = row  # fmt: skip
-        if not _may_rate(rater, campaign_id=campaign_id, named_member=bool(named_member)):
-            raise NotFound("No such assignment for this rater.")
-        assignment = _assignment(
-            pk=pk, token=token, comparison_id=comparison_id, rater=rater, left_is_a=left_is_a, status=status,
-            created_at=created_at, leased_until=leased_until,
-        )  # fmt: skip
-        if status == Assignment.Status.VOTED:
-            existing = Vote.objects.filter(assignment_id=pk).first()
-            if existing is not None:
-                Vote.assignment.field.set_cached_value(existing, assignment)
-                if existing.choice == screen_choice:
-                    return VoteResult(vote=existing, created=False)
-                raise Conflict("This pair already has a different vote from you; a vote cannot be changed.")
+    target = rating_queries.vote_target(token=token, rater_id=rater.pk)
+    if target is None:
+        raise NotFound("No such assignment for this rater.")
+    campaign = target.campaign
+    if not _may_rate(rater, campaign_id=campaign.pk, named_member=target.named_member):
+        raise NotFound("No such assignment for this rater.")
+    assignment = _assignment(
+        pk=target.id, token=token, comparison_id=target.comparison_id, rater=rater, left_is_a=target.left_is_a,
+        status=target.status, created_at=target.created_at, leased_until=target.leased_until,
+    )  # fmt: skip
+    if target.status == Assignment.Status.VOTED:
+        existing = Vote.objects.filter(assignment_id=target.id).first()
+        if existing is not None:
+            Vote.assignment.field.set_cached_value(existing, assignment)
+            if existing.choice == screen_choice:
+                return VoteResult(vote=existing, created=False, campaign=campaign)
+            raise Conflict("This pair already has a different vote from you; a vote cannot be changed.")
 
-        if campaign_status == Campaign.Status.CLOSED:
-            raise Gone("This campaign is closed; the vote was not recorded.")
-        if status == Assignment.Status.SKIPPED:
-            raise Gone("You skipped this pair; a skipped pair cannot be voted on later.")
-        if per_rater is not None and votes_done == per_rater - 1 and connection.vendor == "postgresql":
-            # The last vote the cap allows: serialize it with the rater's other votes (two tabs voting expired
-            # pairs at once) and count again under the lock. This transaction already holds its comparison,
-            # which no other assignment of this rater can be on, so the extra lock cannot deadlock.
-            cursor.execute(_SQL_LOCK_RATER_FOR_VOTE, [rater.pk])
-            cursor.execute(_SQL_RATER_VOTES, [rater.pk, campaign_id])
-            votes_done = cursor.fetchone()[0]
-        if per_rater is not None and votes_done >= per_rater:
-            raise Gone(
-                f"You have judged the {per_rater} pair{_plural(per_rater)} this campaign asks of one rater; "
-                "the vote was not recorded."
-            )
-        now = timezone.now()
-        live = status == Assignment.Status.LEASED and assignment.leased_until > now
-        full = not live and not is_check
-        if full and (
-            _load_of(comparison_id, now, exclude=assignment) >= k
-            # Counterbalancing: an order holds at most half of the k votes (k odd: one more).
-            or _order_load(comparison_id, bool(left_is_a), now, exclude=assignment) >= (k + 1) // 2
-        ):
+    if campaign.status == Campaign.Status.CLOSED:
+        raise Gone("This campaign is closed; the vote was not recorded.")
+    if target.status == Assignment.Status.SKIPPED:
+        raise Gone("You skipped this pair; a skipped pair cannot be voted on later.")
+    per_rater, votes_done = campaign.comparisons_per_rater, target.votes_done
+    if per_rater is not None and votes_done == per_rater - 1 and connection.vendor == "postgresql":
+        # The last vote the cap allows: serialize it with the rater's other votes (two tabs voting expired
+        # pairs at once) and count again under the lock. This transaction already holds its comparison,
+        # which no other assignment of this rater can be on, so the extra lock cannot deadlock.
+        rating_queries.lock_rater(rater.pk)
+        votes_done = rater_votes_done(rater=rater, campaign=campaign)
+    if per_rater is not None and votes_done >= per_rater:
+        raise Gone(
+            f"You have judged the {per_rater} pair{_plural(per_rater)} this campaign asks of one rater; "
+            "the vote was not recorded."
+        )
+    now = timezone.now()
+    k = campaign.votes_per_comparison
+    live = target.status == Assignment.Status.LEASED and target.leased_until > now
+    if not live and not target.is_attention_check:
+        load = rating_queries.load_of_others(comparison_id=target.comparison_id, assignment_id=target.id, now=now)
+        # Counterbalancing: one left/right order holds at most half of the k votes (k odd: one more).
+        in_order = rating_queries.order_load_of_others(
+            comparison_id=target.comparison_id, assignment_id=target.id, left_is_a=target.left_is_a, now=now
+        )
+        if load >= k or in_order >= (k + 1) // 2:
             raise Gone("Your time on this pair ran out and it has since been filled by other raters.")
 
-        left, right = ((response_a_id, model_a_id), (response_b_id, model_b_id))[:: 1 if left_is_a else -1]
-        winner_id, winner_model_id = {"left": left, "right": right}.get(screen_choice, (None, None))
-        # On a gold pair the on-prompt answer (response_a) must win; "both bad" is tolerated (it may really be bad).
-        failed = bool(is_check) and screen_choice != "both_bad" and winner_id != response_a_id
-        values = [pk, screen_choice, winner_id, winner_model_id, rationale.strip(),
-                  _vote_seconds(now, served=assignment.created_at, last_vote=last_vote_at), now, failed,
-                  reveals_identity]  # fmt: skip
-        db_now = rows.db_time(now)
-        insert = [*values[:6], db_now, failed, reveals_identity]
-        voted = [db_now, pk]
-        counted = [0 if is_check else 1, comparison_id]  # attention checks do not count toward k
-        try:
-            if connection.vendor == "postgresql":
-                cursor.execute(_SQL_VOTE_WRITE, [*insert, *voted, *counted])
-                vote_id = cursor.fetchone()[0]
-            else:
-                cursor.execute(_SQL_VOTE_INSERT, insert)
-                vote_id = cursor.fetchone()[0]
-                cursor.execute(_SQL_VOTED, voted)
-                cursor.execute(_SQL_COUNT_VOTE, counted)
-        except IntegrityError as exc:  # pragma: no cover - the row lock above makes this unreachable
-            raise Conflict("This pair was voted on concurrently.") from exc
-        vote = Vote.from_db(connection.alias, [f.attname for f in Vote._meta.concrete_fields], [vote_id, *values])
+    left, right = ((target.response_a_id, target.model_a_id), (target.response_b_id, target.model_b_id))[
+        :: 1 if target.left_is_a else -1
+    ]
+    winner_id, winner_model_id = {"left": left, "right": right}.get(screen_choice, (None, None))
+    # On a gold pair the on-prompt answer (response_a) must win; "both bad" is tolerated (it may really be bad).
+    failed = target.is_attention_check and screen_choice != "both_bad" and winner_id != target.response_a_id
+    values = {
+        "assignment_id": target.id, "choice": screen_choice, "winner_response_id": winner_id,
+        "winner_model_id": winner_model_id, "rationale": rationale.strip(),
+        "seconds": _vote_seconds(now, served=target.created_at, last_vote=target.last_vote_at),
+        "submitted_at": now, "attention_failed": failed, "identity_reported": reveals_identity,
+    }  # fmt: skip
+    try:
+        # Attention checks do not count toward k.
+        vote = rating_queries.write_vote(
+            values=values, comparison_id=target.comparison_id, counted=0 if target.is_attention_check else 1
+        )
+    except IntegrityError as exc:  # pragma: no cover - the row lock above makes this unreachable
+        raise Conflict("This pair was voted on concurrently.") from exc
     assignment.status, assignment.closed_at = Assignment.Status.VOTED, now
     Vote.assignment.field.set_cached_value(vote, assignment)
     if failed and not rater.flagged:
         Rater.objects.filter(pk=rater.pk).update(
-            flagged=True, flag_reason=f"Failed an attention check in campaign {campaign_slug} at {now:%Y-%m-%d %H:%M}."
+            flagged=True, flag_reason=f"Failed an attention check in campaign {campaign.slug} at {now:%Y-%m-%d %H:%M}."
         )
         rater.flagged = True
-    if not is_check:  # the campaign may now have met its stopping rule or spent its budget
-        transaction.on_commit(lambda: campaign_stop_check_soon(campaign_id=campaign_id))
-    return VoteResult(vote=vote, created=True)
+    if not target.is_attention_check:  # the campaign may now have met its stopping rule or spent its budget
+        transaction.on_commit(lambda: campaign_stop_check_soon(campaign_id=campaign.pk))
+    return VoteResult(vote=vote, created=True, campaign=campaign)

@@ -1,4 +1,5 @@
-/* The rater page: vote through the JSON API and load the next pair without a reload.
+/* The rater page: vote through the JSON API and show the next pair without a reload. A vote's answer
+ * carries the next pair ("next"), so a vote is one request; skips and refused votes ask for it.
  * Keyboard: 1/A, 2/T, 3/B, 4/X vote; S skips. Shortcuts are ignored while typing in a field.
  * Without JavaScript the same form posts to the server and the page reloads. */
 (function () {
@@ -66,12 +67,18 @@
     });
   }
 
+  function showNext(pair) {
+    // null: nothing is left for this rater.
+    if (pair === null) { window.location.assign(root.dataset.doneUrl); return; }
+    showPair(pair);
+  }
+
   function loadNext() {
     return fetch(root.dataset.nextUrl, { credentials: "same-origin", headers: { "Accept": "application/json" } })
       .then(function (response) {
-        if (response.status === 204) { window.location.assign(root.dataset.doneUrl); return null; }
+        if (response.status === 204) { showNext(null); return null; }
         if (!response.ok) { throw new Error("next " + response.status); }
-        return response.json().then(showPair);
+        return response.json().then(showNext);
       });
   }
 
@@ -99,6 +106,14 @@
           message = "That pair could not take your vote any more; here is the next one.";
         } else if (!response.ok) {
           throw new Error("vote " + response.status);
+        } else if (kind === "vote") {
+          // 201 or 200: the answer carries the next pair.
+          return response.json().then(function (body) {
+            if (body.next === undefined) { return loadNext().then(function () { say(message); }); }
+            showNext(body.next);
+            say(message);
+            return null;
+          });
         }
         return loadNext().then(function () { say(message); });
       })

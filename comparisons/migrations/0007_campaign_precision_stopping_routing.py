@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('comparisons', '0005_campaign_names_not_formulas'),
+        ('comparisons', '0006_next_pair_at_scale'),
         ('generation', '0003_playground_answer'),
     ]
 
