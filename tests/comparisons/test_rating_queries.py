@@ -18,7 +18,7 @@ from tests.comparisons.factories import build_campaign, invite_rater
 COMPARISONS = Path(__file__).resolve().parents[2] / "comparisons"
 # The modules allowed to hold hand-written SQL of the rater path's tables; add one only with the lead's
 # approval (e.g. a module that loads votes with PostgreSQL's COPY for the analyses).
-SQL_MODULES = {COMPARISONS / "rating_queries.py"}
+SQL_MODULES = {COMPARISONS / "rating_queries.py", COMPARISONS / "vote_copy.py"}  # the rater loop; COPY for analyses
 RATER_PATH_MODELS = [
     ("comparisons", "Campaign"),
     ("comparisons", "Comparison"),
