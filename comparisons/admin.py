@@ -20,6 +20,7 @@ from comparisons import services
 from comparisons.models import Assignment, Campaign, Comparison, Rater, Vote
 from comparisons.results import identity_reports_count
 from comparisons.selectors import campaign_blinding_audit_cached, campaign_progress
+from comparisons.tracker import campaign_precision
 
 
 def identity_leaks_summary(campaign: Campaign) -> str:
@@ -45,8 +46,21 @@ class CampaignForm(forms.ModelForm):
         fields = [
             "slug", "title", "eval_set", "models", "baseline", "prompt_limit", "prompts", "votes_per_comparison",
             "instructions", "attention_check_rate", "lease_seconds", "comparisons_per_rater", "render_mode",
-            "keep_identity_leaks",
+            "keep_identity_leaks", "target_half_width", "vote_budget", "stopping_rule", "routing",
         ]  # fmt: skip
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # Left out of a form post (older scripts, tests), they keep the model's defaults.
+        for name in ("stopping_rule", "routing"):
+            if name in self.fields:
+                self.fields[name].required = False
+
+    def clean_stopping_rule(self) -> str:
+        return self.cleaned_data.get("stopping_rule") or Campaign.Stopping.NONE
+
+    def clean_routing(self) -> str:
+        return self.cleaned_data.get("routing") or Campaign.Routing.UNIFORM
 
     def clean(self) -> dict[str, Any]:
         data = super().clean() or {}
@@ -59,6 +73,17 @@ class CampaignForm(forms.ModelForm):
             prompts = data.get("prompts") or []
             if eval_set is not None and any(p.eval_set_id != eval_set.pk for p in prompts):
                 raise ValidationError("Every prompt of the subset must belong to the campaign's eval set.")
+            n_models = len(models) + (1 if baseline is not None and baseline not in models else 0)
+        else:  # the models are read-only once the campaign has comparisons
+            n_models = self.instance.models.count() if self.instance.pk else 0
+        if "routing" in self.fields and "target_half_width" in data:
+            services.campaign_stopping_check(
+                target_half_width=data.get("target_half_width"),
+                vote_budget=data.get("vote_budget"),
+                stopping_rule=data.get("stopping_rule") or Campaign.Stopping.NONE,
+                routing=data.get("routing") or Campaign.Routing.UNIFORM,
+                n_models=n_models,
+            )
         return data
 
 
@@ -105,6 +130,10 @@ class CampaignAdmin(admin.ModelAdmin):
                     "render_mode",
                 ]
             },
+        ),
+        (
+            "Precision, stopping and routing",
+            {"fields": ["target_half_width", "vote_budget", "stopping_rule", "routing"]},
         ),
         ("Dates", {"fields": ["created_at", "opened_at", "closed_at"]}),
     ]
@@ -172,6 +201,7 @@ class CampaignAdmin(admin.ModelAdmin):
             "title": f"Progress of {campaign.slug}",
             "campaign": campaign,
             "progress": campaign_progress(campaign=campaign),
+            "tracker": campaign_precision(campaign=campaign),
             "invite_url": _invite_url(request, campaign),
             "audit": campaign_blinding_audit_cached(campaign=campaign),
             "identity_summary": identity_leaks_summary(campaign),

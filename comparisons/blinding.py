@@ -1,8 +1,9 @@
 """The blinding audit: how well surface features of the texts raters receive predict which model wrote which side.
 
 Pure module (numpy, scikit-learn; no Django). The question a curious rater asks is "which side is model X?".
-Left/right is drawn at random per assignment, so each comparison is audited in both orientations: a row with
-the feature differences A−B (A = the comparison's first model) labelled 1, and its mirror B−A labelled 0. A rule
+A rater may see either side on the left (campaigns counterbalance the orders), so each comparison is audited in
+both orientations: a row with the feature differences A−B (A = the comparison's first model) labelled 1, and its
+mirror B−A labelled 0. A rule
 that cannot tell the sides apart (equal features) then scores exactly 50%, and every guess is scored as a
 rater would be scored over random screen orders.
 

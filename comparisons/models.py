@@ -2,7 +2,7 @@
 
 A Campaign compares models on an eval set; opening it creates one Comparison
 per (prompt, model pair). An Assignment hands one comparison to one rater with
-a random left/right order and a time-limited lease; a Vote is the rater's
+a counterbalanced left/right order and a time-limited lease; a Vote is the rater's
 choice on that assignment. Rater-facing code never reads these rows directly:
 it goes through `comparisons.selectors.rater_view_for_assignment`.
 """
@@ -96,6 +96,39 @@ class Campaign(models.Model):
         "as {prompt_id, models, leaks: [{model, matches: [{phrase, kind, start, end}]}]}; left out unless "
         "keep_identity_leaks.",
     )
+
+    class Stopping(models.TextChoices):
+        NONE = "none", "None: run until closed by hand (or the vote budget is spent)"
+        PRECISION = "precision", "Precision: close when every pair reached the target half-width"
+        DECISIVE = "decisive", "Decisive (anytime-valid): close when every pair's confidence sequence leaves 50% out"
+
+    class Routing(models.TextChoices):
+        UNIFORM = "uniform", "Uniform: fewest votes first"
+        ADAPTIVE = "adaptive", "Adaptive: the pair whose vote settles the ranking most (3 or more models)"
+
+    target_half_width = models.FloatField(
+        null=True,
+        blank=True,
+        help_text="Precision wanted for every pair's win rate: the half-width of its 95% interval, in points "
+        "(e.g. 5 for ±5). The progress page projects the votes still needed to reach it.",
+    )
+    vote_budget = models.PositiveIntegerField(
+        null=True, blank=True, help_text="Close the campaign by itself once this many votes are in; empty = no budget."
+    )
+    stopping_rule = models.CharField(
+        max_length=20,
+        choices=Stopping.choices,
+        default=Stopping.NONE,
+        help_text="When the campaign closes by itself. Stopping as soon as a pair looks decisive inflates false "
+        "positives unless the interval is anytime-valid, which is why 'decisive' uses a confidence sequence.",
+    )
+    routing = models.CharField(
+        max_length=20,
+        choices=Routing.choices,
+        default=Routing.UNIFORM,
+        help_text="Which pair of models the next vote compares. Adaptive routing needs three or more models; "
+        "k stays the most votes one comparison receives.",
+    )
     invite_token = models.CharField(max_length=64, unique=True, default=new_token, editable=False)
     comparisons_count = models.PositiveIntegerField(
         default=0,
@@ -122,6 +155,22 @@ class Campaign(models.Model):
                 condition=Q(comparisons_per_rater__isnull=True) | Q(comparisons_per_rater__gte=1),
                 name="campaign_per_rater_positive",
             ),
+            models.CheckConstraint(
+                condition=Q(target_half_width__isnull=True)
+                | (Q(target_half_width__gt=0) & Q(target_half_width__lte=50)),
+                name="campaign_target_half_width_in_range",
+            ),
+            models.CheckConstraint(
+                condition=Q(vote_budget__isnull=True) | Q(vote_budget__gte=1), name="campaign_vote_budget_positive"
+            ),
+            models.CheckConstraint(
+                condition=Q(stopping_rule__in=["none", "precision", "decisive"]), name="campaign_stopping_rule_valid"
+            ),
+            models.CheckConstraint(
+                condition=~Q(stopping_rule="precision") | Q(target_half_width__isnull=False),
+                name="campaign_precision_rule_has_target",
+            ),
+            models.CheckConstraint(condition=Q(routing__in=["uniform", "adaptive"]), name="campaign_routing_valid"),
         ]
 
     def __str__(self) -> str:
@@ -216,7 +265,14 @@ class Assignment(models.Model):
     comparison = models.ForeignKey(Comparison, on_delete=models.CASCADE, related_name="assignments")
     rater = models.ForeignKey(Rater, on_delete=models.CASCADE, related_name="assignments")
     left_is_a = models.BooleanField(
-        help_text="Drawn at random per assignment: response A of the comparison on the left."
+        help_text="Response A of the comparison on the left. Counterbalanced: each comparison's votes are split "
+        "between the two orders (k even: half each; k odd: one more in one order)."
+    )
+    routing_probability = models.FloatField(
+        null=True,
+        blank=True,
+        help_text="Under adaptive routing, the probability this comparison's pair of models had of being served "
+        "when it was leased (its inverse weights the vote for unbiased estimates); empty under uniform routing.",
     )
     status = models.CharField(max_length=20, choices=Status.choices, default=Status.LEASED)
     created_at = models.DateTimeField(auto_now_add=True)

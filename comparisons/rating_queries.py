@@ -221,8 +221,16 @@ def _window_part(part: int, side: str, tried: str, limit: str) -> str:
     )
 
 
-def _rank_sql(n_tried: int, windowed: bool) -> str:
-    tried = "".join(f" AND c.{C.id} <> %(tried_{i})s" for i in range(n_tried))
+# Adaptive routing: only the comparisons of one pair of models (the models of responses A and B).
+# ORM: .filter(response_a__model_id=model_a, response_b__model_id=model_b)
+_ONE_PAIR = (
+    f" AND c.{C.response_a} IN (SELECT r.{T.id} FROM {T} r WHERE r.{T.model} = %(model_a)s)"  # noqa: S608
+    f" AND c.{C.response_b} IN (SELECT r.{T.id} FROM {T} r WHERE r.{T.model} = %(model_b)s)"
+)
+
+
+def _rank_sql(n_tried: int, windowed: bool, one_pair: bool = False) -> str:
+    tried = "".join(f" AND c.{C.id} <> %(tried_{i})s" for i in range(n_tried)) + (_ONE_PAIR if one_pair else "")
     limit = " LIMIT %(window)s" if windowed else ""
     return (
         # The campaign's id range: two probes of the (campaign, id) index.
@@ -243,6 +251,7 @@ def rank_candidates(
     window: int | None,
     gold: bool = False,
     tried: Collection[int] = (),
+    pair: tuple[int, int] | None = None,
 ) -> list[Candidate]:
     """The campaign's comparisons this rater may be given next, fewest votes plus live leases first, ties at
     random; rows at k (votes plus leases) are returned too, last, for the caller to drop.
@@ -254,7 +263,7 @@ def rank_candidates(
     a request costs the same on a campaign of 30,000 pairs as on one of 30. Every comparison outside the
     window has at least as many votes as the window's last row, hence at least that load: when the best
     load in a full window is above that, the caller asks again with a wider window (`window=None` ranks
-    every eligible comparison).
+    every eligible comparison). `pair` (model ids of responses A and B) keeps to that pair's comparisons.
 
     ORM: Comparison.objects.filter(campaign=campaign, is_attention_check=gold, votes_count__lt=k)
          .exclude(pk__in=Assignment.objects.filter(rater=rater).values("comparison")).exclude(pk__in=tried)
@@ -266,7 +275,10 @@ def rank_candidates(
     }  # fmt: skip
     ordered = sorted(tried)
     params.update({f"tried_{i}": pk for i, pk in enumerate(ordered)})
-    return [Candidate(*row) for row in _fetchall(_rank_sql(len(ordered), window is not None), params)]
+    if pair is not None:
+        params.update(model_a=pair[0], model_b=pair[1])
+    sql = _rank_sql(len(ordered), window is not None, one_pair=pair is not None)
+    return [Candidate(*row) for row in _fetchall(sql, params)]
 
 
 # ORM: Comparison.objects.filter(pk__in=ids).select_for_update(skip_locked=True, of=("self",))
@@ -291,15 +303,24 @@ def lock_comparison(comparison_id: int) -> None:
     _fetchone(_SQL_LOCK_COMPARISON, [comparison_id])
 
 
-# ORM: if Comparison.objects.filter(pk=comparison_id).annotate(load=<_load>).filter(load__lt=k).exists():
-#          Assignment.objects.create(token=…, comparison_id=…, rater_id=…, left_is_a=…, status=LEASED,
-#                                    created_at=now, leased_until=…)
-# in one statement, so the load is counted in the INSERT's own snapshot (under the comparison's lock).
+# ORM: held = Assignment.objects.filter(comparison_id=comparison_id).filter(Q(status=VOTED) | Q(status=LEASED,
+#          leased_until__gt=now)); lead = held.filter(left_is_a=True).count() - held.filter(left_is_a=False).count()
+#      if Comparison.objects.filter(pk=comparison_id).annotate(load=<_load>).filter(load__lt=k).exists():
+#          Assignment.objects.create(token=…, comparison_id=…, rater_id=…,
+#                                    left_is_a=lead < 0 if lead else coin, status=LEASED, created_at=now,
+#                                    leased_until=…, routing_probability=…)
+# in one statement, so the load and the orders are counted in the INSERT's own snapshot (under the
+# comparison's lock): each comparison's votes split evenly between the two left/right orders.
 _SQL_INSERT_LEASE = (
     f"INSERT INTO {A} ({A.token}, {A.comparison}, {A.rater}, {A.left_is_a}, {A.status}, {A.created_at}, "  # noqa: S608
-    f"{A.leased_until}, {A.closed_at}) "
-    f"SELECT %(token)s, c.{C.id}, %(rater)s, %(left_is_a)s, %(status)s, %(now)s, %(until)s, NULL FROM {C} c "
-    f"WHERE c.{C.id} = %(comparison)s AND {_load('c')} < %(k)s RETURNING {A.id}"
+    f"{A.leased_until}, {A.closed_at}, {A.routing_probability}) "
+    f"SELECT %(token)s, c.{C.id}, %(rater)s, "
+    f"CASE WHEN o.lead < 0 THEN TRUE WHEN o.lead > 0 THEN FALSE ELSE %(coin)s END, "
+    f"%(status)s, %(now)s, %(until)s, NULL, %(probability)s FROM {C} c CROSS JOIN "
+    f"(SELECT COALESCE(SUM(CASE WHEN s.{A.left_is_a} THEN 1 ELSE -1 END), 0) AS lead FROM {A} s "
+    f"WHERE s.{A.comparison} = %(comparison)s AND (s.{A.status} = %(voted)s "
+    f"OR (s.{A.status} = %(leased)s AND s.{A.leased_until} > %(now)s))) o "
+    f"WHERE c.{C.id} = %(comparison)s AND {_load('c')} < %(k)s RETURNING {A.id}, {A.left_is_a}"
 )
 
 
@@ -308,20 +329,22 @@ def insert_lease_under_quota(
     token: str,
     comparison_id: int,
     rater_id: int,
-    left_is_a: bool,
+    coin: bool,
     now: datetime,
     leased_until: datetime,
     k: int,
-) -> int | None:
-    """Lease the comparison to the rater (sides as `left_is_a` says) only while its votes plus live leases
-    stay under k; the new assignment's id, or None when the comparison is full."""
+    routing_probability: float | None = None,
+) -> tuple[int, bool] | None:
+    """Lease the comparison to the rater only while its votes plus live leases stay under k, in the left/right
+    order with fewer votes plus live leases on it (`coin` when they are even): the new assignment's id and
+    its `left_is_a`, or None when the comparison is full. `routing_probability` is stored with it."""
     row = _fetchone(
         _SQL_INSERT_LEASE,
-        {"token": token, "comparison": comparison_id, "rater": rater_id, "left_is_a": left_is_a, "status": _LEASED,
-         "leased": _LEASED,
+        {"token": token, "comparison": comparison_id, "rater": rater_id, "coin": coin, "status": _LEASED,
+         "leased": _LEASED, "voted": _VOTED, "probability": routing_probability,
          "now": rows.db_time(now), "until": rows.db_time(leased_until), "k": k},
     )  # fmt: skip
-    return None if row is None else row[0]
+    return None if row is None else (row[0], bool(row[1]))
 
 
 # ORM: Comparison.objects.filter(pk=comparison_id).annotate(load=<_load, excluding assignment>)
@@ -333,6 +356,24 @@ def load_of_others(*, comparison_id: int, assignment_id: int, now: datetime) -> 
     """Votes plus other assignments' live leases of one comparison (call it with the comparison locked)."""
     params = {"comparison": comparison_id, "assignment": assignment_id, "leased": _LEASED, "now": rows.db_time(now)}
     row = _fetchone(_SQL_LOAD_OF_OTHERS, params)
+    return int(row[0]) if row else 0
+
+
+# ORM: Assignment.objects.filter(comparison_id=comparison_id, left_is_a=left_is_a).filter(Q(status=VOTED)
+#      | Q(status=LEASED, leased_until__gt=now)).exclude(pk=assignment_id).count()
+_SQL_ORDER_LOAD_OF_OTHERS = (
+    f"SELECT COUNT(*) FROM {A} s WHERE s.{A.comparison} = %(comparison)s AND s.{A.id} <> %(assignment)s "  # noqa: S608
+    f"AND s.{A.left_is_a} = %(left_is_a)s AND (s.{A.status} = %(voted)s "
+    f"OR (s.{A.status} = %(leased)s AND s.{A.leased_until} > %(now)s))"
+)
+
+
+def order_load_of_others(*, comparison_id: int, assignment_id: int, left_is_a: bool, now: datetime) -> int:
+    """Votes plus other assignments' live leases of one comparison in one left/right order (call it with the
+    comparison locked)."""
+    params = {"comparison": comparison_id, "assignment": assignment_id, "left_is_a": left_is_a,
+              "voted": _VOTED, "leased": _LEASED, "now": rows.db_time(now)}  # fmt: skip
+    row = _fetchone(_SQL_ORDER_LOAD_OF_OTHERS, params)
     return int(row[0]) if row else 0
 
 

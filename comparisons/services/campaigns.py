@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import itertools
+import logging
 import math
 import random
+import threading
+import time
 from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Any
@@ -17,9 +20,12 @@ from django.utils import timezone
 from comparisons.blinding import lookalike_space
 from comparisons.models import Campaign, Comparison, new_token
 from comparisons.served_text import served_text
+from comparisons.tracker import campaign_precision
 from generation.identity import describe
 from generation.models import EvalSet, ModelEntry, Prompt, Response
 from generation.services import responses_scan_identity
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass
@@ -64,11 +70,16 @@ def campaign_create(
     comparisons_per_rater: int | None = None,
     render_mode: str = Campaign.Rendering.MARKDOWN,
     keep_identity_leaks: bool = False,
+    target_half_width: float | None = None,
+    vote_budget: int | None = None,
+    stopping_rule: str = Campaign.Stopping.NONE,
+    routing: str = Campaign.Routing.UNIFORM,
 ) -> Campaign:
     """Create a draft campaign after checking its settings; raises ValidationError with a readable message.
 
     ``keep_identity_leaks`` keeps comparisons where an answer names its model, its maker or itself as an
-    AI; by default `campaign_open` leaves them out."""
+    AI; by default `campaign_open` leaves them out. ``target_half_width`` (points), ``vote_budget``,
+    ``stopping_rule`` and ``routing`` are checked by `campaign_stopping_check`."""
     if Campaign.objects.filter(slug=slug).exists():
         raise ValidationError(f"A campaign with slug {slug!r} already exists; choose another slug.")
     unique_models = list(dict.fromkeys(models))
@@ -86,6 +97,13 @@ def campaign_create(
         raise ValidationError("Every prompt of the subset must belong to the campaign's eval set.")
     if render_mode not in Campaign.Rendering.values:
         raise ValidationError(f"Rendering must be one of {', '.join(Campaign.Rendering.values)}, not {render_mode!r}.")
+    campaign_stopping_check(
+        target_half_width=target_half_width,
+        vote_budget=vote_budget,
+        stopping_rule=stopping_rule,
+        routing=routing,
+        n_models=len(unique_models),
+    )
     campaign = Campaign(
         slug=slug,
         title=title or slug,
@@ -99,6 +117,10 @@ def campaign_create(
         comparisons_per_rater=comparisons_per_rater,
         render_mode=render_mode,
         keep_identity_leaks=keep_identity_leaks,
+        target_half_width=target_half_width,
+        vote_budget=vote_budget,
+        stopping_rule=stopping_rule,
+        routing=routing,
     )
     campaign.full_clean()
     campaign.save()
@@ -106,6 +128,44 @@ def campaign_create(
     if prompts:
         campaign.prompts.set(prompts)
     return campaign
+
+
+def campaign_stopping_check(
+    *,
+    target_half_width: float | None,
+    vote_budget: int | None,
+    stopping_rule: str,
+    routing: str,
+    n_models: int,
+) -> None:
+    """Check a campaign's precision, stopping and routing settings together; ValidationError says what is wrong."""
+    if target_half_width is not None:
+        if isinstance(target_half_width, bool) or not isinstance(target_half_width, int | float):
+            raise ValidationError(f"The target half-width is a number of points, not {target_half_width!r}.")
+        if not (0 < target_half_width <= 50) or math.isnan(target_half_width):
+            raise ValidationError(
+                f"The target half-width is in points of win rate, above 0 and at most 50 (e.g. 5 for ±5); "
+                f"got {target_half_width}."
+            )
+    whole = isinstance(vote_budget, int) and not isinstance(vote_budget, bool)
+    if vote_budget is not None and (not whole or vote_budget < 1):
+        raise ValidationError(f"The vote budget is a whole number of votes, at least 1; got {vote_budget!r}.")
+    if stopping_rule not in Campaign.Stopping.values:
+        raise ValidationError(
+            f"The stopping rule must be one of {', '.join(Campaign.Stopping.values)}, not {stopping_rule!r}."
+        )
+    if stopping_rule == Campaign.Stopping.PRECISION and target_half_width is None:
+        raise ValidationError(
+            "The 'precision' stopping rule closes the campaign when every pair reached the target half-width: "
+            "set a target half-width (e.g. 5 points)."
+        )
+    if routing not in Campaign.Routing.values:
+        raise ValidationError(f"Routing must be one of {', '.join(Campaign.Routing.values)}, not {routing!r}.")
+    if routing == Campaign.Routing.ADAPTIVE and n_models < 3:
+        raise ValidationError(
+            f"Adaptive routing chooses among pairs of models to settle a ranking: it needs three or more models, "
+            f"and this campaign has {n_models}. Use uniform routing."
+        )
 
 
 def _model_pairs(campaign: Campaign) -> list[tuple[ModelEntry, ModelEntry]]:
@@ -246,6 +306,14 @@ def _build_attention_checks(campaign: Campaign, real: list[Comparison]) -> int:
 def campaign_open(*, campaign: Campaign) -> OpenReport:
     """Open (or reopen) a campaign; the first time, create its comparisons and report the prompts skipped."""
     locked = Campaign.objects.select_for_update().get(pk=campaign.pk)
+    # Settings edited in the admin since creation are checked again: the model count is not a column.
+    campaign_stopping_check(
+        target_half_width=locked.target_half_width,
+        vote_budget=locked.vote_budget,
+        stopping_rule=locked.stopping_rule,
+        routing=locked.routing,
+        n_models=locked.models.count(),
+    )
     report = OpenReport()
     if not locked.comparisons.exists():
         report = _build_comparisons(locked)
@@ -285,3 +353,55 @@ def campaign_rotate_invite(*, campaign: Campaign) -> Campaign:
     campaign.invite_token = new_token()
     campaign.save(update_fields=["invite_token"])
     return campaign
+
+
+# ---------------------------------------------------------------- closing by itself
+
+
+def campaign_close_if_done(*, campaign_id: int) -> str | None:
+    """Close an open (or paused) campaign whose vote budget is spent or whose stopping rule is met, and return why;
+    None when it stays as it is. Idempotent: the campaign row is locked and its status read again, so two checks
+    at once close it once. Stopping on precision or on an anytime-valid sequence keeps the estimates valid."""
+    with transaction.atomic():
+        campaign = Campaign.objects.select_for_update().filter(pk=campaign_id).first()
+        if campaign is None or campaign.status not in (Campaign.Status.OPEN, Campaign.Status.PAUSED):
+            return None
+        if campaign.stopping_rule == Campaign.Stopping.NONE and campaign.vote_budget is None:
+            return None
+        tracker = campaign_precision(campaign=campaign)
+        if not tracker.done:
+            return None
+        campaign_close(campaign=campaign)
+    logger.info("campaign %s closed by itself: %s", campaign.slug, tracker.reason)
+    return tracker.reason
+
+
+# A stop check runs this many seconds after a vote, covering every vote this process takes meanwhile.
+STOP_CHECK_DELAY_SECONDS = 5.0
+_stop_checks_due: dict[int, float] = {}
+_stop_checks_lock = threading.Lock()
+
+
+def campaign_stop_check_soon(*, campaign_id: int) -> None:
+    """After a vote commits: queue `campaign_close_if_done` for its campaign, STOP_CHECK_DELAY_SECONDS later.
+
+    One web process queues at most one check per campaign per delay: a check already due covers the votes
+    that arrive before it runs, so every vote is followed by a check within about the delay, and the rating
+    loop pays a dictionary look-up, not a query, for the votes in between. Campaigns with neither a stopping
+    rule nor a budget are looked up once per delay and queue nothing."""
+    now = time.monotonic()
+    with _stop_checks_lock:
+        if _stop_checks_due.get(campaign_id, 0.0) > now:
+            return
+        _stop_checks_due[campaign_id] = now + STOP_CHECK_DELAY_SECONDS
+    rules = Campaign.objects.filter(pk=campaign_id).exclude(stopping_rule=Campaign.Stopping.NONE, vote_budget=None)
+    if not rules.exists():
+        return
+    from comparisons.tasks import campaign_stop_check  # the tasks module imports the services
+
+    try:
+        campaign_stop_check.apply_async(args=[campaign_id], countdown=STOP_CHECK_DELAY_SECONDS)
+    except Exception:  # noqa: BLE001 - the vote is recorded: an unreachable broker must not turn it into an error
+        logger.exception("could not queue the stop check of campaign %s; the next vote will try again", campaign_id)
+        with _stop_checks_lock:
+            _stop_checks_due.pop(campaign_id, None)

@@ -14,12 +14,15 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from django.db import IntegrityError, connection, transaction
-from django.db.models import Exists, OuterRef
+from django.db.models import Exists, OuterRef, Sum
+from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from comparisons import rating_queries, rows
 from comparisons.access import rater_can_rate
 from comparisons.models import Assignment, Campaign, Comparison, Rater, Vote, new_token
+from comparisons.routing import routing_draw, routing_plan
+from comparisons.services.campaigns import campaign_stop_check_soon
 from comparisons.services.reports import ContentReportInvalid, content_reports_parse, content_reports_store
 
 
@@ -60,12 +63,14 @@ def _assignment(
     status: str,
     created_at: Any,
     leased_until: Any,
+    routing_probability: float | None = None,
 ) -> Assignment:
     """An Assignment instance from values read (or written) by `rating_queries`, without a query."""
     assignment: Assignment = rows.instance(
         Assignment,
         {"id": pk, "token": token, "comparison_id": comparison_id, "rater_id": rater.pk, "left_is_a": left_is_a,
-         "status": status, "created_at": created_at, "leased_until": leased_until, "closed_at": None},
+         "status": status, "created_at": created_at, "leased_until": leased_until, "closed_at": None,
+         "routing_probability": routing_probability},
     )  # fmt: skip
     Assignment.rater.field.set_cached_value(assignment, rater)
     return assignment
@@ -92,8 +97,11 @@ CANDIDATE_WINDOW = 64
 _CANDIDATES_TO_LOCK = 16
 
 
-def _ranked(*, rater: Rater, campaign: Campaign, now: datetime, tried: set[int]) -> list[int]:
-    """The unseen comparisons under k, fewest votes plus live leases first, ties at random (ids).
+def _ranked(
+    *, rater: Rater, campaign: Campaign, now: datetime, tried: set[int], pair: tuple[int, int] | None = None
+) -> list[int]:
+    """The unseen comparisons under k, fewest votes plus live leases first, ties at random (ids); only those of
+    ``pair`` (model ids of responses A and B) when given (adaptive routing).
 
     A window of CANDIDATE_WINDOW comparisons in the order of their votes is ranked first; the whole campaign
     only when that window is full and every comparison in it carries more load than the votes of the last
@@ -103,7 +111,14 @@ def _ranked(*, rater: Rater, campaign: Campaign, now: datetime, tried: set[int])
     window: int | None = CANDIDATE_WINDOW
     while True:
         ranked = rating_queries.rank_candidates(
-            campaign_id=campaign.pk, rater_id=rater.pk, k=k, now=now, start=start, window=window, tried=tried
+            campaign_id=campaign.pk,
+            rater_id=rater.pk,
+            k=k,
+            now=now,
+            start=start,
+            window=window,
+            tried=tried,
+            pair=pair,
         )
         under = [c.id for c in ranked if c.load < k]
         if window is None or len(ranked) < window:
@@ -113,7 +128,9 @@ def _ranked(*, rater: Rater, campaign: Campaign, now: datetime, tried: set[int])
         window = None
 
 
-def _pick_candidate(*, rater: Rater, campaign: Campaign, now: datetime, tried: set[int]) -> int | None:
+def _pick_candidate(
+    *, rater: Rater, campaign: Campaign, now: datetime, tried: set[int], pair: tuple[int, int] | None = None
+) -> int | None:
     """The unseen comparison under k with the fewest votes plus live leases (ties at random), locked.
 
     On PostgreSQL the candidates are read without locks, then the best one no other transaction holds is
@@ -122,7 +139,7 @@ def _pick_candidate(*, rater: Rater, campaign: Campaign, now: datetime, tried: s
     held, wait for the best one rather than tell this rater there is nothing left: the attempt holds no other
     comparison's lock (see assignment_next), so the wait cannot deadlock. On SQLite the whole transaction
     already holds the database's write lock."""
-    ranked = _ranked(rater=rater, campaign=campaign, now=now, tried=tried)
+    ranked = _ranked(rater=rater, campaign=campaign, now=now, tried=tried, pair=pair)
     if not ranked:
         return None
     if connection.vendor == "postgresql":
@@ -131,6 +148,32 @@ def _pick_candidate(*, rater: Rater, campaign: Campaign, now: datetime, tried: s
             return free
         rating_queries.lock_comparison(ranked[0])
     return ranked[0]
+
+
+def _pick_routed(
+    *, rater: Rater, campaign: Campaign, now: datetime, tried: set[int]
+) -> tuple[int | None, float | None]:
+    """Adaptive routing: draw a pair of models from the campaign's routing plan, then take that pair's comparison
+    with the fewest votes plus live leases, as `_pick_candidate` does. A pair with nothing left for this rater
+    is ruled out and the draw repeated among the others, so the probability returned is the pair's chance
+    given the pairs ruled out (the plan renormalized), the weight its vote needs."""
+    plan = routing_plan(campaign=campaign)
+    exhausted: set[tuple[int, int]] = set()
+    while (drawn := routing_draw(plan, exclude=exhausted)) is not None:
+        pair, probability = drawn
+        pk = _pick_candidate(rater=rater, campaign=campaign, now=now, tried=tried, pair=pair)
+        if pk is not None:
+            return pk, probability
+        exhausted.add(pair)
+    return None, None
+
+
+def _campaign_load(campaign: Campaign, now: datetime) -> int:
+    """Votes plus live leases on the campaign's real comparisons (what a vote budget is measured against)."""
+    real = Comparison.objects.filter(campaign=campaign, is_attention_check=False)
+    votes = real.aggregate(n=Coalesce(Sum("votes_count"), 0))["n"]
+    live = Assignment.objects.filter(comparison__in=real, status=Assignment.Status.LEASED, leased_until__gt=now)
+    return int(votes) + live.count()
 
 
 class _PairFilled(Exception):  # noqa: N818 - control flow inside assignment_next, never raised to callers
@@ -176,6 +219,8 @@ def _assignment_next_attempt(*, rater: Rater, campaign: Campaign, tried: set[int
         )  # fmt: skip
     if not campaign.is_open:
         return None
+    if campaign.vote_budget is not None and _campaign_load(campaign, now) >= campaign.vote_budget:
+        return None  # the budget is spent, or will be by the pairs raters hold now
 
     if not tried and campaign.attention_check_rate > 0 and random.random() < campaign.attention_check_rate:
         unseen = ~Exists(Assignment.objects.filter(comparison=OuterRef("pk"), rater=rater))
@@ -191,22 +236,29 @@ def _assignment_next_attempt(*, rater: Rater, campaign: Campaign, tried: set[int
                 rater=rater, comparison_id=gold, campaign=campaign, now=now, left_is_a=random.random() < 0.5
             )
 
-    pk = _pick_candidate(rater=rater, campaign=campaign, now=now, tried=tried)
+    probability: float | None = None
+    if campaign.routing == Campaign.Routing.ADAPTIVE:
+        pk, probability = _pick_routed(rater=rater, campaign=campaign, now=now, tried=tried)
+    else:
+        pk = _pick_candidate(rater=rater, campaign=campaign, now=now, tried=tried)
     if pk is None:
         return None
     # The candidates were ranked on an older snapshot: the INSERT re-counts the votes and live leases in a
-    # statement of its own, under the comparison's lock, and leases only while they stay under k.
-    token, left_is_a = new_token(), random.random() < 0.5
+    # statement of its own, under the comparison's lock, and leases only while they stay under k. It also
+    # counterbalances the sides: the order with fewer votes plus live leases on this comparison, the coin
+    # deciding only when they are even.
+    token = new_token()
     leased_until = now + timedelta(seconds=campaign.lease_seconds)
-    assignment_id = rating_queries.insert_lease_under_quota(
-        token=token, comparison_id=pk, rater_id=rater.pk, left_is_a=left_is_a, now=now, leased_until=leased_until,
-        k=campaign.votes_per_comparison,
+    inserted = rating_queries.insert_lease_under_quota(
+        token=token, comparison_id=pk, rater_id=rater.pk, coin=random.random() < 0.5, now=now,
+        leased_until=leased_until, k=campaign.votes_per_comparison, routing_probability=probability,
     )  # fmt: skip
-    if assignment_id is None:
+    if inserted is None:
         raise _PairFilled(pk)
+    assignment_id, left_is_a = inserted
     return _assignment(
         pk=assignment_id, token=token, comparison_id=pk, rater=rater, left_is_a=left_is_a, status=_LEASED,
-        created_at=now, leased_until=leased_until,
+        created_at=now, leased_until=leased_until, routing_probability=probability,
     )  # fmt: skip
 
 
@@ -288,7 +340,8 @@ def vote_cast(
     choice again returns the stored vote (created=False); a different one raises Conflict; another
     rater's or an unknown token raises NotFound, and so does a token of a campaign the rater may no
     longer rate (a named rater removed from it). When the lease has expired the vote is still accepted
-    while the comparison is under its quota of k votes plus other raters' live leases, otherwise Gone.
+    while the comparison is under its quota of k votes plus other raters' live leases, and its left/right order
+    under half of them (k odd: one more), otherwise Gone.
     Gone too: a closed campaign, a pair this rater skipped, and any vote past the campaign's per-rater
     cap. The vote's `seconds` run from the later of serving the pair and the rater's previous vote.
     """
@@ -355,7 +408,11 @@ def vote_cast(
     live = target.status == Assignment.Status.LEASED and target.leased_until > now
     if not live and not target.is_attention_check:
         load = rating_queries.load_of_others(comparison_id=target.comparison_id, assignment_id=target.id, now=now)
-        if load >= k:
+        # Counterbalancing: one left/right order holds at most half of the k votes (k odd: one more).
+        in_order = rating_queries.order_load_of_others(
+            comparison_id=target.comparison_id, assignment_id=target.id, left_is_a=target.left_is_a, now=now
+        )
+        if load >= k or in_order >= (k + 1) // 2:
             raise Gone("Your time on this pair ran out and it has since been filled by other raters.")
 
     left, right = ((target.response_a_id, target.model_a_id), (target.response_b_id, target.model_b_id))[
@@ -385,4 +442,6 @@ def vote_cast(
             flagged=True, flag_reason=f"Failed an attention check in campaign {campaign.slug} at {now:%Y-%m-%d %H:%M}."
         )
         rater.flagged = True
+    if not target.is_attention_check:  # the campaign may now have met its stopping rule or spent its budget
+        transaction.on_commit(lambda: campaign_stop_check_soon(campaign_id=campaign.pk))
     return VoteResult(vote=vote, created=True, campaign=campaign)

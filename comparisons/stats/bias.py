@@ -17,8 +17,9 @@ def position_bias(votes: Votes, *, confidence: float = 0.95) -> dict:
     """Share of decisive votes (a model won) that went to the response shown on the left.
 
     Needs a ``left_model`` column; without one (or with it empty everywhere) ``available`` is False.
-    The CI is Clopper–Pearson and the p-value an exact two-sided binomial test against 50%: the side is
-    drawn at random per assignment, so with no bias left picks are a fair coin.
+    The CI is Clopper–Pearson and the p-value an exact two-sided binomial test against 50%: each comparison's
+    votes are split evenly between the two sides (campaigns counterbalance them; otherwise the side is drawn at
+    random), so with no bias left picks are a fair coin, or closer to even than one.
     """
     result: dict = {
         "available": False,

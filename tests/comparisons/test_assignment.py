@@ -1,4 +1,4 @@
-"""The assignment engine: fewest votes first, never twice, leases that expire, random left/right."""
+"""The assignment engine: fewest votes first, never twice, leases that expire, left/right balanced."""
 
 from __future__ import annotations
 

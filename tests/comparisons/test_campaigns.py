@@ -87,6 +87,15 @@ def test_attention_checks_take_one_answer_of_each_model_like_real_pairs():
         ({"votes_per_comparison": 0}, "at least 1"),
         ({"attention_check_rate": 1.5}, "between 0 and 1"),
         ({"prompt_limit": 0}, "prompt limit"),
+        # Precision, stopping and routing (issue 12).
+        ({"stopping_rule": "precision"}, "set a target half-width"),
+        ({"target_half_width": 0.0}, "above 0 and at most 50"),
+        ({"target_half_width": 75.0}, "above 0 and at most 50"),
+        ({"target_half_width": float("nan")}, "above 0 and at most 50"),
+        ({"vote_budget": 0}, "at least 1"),
+        ({"stopping_rule": "whenever"}, "must be one of none, precision, decisive"),
+        ({"routing": "adaptive"}, "needs three or more models"),
+        ({"routing": "random"}, "must be one of uniform, adaptive"),
     ],
 )
 def test_bad_settings_are_refused_with_a_message(kwargs, message):

@@ -1,6 +1,6 @@
 """python manage.py create_campaign SLUG --evalset NAME --models A B [more…] [--baseline NAME] [--votes-per-pair K]
 [--limit N] [--title T] [--attention-rate R] [--per-rater N] [--render markdown|plain] [--keep-identity-leaks]
-[--draft]:
+[--target-half-width POINTS] [--vote-budget N] [--stop none|precision|decisive] [--routing uniform|adaptive] [--draft]:
 create a campaign and open it."""
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from django.db import transaction
 
 from comparisons import services
 from comparisons.models import Campaign
-from evalsite.options import AT_LEAST_ONE, SHARE
+from evalsite.options import AT_LEAST_ONE, HALF_WIDTH_POINTS, SHARE
 from generation.models import EvalSet, ModelEntry
 
 
@@ -47,6 +47,29 @@ class Command(BaseCommand):
             action="store_true",
             help="Also compare answers that name their model, their maker or themselves as an AI (default: left out).",
         )
+        parser.add_argument(
+            "--target-half-width",
+            type=HALF_WIDTH_POINTS,
+            metavar="POINTS",
+            help="Precision wanted for every pair: the 95%% interval's half-width in points of win rate (e.g. 5).",
+        )
+        parser.add_argument(
+            "--vote-budget", type=AT_LEAST_ONE, metavar="N", help="Close by itself once this many votes are in."
+        )
+        parser.add_argument(
+            "--stop",
+            choices=Campaign.Stopping.values,
+            default=Campaign.Stopping.NONE,
+            help="Close by itself when every pair reached the target (precision) or is decisive by an "
+            "anytime-valid confidence sequence (decisive); default none.",
+        )
+        parser.add_argument(
+            "--routing",
+            choices=Campaign.Routing.values,
+            default=Campaign.Routing.UNIFORM,
+            help="uniform (fewest votes first, the default) or adaptive (3+ models: the pair that settles the "
+            "ranking most).",
+        )
         parser.add_argument("--draft", action="store_true", help="Create it without opening it.")
 
     def handle(self, *args: Any, **opts: Any) -> None:
@@ -78,6 +101,10 @@ class Command(BaseCommand):
                     comparisons_per_rater=opts["per_rater"],
                     render_mode=opts["render"],
                     keep_identity_leaks=opts["keep_identity_leaks"],
+                    target_half_width=opts["target_half_width"],
+                    vote_budget=opts["vote_budget"],
+                    stopping_rule=opts["stop"],
+                    routing=opts["routing"],
                 )
                 report = None if opts["draft"] else services.campaign_open(campaign=campaign)
         except ValidationError as exc:
