@@ -94,7 +94,7 @@ def join(request: HttpRequest, token: str) -> HttpResponse:
         rater, _ = services.rater_join(campaign=campaign, participant_id=participant)
         if not rater.user.is_active:
             return render(request, "comparisons/join.html", {"campaign": campaign, "closed": True}, status=403)
-        login(request, rater.user, backend="comparisons.auth.RaterModelBackend")
+        login(request, rater.user, backend="comparisons.backends.RaterModelBackend")
         return redirect("comparisons:rate", slug=campaign.slug)
     return render(
         request,

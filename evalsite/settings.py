@@ -137,7 +137,7 @@ elif DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql" and env_b
     DATABASES["default"].setdefault("OPTIONS", {}).update({"server_side_binding": True, "prepare_threshold": 5})
 
 # ModelBackend that loads the user's Rater row with the user (one query per rater request, not two).
-AUTHENTICATION_BACKENDS = ["comparisons.auth.RaterModelBackend"]
+AUTHENTICATION_BACKENDS = ["comparisons.backends.RaterModelBackend"]
 
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
