@@ -86,8 +86,8 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     # Body caps need the user (only staff may upload checkpoints) and must run before anything reads a body:
     # middleware run before any process_view, where the CSRF check parses forms.
-    "evalsite.ratelimit.BodySizeLimitMiddleware",
-    "evalsite.ratelimit.NulCharacterMiddleware",
+    "evalsite.middleware.BodySizeLimitMiddleware",
+    "evalsite.middleware.NulCharacterMiddleware",
     "evalsite.ratelimit.RateLimitMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
