@@ -7,6 +7,8 @@ from django.core.exceptions import ValidationError
 from django.db import models
 from django.db.models import Q
 
+from generation.prompting import compose_instruction
+
 # A spreadsheet reads a cell starting with one of these as a formula (CSV injection, OWASP): names that land in
 # exported CSV cells may not start with them.
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
@@ -64,9 +66,7 @@ class Prompt(models.Model):
     @property
     def composed_instruction(self) -> str:
         """The AlpacaEval form: instruction, a blank line, then the input when there is one."""
-        if self.input:
-            return f"{self.instruction}\n\n{self.input}"
-        return self.instruction
+        return compose_instruction(self.instruction, self.input)
 
 
 class PromptTemplate(models.TextChoices):

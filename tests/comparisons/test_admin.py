@@ -130,3 +130,18 @@ def test_the_admin_links_each_campaign_to_its_results_page(admin_client_):
         page = admin_client_.get(url)
         assert page.status_code == 200 and results in page.content.decode(), url
     assert admin_client_.get(f"/campaigns/{campaign.slug}/results/").status_code == 200
+
+
+def test_the_progress_page_and_the_results_page_count_the_same_votes_leaving_attention_checks_out(admin_client_):
+    campaign = build_campaign(n_prompts=4, k=2, attention_check_rate=0.5)
+    rater = invite_rater(campaign)
+    golds = 0
+    while (assignment := services.assignment_next(rater=rater, campaign=campaign)) is not None:
+        services.vote_cast(rater=rater, token=assignment.token, choice="A")  # one vote on each pair
+        golds += assignment.comparison.is_attention_check
+    assert golds == 2  # 4 real pairs, half as many gold ones: 6 votes, 4 of them count
+    progress = admin_client_.get(f"/admin/comparisons/campaign/{campaign.pk}/progress/").content.decode()
+    assert "4 / 8 (50.0%)" in progress
+    services.user_make_analyst(user=get_user_model().objects.get(username="boss"))
+    results = admin_client_.get(f"/campaigns/{campaign.slug}/results/").content.decode()
+    assert "4 of 8 votes collected" in results and "4 still missing" in results
