@@ -95,16 +95,13 @@ _SQL_RATER_VIEW = (
 )
 
 
-def rater_view_for_assignment(
-    *, assignment: Assignment, include_html: bool = False, campaign: Campaign | None = None
-) -> dict[str, Any]:
+def rater_view_for_assignment(*, assignment: Assignment, include_html: bool = False) -> dict[str, Any]:
     """What a rater may see of an assignment: the API's JSON body (plus HTML rendered in the campaign's
     rendering, Markdown or plain text, when asked).
 
     Instruction, input and both responses are canonical served texts (the HTML is rendered from them), so
     a model's byte-level habits (leading whitespace, line endings, invisible characters) never reach a rater.
-    One query (the rating loop's hot path). `campaign` is accepted for callers that have it; the
-    campaign's settings are read in the same query anyway."""
+    One query (the rating loop's hot path), the campaign's rendering included."""
     with connection.cursor() as cursor:
         cursor.execute(_SQL_RATER_VIEW, [assignment.pk])
         row = cursor.fetchone()

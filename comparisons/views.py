@@ -121,7 +121,7 @@ def rate(request: HttpRequest, slug: str) -> HttpResponse:
     assignment = services.assignment_next(rater=rater, campaign=campaign)
     if assignment is None:
         return redirect("comparisons:done", slug=campaign.slug)
-    view = rater_view_for_assignment(assignment=assignment, include_html=True, campaign=campaign)
+    view = rater_view_for_assignment(assignment=assignment, include_html=True)
     context: dict[str, Any] = {
         "campaign_slug": campaign.slug,
         "guidance_html": render_markdown(campaign.instructions) if campaign.instructions else "",
@@ -197,7 +197,7 @@ def api_next(request: HttpRequest) -> HttpResponse:
     if assignment is None:
         return HttpResponse(status=204)
     include_html = request.GET.get("html") in {"1", "true"}
-    return JsonResponse(rater_view_for_assignment(assignment=assignment, include_html=include_html, campaign=campaign))
+    return JsonResponse(rater_view_for_assignment(assignment=assignment, include_html=include_html))
 
 
 def _json_body(request: HttpRequest) -> dict[str, Any]:

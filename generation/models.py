@@ -138,10 +138,6 @@ class ModelEntry(models.Model):
         return self.name
 
     @property
-    def is_checkpoint(self) -> bool:
-        return self.kind == self.Kind.CHECKPOINT
-
-    @property
     def greedy(self) -> bool:
         return self.temperature == 0
 
@@ -163,7 +159,6 @@ class GenerationRun(models.Model):
     prompt_limit = models.PositiveIntegerField(null=True, blank=True, help_text="Only the first N prompts.")
     total_prompts = models.PositiveIntegerField(default=0)
     generated_tokens = models.BigIntegerField(default=0)
-    generation_seconds = models.FloatField(default=0.0)
     created_at = models.DateTimeField(auto_now_add=True)
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)

@@ -14,7 +14,7 @@ import secrets
 import shutil
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -364,7 +364,7 @@ def run_start(
     return run
 
 
-def _stale_before():
+def _stale_before() -> datetime:
     return timezone.now() - timedelta(seconds=settings.GENERATION_STALE_SECONDS)
 
 
@@ -663,7 +663,6 @@ def chunk_store_responses(
     )
     GenerationRun.objects.filter(pk=run_id).update(
         generated_tokens=F("generated_tokens") + sum(r.completion_tokens for r in fresh),
-        generation_seconds=F("generation_seconds") + sum(r.seconds for r in fresh),
     )
     GenerationChunk.objects.filter(pk=chunk_id).update(heartbeat_at=timezone.now())
     return len(fresh)
