@@ -5,6 +5,8 @@ next pair, skip, vote). Callers import from here: ``from comparisons import serv
 """
 
 from comparisons.services.campaigns import (
+    COMPARED_SETTINGS,
+    CampaignSettings,
     OpenReport,
     campaign_close,
     campaign_create,
@@ -12,6 +14,8 @@ from comparisons.services.campaigns import (
     campaign_pause,
     campaign_prompts,
     campaign_rotate_invite,
+    campaign_settings_check,
+    campaign_update,
     identity_leak_lines,
 )
 from comparisons.services.raters import (
@@ -37,6 +41,8 @@ from comparisons.services.rating import (
 )
 
 __all__ = [
+    "COMPARED_SETTINGS",
+    "CampaignSettings",
     "API_CHOICES",
     "MAX_RATIONALE_CHARS",
     "Conflict",
@@ -55,6 +61,8 @@ __all__ = [
     "campaign_pause",
     "campaign_prompts",
     "campaign_rotate_invite",
+    "campaign_settings_check",
+    "campaign_update",
     "identity_leak_lines",
     "rater_create_from_invite",
     "rater_create_named",
