@@ -10,7 +10,7 @@ from django import forms
 from django.contrib import admin, messages
 from django.contrib.auth import get_user_model, password_validation
 from django.core.exceptions import PermissionDenied, ValidationError
-from django.db.models import QuerySet
+from django.db.models import Count, QuerySet
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
@@ -285,9 +285,14 @@ class RaterAdmin(admin.ModelAdmin):
     ]
     actions = ["unflag"]
 
-    @admin.display(description="Votes")
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Rater]:
+        return (
+            super().get_queryset(request).select_related("user", "campaign").annotate(votes=Count("assignments__vote"))
+        )
+
+    @admin.display(description="Votes", ordering="votes")
     def vote_count(self, obj: Rater) -> int:
-        return Vote.objects.filter(assignment__rater=obj).count()
+        return obj.votes  # type: ignore[attr-defined]  # annotated by get_queryset
 
     def get_form(self, request: HttpRequest, obj: Any = None, change: bool = False, **kwargs: Any) -> Any:
         if obj is None:
@@ -318,8 +323,8 @@ class RaterAdmin(admin.ModelAdmin):
 
     @admin.action(description="Clear the flag")
     def unflag(self, request: HttpRequest, queryset: QuerySet[Rater]) -> None:
-        updated = queryset.update(flagged=False, flag_reason="")
-        self.message_user(request, f"{updated} rater(s) unflagged.")
+        unflagged = services.rater_unflag(raters=queryset)
+        self.message_user(request, f"{unflagged} rater(s) unflagged.")
 
 
 class ReadOnlyAdmin(admin.ModelAdmin):

@@ -89,11 +89,12 @@ def join(request: HttpRequest, token: str) -> HttpResponse:
     if request.method == "POST":
         if returning:
             return redirect("comparisons:rate", slug=campaign.slug)
-        if campaign.status != Campaign.Status.OPEN:
-            return render(request, "comparisons/join.html", {"campaign": campaign, "closed": True}, status=409)
-        rater, _ = services.rater_join(campaign=campaign, participant_id=participant)
-        if not rater.user.is_active:
-            return render(request, "comparisons/join.html", {"campaign": campaign, "closed": True}, status=403)
+        try:
+            rater, _ = services.rater_join(campaign=campaign, participant_id=participant)
+        except services.JoinRefused as refused:
+            return render(
+                request, "comparisons/join.html", {"campaign": campaign, "closed": True}, status=refused.status
+            )
         login(request, rater.user, backend="comparisons.backends.RaterModelBackend")
         return redirect("comparisons:rate", slug=campaign.slug)
     return render(

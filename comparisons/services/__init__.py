@@ -19,10 +19,12 @@ from comparisons.services.campaigns import (
     identity_leak_lines,
 )
 from comparisons.services.raters import (
+    JoinRefused,
     analyst_group,
     rater_create_from_invite,
     rater_create_named,
     rater_join,
+    rater_unflag,
     user_make_analyst,
 )
 from comparisons.services.rating import (
@@ -48,6 +50,7 @@ __all__ = [
     "Conflict",
     "Gone",
     "InvalidChoice",
+    "JoinRefused",
     "NotFound",
     "OpenReport",
     "RatingError",
@@ -67,6 +70,7 @@ __all__ = [
     "rater_create_from_invite",
     "rater_create_named",
     "rater_join",
+    "rater_unflag",
     "rater_votes_done",
     "user_make_analyst",
     "vote_cast",

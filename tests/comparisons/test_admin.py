@@ -232,3 +232,33 @@ def test_the_progress_page_and_the_results_page_count_the_same_votes_leaving_att
     services.user_make_analyst(user=get_user_model().objects.get(username="boss"))
     results = admin_client_.get(f"/campaigns/{campaign.slug}/results/").content.decode()
     assert "4 of 8 votes collected" in results and "4 still missing" in results
+
+
+def test_the_unflag_action_clears_flags_through_the_service_and_counts_only_flagged_raters(admin_client_):
+    campaign = build_campaign(n_prompts=2)
+    flagged, clean = invite_rater(campaign), invite_rater(campaign)
+    Rater.objects.filter(pk=flagged.pk).update(flagged=True, flag_reason="Failed an attention check")
+    response = admin_client_.post(
+        "/admin/comparisons/rater/", {"action": "unflag", "_selected_action": [flagged.pk, clean.pk]}, follow=True
+    )
+    assert "1 rater(s) unflagged." in response.content.decode()
+    flagged.refresh_from_db()
+    assert (flagged.flagged, flagged.flag_reason) == (False, "")
+
+
+def test_the_rater_list_counts_votes_in_a_fixed_number_of_queries(admin_client_, django_assert_max_num_queries):
+    campaign = build_campaign(n_prompts=3, k=3)
+    votes = {}
+    for i in range(6):
+        rater = invite_rater(campaign, participant_id=f"PID-{i}")
+        for _ in range(i % 4):
+            assignment = services.assignment_next(rater=rater, campaign=campaign)
+            services.vote_cast(rater=rater, token=assignment.token, choice="A")
+        votes[f"PID-{i}"] = i % 4
+    with django_assert_max_num_queries(8):  # 6 today; one count per row made it 12
+        page = admin_client_.get("/admin/comparisons/rater/?o=5")  # sorted by the vote count
+    assert page.status_code == 200
+    rows = page.context["cl"].result_list
+    assert {r.participant_id: r.votes for r in rows} == votes
+    assert [r.votes for r in rows] == sorted(votes.values())
+    assert '<td class="field-vote_count">3</td>' in page.content.decode()
