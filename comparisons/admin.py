@@ -306,8 +306,11 @@ class RaterAdmin(admin.ModelAdmin):
         return [] if obj is None else list(self.readonly_fields)
 
     def save_model(self, request: HttpRequest, obj: Rater, form: forms.ModelForm, change: bool) -> None:
+        data = form.cleaned_data
         if change:
-            super().save_model(request, obj, form, change)
+            services.rater_update(
+                rater=obj, campaigns=data["campaigns"], flagged=data["flagged"], flag_reason=data["flag_reason"]
+            )
             return
         rater = services.rater_create_named(
             username=form.cleaned_data["username"],
@@ -318,8 +321,7 @@ class RaterAdmin(admin.ModelAdmin):
         obj.user = rater.user
 
     def save_related(self, request: HttpRequest, form: forms.ModelForm, formsets: Any, change: bool) -> None:
-        if change:
-            super().save_related(request, form, formsets, change)
+        """The campaigns were set by the service."""
 
     @admin.action(description="Clear the flag")
     def unflag(self, request: HttpRequest, queryset: QuerySet[Rater]) -> None:

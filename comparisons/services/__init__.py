@@ -25,6 +25,7 @@ from comparisons.services.raters import (
     rater_create_named,
     rater_join,
     rater_unflag,
+    rater_update,
     user_make_analyst,
 )
 from comparisons.services.rating import (
@@ -71,6 +72,7 @@ __all__ = [
     "rater_create_named",
     "rater_join",
     "rater_unflag",
+    "rater_update",
     "rater_votes_done",
     "user_make_analyst",
     "vote_cast",

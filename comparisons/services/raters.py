@@ -75,6 +75,17 @@ def rater_create_named(*, username: str, password: str, campaigns: list[Campaign
 
 
 @transaction.atomic
+def rater_update(*, rater: Rater, campaigns: Iterable[Campaign], flagged: bool, flag_reason: str = "") -> Rater:
+    """An admin's change to a rater: the campaigns a named rater may rate (one taken away answers 404 at once,
+    the pair held included) and the flag, with its reason (none once unflagged)."""
+    rater.flagged = flagged
+    rater.flag_reason = flag_reason.strip() if flagged else ""
+    rater.save(update_fields=["flagged", "flag_reason"])
+    rater.campaigns.set(list(campaigns))
+    return rater
+
+
+@transaction.atomic
 def rater_unflag(*, raters: Iterable[Rater]) -> int:
     """Clear the flag (and its reason) of these raters; returns how many were flagged. Their votes keep their
     own marks: a failed attention check stays failed in the exports."""

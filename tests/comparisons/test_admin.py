@@ -262,3 +262,16 @@ def test_the_rater_list_counts_votes_in_a_fixed_number_of_queries(admin_client_,
     assert {r.participant_id: r.votes for r in rows} == votes
     assert [r.votes for r in rows] == sorted(votes.values())
     assert '<td class="field-vote_count">3</td>' in page.content.decode()
+
+
+def test_changing_a_rater_in_the_admin_goes_through_the_service(admin_client_):
+    one, two = build_campaign(slug="one", n_prompts=1), build_campaign(slug="two", n_prompts=1)
+    rater = services.rater_create_named(username="carol", password="a-long-pass-phrase", campaigns=[one])
+    url = f"/admin/comparisons/rater/{rater.pk}/change/"
+    response = admin_client_.post(url, {"campaigns": [two.pk], "flagged": "on", "flag_reason": "  Copies answers  "})
+    assert response.status_code == 302
+    rater.refresh_from_db()
+    assert list(rater.campaigns.all()) == [two] and (rater.flagged, rater.flag_reason) == (True, "Copies answers")
+    admin_client_.post(url, {"campaigns": [two.pk], "flag_reason": "Copies answers"})  # the box unticked
+    rater.refresh_from_db()
+    assert (rater.flagged, rater.flag_reason) == (False, "")  # no reason without a flag
