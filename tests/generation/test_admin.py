@@ -216,3 +216,15 @@ def test_the_admin_refuses_an_eval_set_without_prompts_under_its_field(admin_cli
         "eval_set": ["Eval set 'empty-set' has no prompts; import some first."]
     }
     assert not GenerationRun.objects.exists()
+
+
+@pytest.mark.django_db
+def test_adding_a_run_for_a_pair_that_has_one_resumes_it_like_generate(admin_client, eval_set):
+    model = ModelEntry.objects.create(name="ready-one", kind=ModelEntry.Kind.CHECKPOINT, status=ModelEntry.Status.READY)
+    add = reverse("admin:generation_generationrun_add")
+    first = admin_client.post(add, {"model": model.pk, "eval_set": eval_set.pk, "prompt_limit": 4, "chunk_size": 2})
+    run = GenerationRun.objects.get()
+    assert first.status_code == 302 and (run.total_prompts, run.chunks.count()) == (4, 2)
+    again = admin_client.post(add, {"model": model.pk, "eval_set": eval_set.pk})
+    assert again.status_code == 302
+    assert GenerationRun.objects.get().pk == run.pk and run.chunks.count() == 2  # the same run, not a second
