@@ -1,7 +1,7 @@
 """Changes to campaigns, raters, assignments and votes, one module per subject.
 
-`campaigns` (create, open, pause, close), `raters` (join, named raters, analysts) and `rating` (the rater loop:
-next pair, skip, vote). Callers import from here: ``from comparisons import services``.
+`campaigns` (create, update, open, pause, close), `raters` (join, named raters, update, unflag, analysts) and
+`rating` (the rater loop: next pair, skip, vote). Callers import from here: ``from comparisons import services``.
 """
 
 from comparisons.services.campaigns import (

@@ -1,4 +1,5 @@
-"""Campaigns: create with checked settings, build the comparisons and gold pairs, open, pause, close."""
+"""Campaigns: create and update with settings checked by one set of rules (`campaign_settings_check`), build the
+comparisons and gold pairs, open, pause, close."""
 
 from __future__ import annotations
 
