@@ -97,6 +97,12 @@ class Campaign(models.Model):
         "keep_identity_leaks.",
     )
     invite_token = models.CharField(max_length=64, unique=True, default=new_token, editable=False)
+    comparisons_count = models.PositiveIntegerField(
+        default=0,
+        editable=False,
+        help_text="Comparisons created when the campaign first opened (attention checks included): a rater's "
+        "progress counts against it when no per-rater limit is set, without counting the comparisons anew.",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     opened_at = models.DateTimeField(null=True, blank=True)
     closed_at = models.DateTimeField(null=True, blank=True)
@@ -135,7 +141,8 @@ class Comparison(models.Model):
     """Two responses to the same prompt. For an attention check, response_a is the
     on-prompt (gold) answer and response_b answers a different prompt."""
 
-    campaign = models.ForeignKey(Campaign, on_delete=models.CASCADE, related_name="comparisons")
+    # No index of its own: the (campaign, id) index below serves every lookup by campaign.
+    campaign = models.ForeignKey(Campaign, on_delete=models.CASCADE, related_name="comparisons", db_index=False)
     prompt = models.ForeignKey(Prompt, on_delete=models.PROTECT, related_name="+")
     response_a = models.ForeignKey(Response, on_delete=models.PROTECT, related_name="+")
     response_b = models.ForeignKey(Response, on_delete=models.PROTECT, related_name="+")
@@ -151,8 +158,15 @@ class Comparison(models.Model):
             ),
             models.CheckConstraint(condition=~Q(response_a=models.F("response_b")), name="comparison_distinct"),
         ]
-        # No index holds votes_count: every vote increments it, and an indexed column would make each of those
-        # updates write new index entries (no HOT update) and bloat the index the next-pair pick scans.
+        indexes = [
+            # The campaign's id range (MIN and MAX: one probe each), where a pick's ties start at random.
+            models.Index(fields=["campaign", "id"], name="comparison_campaign_id"),
+            # The next-pair pick reads a campaign's comparisons in the order of their votes and stops after a
+            # window of them (rating_queries.rank_candidates), instead of ranking the whole campaign. Holding
+            # votes_count makes a vote's counter update write index entries (no HOT update): the price of a
+            # pick that costs the same at 30,000 comparisons as at 30.
+            models.Index(fields=["campaign", "is_attention_check", "votes_count", "id"], name="comparison_load_order"),
+        ]
 
     def __str__(self) -> str:
         return f"{self.campaign} #{self.pk}"
@@ -262,3 +276,99 @@ class Vote(models.Model):
 
     def __str__(self) -> str:
         return f"vote {self.pk}"
+
+
+class ContentReport(models.Model):
+    """A rater's flag on one answer of the pair they voted on: harmful, false or offensive.
+
+    The rater reports by side (A/B on their screen); `services.rating` maps the side to the response through
+    the assignment's left/right order, so nothing about models passes through the rater."""
+
+    class Kind(models.TextChoices):
+        HARMFUL = "harmful", "Harmful"
+        FALSE = "false", "False or misleading"
+        OFFENSIVE = "offensive", "Offensive"
+
+    vote = models.ForeignKey(Vote, on_delete=models.CASCADE, related_name="content_reports")
+    response = models.ForeignKey(Response, on_delete=models.PROTECT, related_name="+")
+    kind = models.CharField(max_length=20, choices=Kind.choices)
+
+    class Meta:
+        ordering = ["vote", "pk"]
+        constraints = [
+            models.UniqueConstraint(fields=["vote", "response", "kind"], name="content_report_unique"),
+            models.CheckConstraint(
+                condition=Q(kind__in=["harmful", "false", "offensive"]), name="content_report_kind_valid"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.kind} report on vote {self.vote_id}"
+
+
+class Judgment(models.Model):
+    """An automatic judge's verdict on one comparison, imported from an AlpacaEval annotations file.
+
+    ``preference`` is on AlpacaEval's scale but oriented to the comparison: 1 = response_a is better,
+    2 = response_b is better, values between for ties or weighted preferences (1.5 = tie)."""
+
+    comparison = models.ForeignKey(Comparison, on_delete=models.CASCADE, related_name="judgments")
+    judge = models.CharField(max_length=200, help_text="The name given to import_judgments --judge.")
+    preference = models.FloatField()
+    annotator = models.CharField(max_length=200, blank=True, help_text="The file's own 'annotator' field.")
+    imported_at = models.DateTimeField()
+
+    class Meta:
+        ordering = ["judge", "comparison"]
+        constraints = [
+            models.UniqueConstraint(fields=["judge", "comparison"], name="judgment_one_per_judge_comparison"),
+            models.CheckConstraint(
+                condition=Q(preference__gte=1) & Q(preference__lte=2), name="judgment_preference_in_range"
+            ),
+            models.CheckConstraint(condition=~Q(judge=""), name="judgment_judge_named"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.judge} on {self.comparison_id}"
+
+
+class SnapshotImmutable(Exception):
+    """A published result snapshot was about to be changed; snapshots are written once."""
+
+
+class ResultSnapshotQuerySet(models.QuerySet):
+    def update(self, **kwargs: object) -> int:
+        raise SnapshotImmutable("A published result snapshot cannot be changed; publish a new one beside it.")
+
+
+class ResultSnapshot(models.Model):
+    """A campaign's results frozen at one moment: the exact votes CSV, the analysis JSON and the manifest
+    (hashes of the votes and of every model's weights or outputs, decoding settings, analysis options, code
+    version). Written once by `services.snapshot_publish`; updates are refused here and by a database trigger."""
+
+    campaign = models.ForeignKey(Campaign, on_delete=models.PROTECT, related_name="snapshots")
+    number = models.PositiveIntegerField(help_text="1, 2, … within the campaign: part of the stable URL.")
+    published_at = models.DateTimeField()
+    published_by = models.CharField(max_length=150, blank=True)
+    votes_count = models.PositiveIntegerField()
+    votes_sha256 = models.CharField(max_length=64, help_text="sha256 of the votes' ids and choices.")
+    manifest = models.TextField(help_text="manifest.json of the bundle, exactly as served.")
+    votes_csv = models.TextField(help_text="votes.csv of the bundle, exactly as served.")
+    analysis_json = models.TextField(help_text="analysis.json of the bundle, exactly as served.")
+
+    objects = ResultSnapshotQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["campaign", "number"]
+        constraints = [
+            models.UniqueConstraint(fields=["campaign", "number"], name="snapshot_unique_number"),
+            models.CheckConstraint(condition=Q(number__gte=1), name="snapshot_number_positive"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.campaign} snapshot {self.number}"
+
+    def save(self, *args: object, **kwargs: object) -> None:
+        if not self._state.adding:
+            raise SnapshotImmutable("A published result snapshot cannot be changed; publish a new one beside it.")
+        super().save(*args, **kwargs)  # type: ignore[arg-type]

@@ -15,17 +15,27 @@ from typing import Any
 import pandas as pd
 from django.conf import settings
 from django.core.cache import cache
+from django.db import connection
 from django.db.models import Count, Exists, F, Max, OuterRef, Q
 
+from comparisons import vote_copy
+from comparisons.judging import (
+    CONTENT_REPORT_COLUMNS,
+    JUDGE_COLUMNS,
+    JUDGMENT_COLUMNS,
+    content_report_rows,
+    judge_rows,
+    judgment_rows,
+)
 from comparisons.models import Assignment, Campaign, Comparison, Rater, Vote
-from comparisons.selectors import VOTE_COLUMNS, vote_rows, vote_table
+from comparisons.selectors import VOTE_COLUMNS, attention_failed_raters, served_lengths, vote_rows, vote_table
 from comparisons.services import campaign_prompts
 from comparisons.stats import SUMMARY_COLUMNS, analyze, csv_lines, summary_rows
 from evalsite.cache import cache_call
 from generation.models import Response
 from generation.prompting import compose_instruction
 
-EXPORT_KINDS = ("votes", "prompts", "summary", "annotations")
+EXPORT_KINDS = ("votes", "prompts", "summary", "annotations", "judges", "judgments", "content_reports")
 PROMPT_COLUMNS = [
     "prompt_id",
     "category",
@@ -312,10 +322,42 @@ def vote_csv_rows(campaign: Campaign) -> Iterator[list[Any]]:
         yield row
 
 
+class VotesCsv:
+    """The votes export as CSV text in pieces, header first; ``rows`` counts the votes written so far.
+
+    PostgreSQL reads the votes with COPY (`comparisons.vote_copy.VoteCsv`), other databases through
+    `vote_csv_rows` and `csv_lines`; ``use_copy`` forces one way. The text is the same either way."""
+
+    def __init__(self, *, campaign: Campaign, use_copy: bool | None = None) -> None:
+        self.campaign = campaign
+        self.use_copy = connection.vendor == "postgresql" if use_copy is None else use_copy
+        self.rows = 0
+
+    def __iter__(self) -> Iterator[str]:
+        if self.use_copy:
+            source = vote_copy.VoteCsv(
+                self.campaign,
+                header=VOTE_COLUMNS,
+                failed=attention_failed_raters(campaign=self.campaign),
+                lengths=served_lengths(campaign=self.campaign),
+            )
+            for piece in source:
+                self.rows = source.rows
+                yield piece
+            return
+        yield from csv_lines(VOTE_COLUMNS, self._counted(vote_csv_rows(self.campaign)))
+
+    def _counted(self, rows: Iterator[list[Any]]) -> Iterator[list[Any]]:
+        for row in rows:
+            self.rows += 1
+            yield row
+
+
 def export_stream(*, campaign: Campaign, kind: str, n_boot: int = 1000, seed: int = 0) -> Iterator[str]:
-    """The text of one export (``votes``, ``prompts``, ``summary`` CSV or ``annotations`` JSON), in pieces."""
+    """The text of one export (``votes``, ``prompts``, ``summary`` CSV or ``annotations`` JSON; ``judges``,
+    ``judgments`` and ``content_reports`` CSV from `comparisons.judging`), in pieces."""
     if kind == "votes":
-        return csv_lines(VOTE_COLUMNS, vote_csv_rows(campaign))
+        return iter(VotesCsv(campaign=campaign))
     if kind == "prompts":
         return csv_lines(PROMPT_COLUMNS, prompt_rows(campaign=campaign))
     if kind == "summary":
@@ -323,4 +365,10 @@ def export_stream(*, campaign: Campaign, kind: str, n_boot: int = 1000, seed: in
         return csv_lines(SUMMARY_COLUMNS, summary_rows(analysis) if analysis else [])
     if kind == "annotations":
         return annotations_json(campaign=campaign)
+    if kind == "judges":
+        return csv_lines(JUDGE_COLUMNS, judge_rows(campaign=campaign, n_boot=n_boot, seed=seed))
+    if kind == "judgments":
+        return csv_lines(JUDGMENT_COLUMNS, judgment_rows(campaign=campaign))
+    if kind == "content_reports":
+        return csv_lines(CONTENT_REPORT_COLUMNS, content_report_rows(campaign=campaign))
     raise ValueError(f"Unknown export {kind!r}; use one of {', '.join(EXPORT_KINDS)}.")

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import json
 import shlex
 
 from django.http import Http404, HttpRequest, HttpResponse, StreamingHttpResponse
-from django.shortcuts import get_object_or_404, render
-from django.views.decorators.http import require_GET
+from django.shortcuts import get_object_or_404, redirect, render
+from django.views.decorators.http import require_GET, require_POST
 
+from comparisons import services
 from comparisons.access import analyst_required
-from comparisons.models import Campaign
+from comparisons.judging import content_report_rates, judge_comparison
+from comparisons.models import Campaign, ResultSnapshot
 from comparisons.plots import forest_plot_svg, ranking_plot_svg
 from comparisons.results import (
     EXPORT_KINDS,
@@ -20,12 +23,17 @@ from comparisons.results import (
 )
 from comparisons.selectors import campaign_vote_totals
 from comparisons.stats import components_words, format_p, headline, interval_words
+from comparisons.stats.snapshot import bundle_zip
+from generation.errors import InputError
 
 _CONTENT_TYPES = {
     "votes": ("text/csv; charset=utf-8", "csv"),
     "prompts": ("text/csv; charset=utf-8", "csv"),
     "summary": ("text/csv; charset=utf-8", "csv"),
     "annotations": ("application/json; charset=utf-8", "json"),
+    "judges": ("text/csv; charset=utf-8", "csv"),
+    "judgments": ("text/csv; charset=utf-8", "csv"),
+    "content_reports": ("text/csv; charset=utf-8", "csv"),
 }
 
 
@@ -55,6 +63,7 @@ def results(request: HttpRequest, slug: str) -> HttpResponse:
         "export_kinds": EXPORT_KINDS,
         "identity_reports": identity_reports_count(campaign=campaign),
         "identity_rates": [{**row, "percent": _pct(row["rate"])} for row in identity_leak_rates(campaign=campaign)],
+        **_judges_reports_snapshots(campaign),
     }
     if analysis is not None:
         confidence = analysis["settings"]["confidence"]
@@ -96,6 +105,31 @@ def results(request: HttpRequest, slug: str) -> HttpResponse:
     return render(request, "comparisons/results/page.html", context)
 
 
+def _judges_reports_snapshots(campaign: Campaign) -> dict:
+    """The results page's judge, content report and snapshot sections (comparisons/judging.py, the snapshots)."""
+    judges = judge_comparison(campaign=campaign)
+    for judge in judges:
+        for pair in judge["pairs"]:
+            pair["judge_rate"], pair["raters_rate"] = _pct(pair["judge_win_rate"]), _pct(pair["raters_win_rate"])
+            pair["judge_ci"] = _ci(pair["judge_ci_low"], pair["judge_ci_high"])
+            pair["agree"] = _pct(pair["agreement"])
+            pair["agree_ci"] = _ci(pair["agreement_ci_low"], pair["agreement_ci_high"])
+            pair["kappa_words"] = "–" if pair["kappa"] is None else f"{pair['kappa']:.2f}"
+            low, high = pair["kappa_ci_low"], pair["kappa_ci_high"]
+            pair["kappa_ci"] = "–" if low is None or high is None else f"{low:.2f}–{high:.2f}"
+    reports = content_report_rates(campaign=campaign)
+    for row in reports:
+        row["percent"], row["ci"] = _pct(row["rate"]), _ci(row["ci_low"], row["ci_high"])
+    return {
+        "judges": judges,
+        "content_reports": reports,
+        "content_reports_any": any(row["flagged"] for row in reports),
+        "snapshots": list(
+            ResultSnapshot.objects.filter(campaign=campaign).only("number", "published_at", "votes_count", "campaign")
+        ),
+    }
+
+
 def _command(analysis: dict, *, slug: str) -> str:
     """The `analyze` command that gives this page's figures from the votes export (as downloaded)."""
     settings = analysis["settings"]
@@ -122,4 +156,57 @@ def export(request: HttpRequest, slug: str, kind: str) -> StreamingHttpResponse:
     response = StreamingHttpResponse(export_stream(campaign=campaign, kind=kind), content_type=content_type)
     response["Content-Disposition"] = f'attachment; filename="{campaign.slug}-{kind}.{extension}"'
     response["Cache-Control"] = "no-store"
+    return response
+
+
+@require_POST
+@analyst_required
+def snapshot_publish(request: HttpRequest, slug: str) -> HttpResponse:
+    """Publish the campaign's results as they are now (with the results page's filters) and show the snapshot."""
+    campaign = get_object_or_404(Campaign, slug=slug)
+    try:
+        snapshot = services.snapshot_publish(
+            campaign=campaign,
+            published_by=request.user.get_username(),
+            exclude_flagged=request.POST.get("exclude_flagged") == "1",
+            exclude_identity_reports=request.POST.get("exclude_identity_reports") == "1",
+        )
+    except InputError as exc:
+        return HttpResponse(str(exc), status=409, content_type="text/plain; charset=utf-8")
+    return redirect("comparisons:snapshot", slug=campaign.slug, number=snapshot.number)
+
+
+def _snapshot(slug: str, number: int) -> ResultSnapshot:
+    return get_object_or_404(ResultSnapshot.objects.select_related("campaign"), campaign__slug=slug, number=number)
+
+
+@require_GET
+@analyst_required
+def snapshot(request: HttpRequest, slug: str, number: int) -> HttpResponse:
+    """A published snapshot's stable page: its headline numbers, manifest and bundle, never recomputed."""
+    frozen = _snapshot(slug, number)
+    analysis, manifest = json.loads(frozen.analysis_json), json.loads(frozen.manifest)
+    confidence = analysis["settings"]["confidence"]
+    context = {
+        "snapshot": frozen,
+        "campaign": frozen.campaign,
+        "manifest": manifest,
+        "analysis": analysis,
+        "headlines": [headline(pair, confidence=confidence) for pair in analysis["pairs"]],
+        "options": json.dumps(manifest["analysis_options"], sort_keys=True),
+        "votes_csv_sha256": manifest["files"]["votes.csv"],
+        "later": ResultSnapshot.objects.filter(campaign=frozen.campaign, number__gt=number).count(),
+    }
+    return render(request, "comparisons/results/snapshot.html", context)
+
+
+@require_GET
+@analyst_required
+def snapshot_bundle(request: HttpRequest, slug: str, number: int) -> HttpResponse:
+    """The snapshot as a zip of manifest.json, votes.csv and analysis.json (the same bytes every time)."""
+    frozen = _snapshot(slug, number)
+    folder = f"{frozen.campaign.slug}-snapshot-{frozen.number}"
+    files = {"manifest.json": frozen.manifest, "votes.csv": frozen.votes_csv, "analysis.json": frozen.analysis_json}
+    response = HttpResponse(bundle_zip(files, folder=folder), content_type="application/zip")
+    response["Content-Disposition"] = f'attachment; filename="{folder}.zip"'
     return response

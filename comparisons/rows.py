@@ -27,14 +27,20 @@ def aware(value: Any) -> datetime:
     return value if timezone.is_aware(value) else timezone.make_aware(value, UTC)
 
 
-def columns(model: type[models.Model], alias: str) -> str:
-    """The SELECT list of a model's concrete columns, qualified by a table alias, in field order."""
-    return ", ".join(f"{alias}.{connection.ops.quote_name(f.column)}" for f in model._meta.concrete_fields)
+def _fields(model: type[models.Model], omit: tuple[str, ...]) -> list[Any]:
+    return [f for f in model._meta.concrete_fields if f.name not in omit]
+
+
+def columns(model: type[models.Model], alias: str, *, omit: tuple[str, ...] = ()) -> str:
+    """The SELECT list of a model's concrete columns (but those named in `omit`), qualified by a table alias,
+    in field order."""
+    return ", ".join(f"{alias}.{connection.ops.quote_name(f.column)}" for f in _fields(model, omit))
 
 
 def instance(model: type[models.Model], values: dict[str, Any]) -> Any:
-    """`model.from_db` from {attname: value} (every concrete field), datetimes and booleans as the ORM gives them."""
-    fields = model._meta.concrete_fields
+    """`model.from_db` from {attname: value}, datetimes, booleans and JSON as the ORM gives them. Fields
+    left out of `values` are deferred, as with `QuerySet.defer()`: read from the database when first used."""
+    fields = [f for f in model._meta.concrete_fields if f.attname in values]
     converted = []
     for f in fields:
         value = values[f.attname]
@@ -42,10 +48,14 @@ def instance(model: type[models.Model], values: dict[str, Any]) -> Any:
             value = aware(value)
         elif value is not None and isinstance(f, models.BooleanField):
             value = bool(value)
+        elif value is not None and isinstance(f, models.JSONField):  # read as text by Django's backends
+            value = f.from_db_value(value, None, connection)  # type: ignore[arg-type]
         converted.append(value)
     return model.from_db(connection.alias, [f.attname for f in fields], converted)
 
 
-def instance_from_row(model: type[models.Model], row: tuple[Any, ...] | list[Any]) -> Any:
-    """`instance()` for a row whose values are in `columns()` order."""
-    return instance(model, {f.attname: v for f, v in zip(model._meta.concrete_fields, row, strict=True)})
+def instance_from_row(
+    model: type[models.Model], row: tuple[Any, ...] | list[Any], *, omit: tuple[str, ...] = ()
+) -> Any:
+    """`instance()` for a row whose values are in `columns()` order (with the same `omit`)."""
+    return instance(model, {f.attname: v for f, v in zip(_fields(model, omit), row, strict=True)})

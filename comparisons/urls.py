@@ -23,4 +23,12 @@ urlpatterns: list = [
     # Results pages and exports (analysts) are added below from comparisons/results_views.py.
     path("campaigns/<slug:slug>/results/", results_views.results, name="results"),
     path("campaigns/<slug:slug>/export/<str:kind>", results_views.export, name="results_export"),
+    # Frozen result snapshots: publish (POST), the stable page and its bundle.
+    path("campaigns/<slug:slug>/snapshots/publish", results_views.snapshot_publish, name="snapshot_publish"),
+    path("campaigns/<slug:slug>/snapshots/<int:number>/", results_views.snapshot, name="snapshot"),
+    path(
+        "campaigns/<slug:slug>/snapshots/<int:number>/bundle.zip",
+        results_views.snapshot_bundle,
+        name="snapshot_bundle",
+    ),
 ]

@@ -173,6 +173,10 @@ def rate_vote_form(request: HttpRequest, slug: str) -> HttpResponse:
                 choice=request.POST.get("choice", ""),
                 rationale=request.POST.get("rationale", ""),
                 reveals_identity=request.POST.get("reveals_identity") in {"1", "on", "true"},
+                content_reports=[  # checkboxes valued "A:harmful" etc.
+                    dict(zip(("side", "kind"), value.split(":", 1), strict=False))
+                    for value in request.POST.getlist("content_report")
+                ],
             )
     except services.RatingError as exc:
         messages.error(request, str(exc))
@@ -194,11 +198,19 @@ def api_next(request: HttpRequest) -> HttpResponse:
     campaign = campaign_by_slug(slug)
     if campaign is None or not rater_can_rate(rater=rater, campaign=campaign):
         return _json_error("No such campaign for this rater.", 404)
+    pair = _next_pair(request, rater, campaign)
+    if pair is None:
+        return HttpResponse(status=204)
+    return JsonResponse(pair)
+
+
+def _next_pair(request: HttpRequest, rater: Rater, campaign: Campaign) -> dict[str, Any] | None:
+    """The rater's next pair as the API shows it (with HTML when the query asks `html=1`), or None."""
     assignment = services.assignment_next(rater=rater, campaign=campaign)
     if assignment is None:
-        return HttpResponse(status=204)
+        return None
     include_html = request.GET.get("html") in {"1", "true"}
-    return JsonResponse(rater_view_for_assignment(assignment=assignment, include_html=include_html))
+    return rater_view_for_assignment(assignment=assignment, include_html=include_html)
 
 
 def _json_body(request: HttpRequest) -> dict[str, Any]:
@@ -217,7 +229,10 @@ def _json_body(request: HttpRequest) -> dict[str, Any]:
 @require_POST
 @rater_required
 def api_vote(request: HttpRequest, token: str) -> HttpResponse:
-    """POST /api/rate/<token>/vote → 201 new, 200 same again, 409 different, 404 not yours, 410 gone, 400 bad."""
+    """POST /api/rate/<token>/vote → 201 new, 200 same again, 409 different, 404 not yours, 410 gone, 400 bad.
+
+    201 and 200 carry the rater's next pair as "next" (what GET /api/rate/next answers, null when nothing is
+    left), so a rater's browser makes one request per vote."""
     rater: Rater = request.rater  # type: ignore[attr-defined]
     try:
         body = _json_body(request)
@@ -229,11 +244,13 @@ def api_vote(request: HttpRequest, token: str) -> HttpResponse:
         rationale = body.get("rationale") or ""
         reveals_identity = body.get("reveals_identity", False)
         result = services.vote_cast(
-            rater=rater, token=token, choice=choice, rationale=rationale, reveals_identity=reveals_identity
-        )
+            rater=rater, token=token, choice=choice, rationale=rationale, reveals_identity=reveals_identity,
+            content_reports=body.get("content_reports"),
+        )  # fmt: skip
     except services.RatingError as exc:
         return _json_error(str(exc), exc.status)
     payload = vote_public(result.vote)
+    payload["next"] = _next_pair(request, rater, result.campaign)
     return JsonResponse(payload, status=201 if result.created else 200)
 
 

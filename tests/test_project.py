@@ -55,12 +55,18 @@ def test_system_checks_are_clean() -> None:
     assert "System check identified no issues" in result.stdout
 
 
-def compose(*args: str, env_file: Path = ROOT / ".env.example") -> subprocess.CompletedProcess[str]:
-    # Variables the compose file needs are read from the committed example.
+def compose(
+    *args: str,
+    env_file: Path = ROOT / ".env.example",
+    overrides: tuple[str, ...] = (),
+    env: dict[str, str] | None = None,
+) -> subprocess.CompletedProcess[str]:
+    # Variables the compose file needs are read from the committed example (`env` wins over it).
+    files = [arg for name in ("docker-compose.yml", *overrides) for arg in ("-f", str(ROOT / name))]
     return subprocess.run(
-        ["docker-compose", "--env-file", str(env_file), "-f", str(ROOT / "docker-compose.yml"), *args],
+        ["docker-compose", "--env-file", str(env_file), *files, *args],
         cwd=ROOT,
-        env={**os.environ, "COMPOSE_PROJECT_NAME": "blindeval-check"},
+        env={**os.environ, "COMPOSE_PROJECT_NAME": "blindeval-check", **(env or {})},
         capture_output=True,
         text=True,
         timeout=120,
@@ -103,6 +109,48 @@ def test_docker_compose_gpu_profile_is_valid() -> None:
     assert device["driver"] == "nvidia"
     assert device["capabilities"] == ["gpu"]
     assert gpu_worker["command"][gpu_worker["command"].index("-Q") + 1] == "generation"
+
+
+@needs_docker_compose
+def test_docker_compose_scale_override_runs_n_web_and_m_workers_behind_one_proxy() -> None:
+    scaled = {
+        "WEB_PORT": "127.0.0.1:8001-8016",
+        "WEB_REPLICAS": "3",
+        "WORKER_REPLICAS": "5",
+        "WORKER_QUEUES": "default",
+    }
+    result = compose("config", overrides=("docker-compose.scale.yml",), env=scaled)
+    assert result.returncode == 0, result.stderr
+
+    services = yaml.safe_load(result.stdout)["services"]
+    web, worker, proxy, postgres = (services[name] for name in ("web", "worker", "proxy", "postgres"))
+    assert (web["scale"], worker["scale"]) == (3, 5)
+    # Each web replica is the single-node web service (gunicorn, migrations, healthcheck, settings), reachable
+    # on loopback only; the proxy is the one entrance, and it balances over `web` on the compose network.
+    assert "gunicorn" in " ".join(web["command"]) and "healthcheck" in web
+    assert web["environment"]["DATABASE_URL"].startswith("postgres://")
+    assert [port.split(":")[0] for port in web["ports"]] == ["127.0.0.1"]
+    assert [port["target"] for port in proxy["ports"]] == [8080] and "healthcheck" in proxy
+    (mount,) = proxy["volumes"]
+    config_file = ROOT / mount.split(":")[0]
+    assert config_file == ROOT / "docker" / "nginx-scale.conf"
+    assert "server web:8000" in config_file.read_text()
+    assert proxy["depends_on"]["web"]["condition"] == "service_healthy"
+    # CPU workers take the queues they are told (here: leave generation to the GPU workers).
+    assert worker["environment"]["WORKER_QUEUES"] == "default"
+    assert "-Q $${WORKER_QUEUES:-default,generation}" in " ".join(worker["command"])  # read in the container
+    # PostgreSQL accepts a connection per gunicorn thread and per Celery process of every replica.
+    web_env = services["web"]["environment"]
+    connections = 3 * int(web_env["WEB_CONCURRENCY"]) * int(web_env["WEB_THREADS"])
+    connections += 5 * int(worker["environment"]["WORKER_CONCURRENCY"])
+    settings = dict(arg.split("=", 1) for arg in postgres["command"] if "=" in arg)
+    assert int(settings["max_connections"]) >= connections + 10
+
+    defaults = compose("config", overrides=("docker-compose.scale.yml",), env={"WEB_PORT": "127.0.0.1:8001-8016"})
+    assert defaults.returncode == 0, defaults.stderr
+    services = yaml.safe_load(defaults.stdout)["services"]
+    assert (services["web"]["scale"], services["worker"]["scale"]) == (2, 2)
+    assert services["worker"]["environment"]["WORKER_QUEUES"] == "default,generation"
 
 
 @needs_docker_compose

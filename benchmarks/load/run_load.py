@@ -10,17 +10,23 @@ number, gunicorn with several workers on a free loopback port, production settin
 
 1. bare view: N threads hammer `/healthz` (one indexed read) for --bare-seconds;
 2. paced raters: N threads arrive over --ramp-seconds, each joins by the invite link (GET + POST
-   with the CSRF token) and loops next → read (--read-seconds) → vote (keep-alive connections,
-   CSRF header) until the API answers 204 or the time/vote bounds are hit;
+   with the CSRF token), asks for its first pair (GET /api/rate/next), then loops read
+   (--read-seconds) → vote, one request per vote: the vote's answer carries the next pair
+   (keep-alive connections, CSRF header) until no pair is left or the time/vote bounds are hit;
 3. saturation: N raters of a second campaign (k = --saturation-k, so it never runs dry) join, then
-   all loop next → vote with no reading time for --saturation-seconds; only the loop is timed;
-4. the bare view again (the machine is shared: the ratio uses the mean of both bare phases).
+   all loop vote (with its next pair) with no reading time for --saturation-seconds; only the loop
+   is timed;
+4. the bare view again (the machine is shared: the ratio uses the mean of both bare phases);
+5. with --large: a campaign of the 805 AlpacaEval prompts × 9 models, all pairs (28,980
+   comparisons; the nine models' answers are the two real AlpacaEval outputs, each with a line of
+   its own so no two models' answers are equal): N paced raters vote on it as in 2, then N paced raters
+   loop GET /api/rate/next → read → skip, so that every `next` ranks the campaign's pairs anew.
 
-It prints votes/s, p50/p95/p99 latency of next and vote, errors, the loop's throughput as a
-ratio of the bare view's, and reconciles: votes acknowledged (201) = votes in the database =
-rows of `export_votes`; every comparison at or below k; no rater twice on a comparison. The
-exit status is non-zero when the reconciliation fails. Rate limits are switched off for the
-run (all raters share 127.0.0.1); see README "Load and security".
+It prints votes/s, p50/p95/p99 latency of next and vote (which includes the next pair), errors, the
+loop's throughput as a ratio of the bare view's, and reconciles: votes acknowledged (201) = votes in
+the database = rows of `export_votes`; every comparison at or below k; no rater twice on a
+comparison. The exit status is non-zero when the reconciliation fails. Rate limits are switched off
+for the run (all raters share 127.0.0.1); see README "Load and security".
 """
 
 from __future__ import annotations
@@ -58,6 +64,9 @@ OUTPUTS = [
 ]
 # One campaign for the paced raters (with a reading time), one for the saturation run (no pause).
 SLUGS = ("load-paced", "load-saturated")
+LARGE_SLUG = "load-large"
+LARGE_MODELS = 9
+LARGE_SOURCES = ["fixtures/alpaca_eval/alpaca-7b.json", "fixtures/alpaca_eval/text_davinci_003.json"]
 
 
 # ---------------------------------------------------------------- the stack
@@ -93,9 +102,33 @@ class Stack:
     invites: dict[str, str] = field(default_factory=dict)
 
 
+def write_large_inputs(var_dir: Path) -> tuple[Path, list[tuple[str, Path]]]:
+    """The 805 AlpacaEval prompts as a Self-Instruct eval set, and nine models' answers to them as
+    prediction files: model i answers with the real output of source i % 2, followed by a line of its own
+    ("(Draft A.)", "(Draft B.)", …) so no two models' answers are equal and none names its model."""
+    sources = [json.loads((ROOT / path).read_text(encoding="utf-8")) for path in LARGE_SOURCES]
+    prompts = [entry["instruction"] for entry in sources[0]]
+    evalset = var_dir / "alpaca-805.jsonl"
+    with evalset.open("w", encoding="utf-8") as out:
+        for i, instruction in enumerate(prompts):
+            task = {"id": f"alpaca_{i}", "motivation_app": "alpaca_eval", "instruction": instruction,
+                    "instances": [{"input": "", "output": ""}]}  # fmt: skip
+            out.write(json.dumps(task) + "\n")
+    models = []
+    for m in range(LARGE_MODELS):
+        name, path = f"model-{m + 1}", var_dir / f"model-{m + 1}.jsonl"
+        with path.open("w", encoding="utf-8") as out:
+            for instruction, entry in zip(prompts, sources[m % 2], strict=True):
+                line = {"prompt": instruction, "instruction": instruction, "input": "",
+                        "response": f"{entry['output']}\n\n(Draft {'ABCDEFGHI'[m]}.)", "target": ""}  # fmt: skip
+                out.write(json.dumps(line) + "\n")
+        models.append((name, path))
+    return evalset, models
+
+
 def start_stack(args: argparse.Namespace, var_dir: Path) -> Stack:
-    db_url = f"postgres://blindeval:blindeval@localhost/{args.db_name}"
-    admin_url = "postgresql://blindeval:blindeval@localhost/postgres"
+    db_url = f"postgres://{args.pg}/{args.db_name}"
+    admin_url = f"postgresql://{args.pg}/postgres"
     pg_admin(f'DROP DATABASE IF EXISTS "{args.db_name}" WITH (FORCE)', admin_url)
     pg_admin(f'CREATE DATABASE "{args.db_name}"', admin_url)
     port = free_port()
@@ -142,6 +175,22 @@ def start_stack(args: argparse.Namespace, var_dir: Path) -> Stack:
             flush=True,
         )
         invites[slug] = manage(env, "invite", slug).strip().splitlines()[-1]
+    if args.large:
+        started = time.perf_counter()
+        evalset, models = write_large_inputs(var_dir)
+        manage(env, "import_evalset", str(evalset), "--name", "alpaca-805")
+        for name, path in models:
+            manage(env, "import_outputs", str(path), "--model", name, "--evalset", "alpaca-805")
+        names = [name for name, _ in models]
+        print(
+            manage(
+                env, "create_campaign", LARGE_SLUG, "--evalset", "alpaca-805", "--models", *names,
+                "--votes-per-pair", str(args.k), "--keep-identity-leaks",
+            ).strip().splitlines()[-1],
+            f"({time.perf_counter() - started:.0f} s to import and open)",
+            flush=True,
+        )  # fmt: skip
+        invites[LARGE_SLUG] = manage(env, "invite", LARGE_SLUG).strip().splitlines()[-1]
     cmd = [
         PYTHON,
         "-m",
@@ -283,6 +332,7 @@ def rater_worker(
     seed: int,
     arrive_after: float = 0.0,
     joined: threading.Barrier | None = None,
+    skip_only: bool = False,
 ) -> None:
     rng = random.Random(seed)
     time.sleep(arrive_after)  # raters arrive over the ramp-up, not all in the same millisecond
@@ -306,20 +356,34 @@ def rater_worker(
             joined.wait()
             stop_at = time.time() + stop_at
         votes = 0
-        while time.time() < stop_at and votes < max_votes:
+
+        def ask_next() -> dict | None:
             started = time.perf_counter()
             status, body, _ = browser.request("GET", f"/api/rate/next?campaign={slug}")
             stats.time("next", time.perf_counter() - started)
-            if status == 204:
-                break
-            if status != 200:
+            if status not in (200, 204):
                 stats.error(f"next {status}: {body[:200]!r}")
-                break
-            pair = json.loads(body)  # "read" the pair
+            return json.loads(body) if status == 200 else None
+
+        pair = ask_next()  # the first pair; every later one comes with the vote before it
+        while pair is not None and time.time() < stop_at and votes < max_votes:
+            # "read" the pair
             if not (pair["responses"]["A"] and pair["responses"]["B"]):
                 stats.error("next: empty response text")
             if read:
                 time.sleep(rng.uniform(0.5 * read, 1.5 * read))
+            if skip_only:  # every `next` ranks the campaign anew: skip the pair, then ask for another
+                started = time.perf_counter()
+                status, body, _ = browser.request(
+                    "POST", f"/api/rate/{pair['assignment']}/skip", b"{}",
+                    {"Content-Type": "application/json", "X-CSRFToken": csrf},
+                )  # fmt: skip
+                stats.time("skip", time.perf_counter() - started)
+                if status != 200:
+                    stats.error(f"skip {status}: {body[:200]!r}")
+                    break
+                pair = ask_next()
+                continue
             choice = rng.choice(["A", "B", "tie", "both_bad"])
             payload = json.dumps({"choice": choice}).encode()
             started = time.perf_counter()
@@ -334,6 +398,7 @@ def rater_worker(
                 votes += 1
                 with stats.lock:
                     stats.acked.append((pair["assignment"], choice))
+                pair = json.loads(body)["next"]
             else:
                 stats.error(f"vote {status}: {body[:200]!r}")
                 break
@@ -378,7 +443,7 @@ def reconcile(args: argparse.Namespace, stack: Stack, stats: Stats, var_dir: Pat
     import psycopg
 
     problems: list[str] = []
-    with psycopg.connect(f"postgresql://blindeval:blindeval@localhost/{args.db_name}") as conn:
+    with psycopg.connect(f"postgresql://{args.pg}/{args.db_name}") as conn:
         (db_votes,) = conn.execute(
             "SELECT count(*) FROM comparisons_vote v JOIN comparisons_assignment a ON a.id = v.assignment_id "
             "JOIN comparisons_comparison c ON c.id = a.comparison_id "
@@ -439,11 +504,25 @@ def reconcile(args: argparse.Namespace, stack: Stack, stats: Stats, var_dir: Pat
 # ---------------------------------------------------------------- main
 
 
+RATER_REQUESTS = ("next", "vote", "skip")
+
+
+def rater_requests(stats: Stats) -> list[float]:
+    return [t for kind in RATER_REQUESTS for t in stats.latencies.get(kind, [])]
+
+
 def rater_phase(
-    args: argparse.Namespace, stack: Stack, slug: str, read: float, label: str, seconds: float
+    args: argparse.Namespace,
+    stack: Stack,
+    slug: str,
+    read: float,
+    label: str,
+    seconds: float,
+    skip_only: bool = False,
 ) -> tuple[Stats, float]:
     """Paced raters (read > 0) arrive over the ramp and are timed from the first arrival; saturating
-    raters (read = 0) all join first, then loop for `seconds`, and only the loop is timed."""
+    raters (read = 0) all join first, then loop for `seconds`, and only the loop is timed. With
+    `skip_only` the raters skip every pair instead of voting."""
     stats = Stats()
     invite_path = urlsplit(stack.invites[slug]).path
     joined = None if read else threading.Barrier(args.raters + 1)
@@ -452,7 +531,11 @@ def rater_phase(
         threading.Thread(
             target=rater_worker,
             args=(stack.base, invite_path, slug, read, stop_at, args.max_votes_per_rater, stats, seed),
-            kwargs={"arrive_after": seed * args.ramp_seconds / args.raters if read else 0.0, "joined": joined},
+            kwargs={
+                "arrive_after": seed * args.ramp_seconds / args.raters if read else 0.0,
+                "joined": joined,
+                "skip_only": skip_only,
+            },
         )
         for seed in range(args.raters)
     ]
@@ -468,18 +551,19 @@ def rater_phase(
     elapsed = time.perf_counter() - started
     cpu = cpu_report(cpu_before, cpu_seconds(stack), elapsed)
     votes = len(stats.acked)
-    requests = len(stats.latencies.get("next", [])) + len(stats.latencies.get("vote", []))
+    requests = len(rater_requests(stats))
     print(
         f"[{label}] {args.raters} raters, reading {read:g} s (±50%) per pair"
         f"{f', arriving over {args.ramp_seconds:g} s' if read else ', all joined before the clock starts'}, "
         f"{elapsed:.1f} s: {votes} votes acknowledged = {votes / elapsed:.1f} votes/s "
-        f"({requests / elapsed:.0f} next+vote requests/s), raters finished {stats.finished}/{args.raters}, "
+        f"({requests / elapsed:.0f} rater requests/s), raters finished {stats.finished}/{args.raters}, "
         f"errors {len(stats.errors)}"
     )
     print(f"  CPU: {cpu}")
-    for kind in ("join", "next", "vote"):
-        print("  " + describe(kind, stats.latencies.get(kind, [])))
-    print("  " + describe("next+vote", stats.latencies.get("next", []) + stats.latencies.get("vote", [])), flush=True)
+    for kind in ("join", *RATER_REQUESTS):
+        if kind in stats.latencies:
+            print("  " + describe(kind, stats.latencies[kind]))
+    print("  " + describe("all", rater_requests(stats)) + "  (next, vote with its next pair, skip)", flush=True)
     for message in stats.errors[:10]:
         print(f"  error: {message}")
     return stats, elapsed
@@ -556,6 +640,13 @@ def main() -> int:
     parser.add_argument("--worker-class", default="gthread")
     parser.add_argument("--conn-max-age", type=int, default=60, help="DATABASE_CONN_MAX_AGE of the web process")
     parser.add_argument("--db-name", default="be_f_load")
+    parser.add_argument(
+        "--pg", default="blindeval:blindeval@localhost", help="PostgreSQL USER:PASSWORD@HOST (may create databases)"
+    )
+    parser.add_argument(
+        "--large", action="store_true", help="add the 805 prompts × 9 models campaign (28,980 comparisons)"
+    )
+    parser.add_argument("--large-seconds", type=float, default=30, help="duration of each phase on the large campaign")
     parser.add_argument("--redis-url", default="redis://localhost:6379/6")
     parser.add_argument("--keep", action="store_true", help="keep the database and the var dir afterwards")
     parser.add_argument("--access-log", action="store_true")
@@ -572,9 +663,10 @@ def main() -> int:
         bare_after, bare_rps_after = bare_phase(args, stack, "bare again")
         bare_rps = (bare_rps_before + bare_rps_after) / 2
         votes_per_s = len(saturated.acked) / elapsed
-        requests_per_s = (len(saturated.latencies.get("next", [])) + len(saturated.latencies.get("vote", []))) / elapsed
+        requests_per_s = len(rater_requests(saturated)) / elapsed
         print(
-            f"[ratio] saturated rater loop: {votes_per_s:.1f} next+vote round trips/s vs bare view {bare_rps:.0f}/s "
+            f"[ratio] saturated rater loop: {votes_per_s:.1f} votes/s (each answered with the next pair) "
+            f"vs bare view {bare_rps:.0f}/s "
             f"(mean of {bare_rps_before:.0f} and {bare_rps_after:.0f}) = {votes_per_s / bare_rps:.2f}; "
             f"by requests {requests_per_s / bare_rps:.2f}",
             flush=True,
@@ -583,11 +675,25 @@ def main() -> int:
             args, stack, saturated, var_dir, SLUGS[1]
         )
         errors = len(bare_before.errors) + len(bare_after.errors) + len(paced.errors) + len(saturated.errors)
+        if args.large:
+            read = args.read_seconds
+            large, _ = rater_phase(args, stack, LARGE_SLUG, read, "large campaign, voting", args.large_seconds)
+            problems += reconcile(args, stack, large, var_dir, LARGE_SLUG)
+            ranking, _ = rater_phase(
+                args, stack, LARGE_SLUG, read, "large campaign, next → skip", args.large_seconds, skip_only=True
+            )
+            errors += len(large.errors) + len(ranking.errors)
+            large_p99 = pct(ranking.latencies.get("next", []), 99)
+            print(
+                f"[goal] large campaign: next p99 {large_p99:.1f} ms (<20): {'met' if large_p99 < 20 else 'NOT met'}; "
+                f"vote with its next pair p99 {pct(large.latencies.get('vote', []), 99):.1f} ms",
+                flush=True,
+            )
         if errors:
             problems.append(f"{errors} errors")
-        p99 = pct(paced.latencies.get("next", []) + paced.latencies.get("vote", []), 99)
-        # Two readings of "the rater loop at >= 0.3 of the bare view's throughput": whole loops (one vote =
-        # two requests) against bare requests, and requests against requests. Both are printed.
+        p99 = pct(rater_requests(paced), 99)
+        # Two readings of "the rater loop at >= 0.3 of the bare view's throughput": whole loops (a vote and the
+        # next pair, one request) against bare requests, and requests against requests. Both are printed.
         by_loops, by_requests = votes_per_s / bare_rps, requests_per_s / bare_rps
         print(
             f"[goal] paced p99 {p99:.1f} ms (<150): {'met' if p99 < 150 else 'NOT met'}; "
@@ -601,7 +707,7 @@ def main() -> int:
             try:
                 pg_admin(
                     f'DROP DATABASE IF EXISTS "{args.db_name}" WITH (FORCE)',
-                    "postgresql://blindeval:blindeval@localhost/postgres",
+                    f"postgresql://{args.pg}/postgres",
                 )
             except Exception as exc:  # noqa: BLE001
                 print(f"could not drop {args.db_name}: {exc}")

@@ -2,6 +2,10 @@
 
 `campaigns` (create, update, open, pause, close), `raters` (join, named raters, update, unflag, analysts) and
 `rating` (the rater loop: next pair, skip, vote). Callers import from here: ``from comparisons import services``.
+`campaigns` (create, open, pause, close), `raters` (join, named raters, analysts), `rating` (the rater loop:
+next pair, skip, vote), `reports` (content reports sent with a vote), `judgments` (an automatic judge's
+imported verdicts) and `snapshots` (frozen, published results). Callers import from here:
+``from comparisons import services``.
 """
 
 from comparisons.services.campaigns import (
@@ -18,6 +22,7 @@ from comparisons.services.campaigns import (
     campaign_update,
     identity_leak_lines,
 )
+from comparisons.services.judgments import JudgmentImport, judgments_import
 from comparisons.services.raters import (
     JoinRefused,
     analyst_group,
@@ -42,6 +47,8 @@ from comparisons.services.rating import (
     rater_votes_done,
     vote_cast,
 )
+from comparisons.services.reports import REPORT_KINDS, content_reports_parse
+from comparisons.services.snapshots import snapshot_publish
 
 __all__ = [
     "COMPARED_SETTINGS",
@@ -52,8 +59,10 @@ __all__ = [
     "Gone",
     "InvalidChoice",
     "JoinRefused",
+    "JudgmentImport",
     "NotFound",
     "OpenReport",
+    "REPORT_KINDS",
     "RatingError",
     "VoteResult",
     "analyst_group",
@@ -67,13 +76,16 @@ __all__ = [
     "campaign_rotate_invite",
     "campaign_settings_check",
     "campaign_update",
+    "content_reports_parse",
     "identity_leak_lines",
+    "judgments_import",
     "rater_create_from_invite",
     "rater_create_named",
     "rater_join",
     "rater_unflag",
     "rater_update",
     "rater_votes_done",
+    "snapshot_publish",
     "user_make_analyst",
     "vote_cast",
 ]

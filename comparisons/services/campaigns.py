@@ -356,11 +356,13 @@ def campaign_open(*, campaign: Campaign) -> OpenReport:
     report = OpenReport()
     if not locked.comparisons.exists():
         report = _build_comparisons(locked)
+        locked.comparisons_count = locked.comparisons.count()
     locked.status = Campaign.Status.OPEN
     locked.opened_at = locked.opened_at or timezone.now()
     locked.closed_at = None
-    locked.save(update_fields=["status", "opened_at", "closed_at"])
+    locked.save(update_fields=["status", "opened_at", "closed_at", "comparisons_count"])
     campaign.status, campaign.opened_at, campaign.closed_at = locked.status, locked.opened_at, locked.closed_at
+    campaign.comparisons_count = locked.comparisons_count
     campaign.identity_leaks = locked.identity_leaks
     return report
 

@@ -14,13 +14,13 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from django.db import IntegrityError, connection, transaction
-from django.db.models import Count, Exists, F, OuterRef, Subquery, Value
-from django.db.models.functions import Coalesce
+from django.db.models import Exists, OuterRef
 from django.utils import timezone
 
-from comparisons import rows
+from comparisons import rating_queries, rows
 from comparisons.access import rater_can_rate
 from comparisons.models import Assignment, Campaign, Comparison, Rater, Vote, new_token
+from comparisons.services.reports import ContentReportInvalid, content_reports_parse, content_reports_store
 
 
 class RatingError(Exception):
@@ -45,71 +45,9 @@ class InvalidChoice(RatingError):
     status = 400
 
 
-def _live_leases(now, *, exclude: Assignment | None = None):  # type: ignore[no-untyped-def]
-    qs = Assignment.objects.filter(comparison=OuterRef("pk"), status=Assignment.Status.LEASED, leased_until__gt=now)
-    if exclude is not None:
-        qs = qs.exclude(pk=exclude.pk)
-    return Coalesce(
-        Subquery(qs.order_by().values("comparison").annotate(n=Count("pk")).values("n")[:1]),
-        Value(0),
-    )
-
-
-def _load_of(comparison_id: int, now, *, exclude: Assignment | None = None) -> int:  # type: ignore[no-untyped-def]
-    """Votes plus live leases of one comparison, read fresh (call it with the comparison locked)."""
-    return (
-        Comparison.objects.filter(pk=comparison_id)
-        .annotate(load=F("votes_count") + _live_leases(now, exclude=exclude))
-        .values_list("load", flat=True)
-        .get()
-    )
-
-
 def rater_votes_done(*, rater: Rater, campaign: Campaign) -> int:
-    return Vote.objects.filter(assignment__rater=rater, assignment__comparison__campaign=campaign).count()
-
-
-def _lease(*, rater: Rater, comparison_id: int, campaign: Campaign, now) -> Assignment:  # type: ignore[no-untyped-def]
-    return Assignment.objects.create(
-        comparison_id=comparison_id,
-        rater=rater,
-        left_is_a=random.random() < 0.5,
-        leased_until=now + timedelta(seconds=campaign.lease_seconds),
-    )
-
-
-# The rater loop (next → vote) is the hot path of a study. Its statements are written out in SQL that
-# PostgreSQL and SQLite both run, instead of being compiled by the ORM on every request: that compiling
-# cost more CPU than the database spent answering them. Values are always bound parameters.
-_LEASED = Assignment.Status.LEASED.value
-_SQL_LOCK_RATER = "SELECT set_config('synchronous_commit', 'off', true) FROM comparisons_rater WHERE id = %s FOR UPDATE"
-_SQL_CURRENT = (
-    "SELECT a.id, a.token, a.comparison_id, a.left_is_a, a.created_at, a.leased_until "
-    "FROM comparisons_assignment a INNER JOIN comparisons_comparison c ON c.id = a.comparison_id "
-    "WHERE a.rater_id = %s AND c.campaign_id = %s AND a.status = 'leased' AND a.leased_until > %s "
-    "ORDER BY a.created_at LIMIT 1"
-)
-# The unseen comparisons under k, fewest votes plus live leases first, ties at random; parameters: now,
-# campaign, is_attention_check (False), k, rater, then the ids already tried. The live leases of each row are
-# one probe of the (comparison, status, leased_until) index and the rater's own assignments one hashed set,
-# so any plan PostgreSQL caches for this prepared statement stays cheap. Rows at k (votes plus leases) sort
-# last and are dropped by the caller, which keeps the lease count to one evaluation per row.
-_SQL_CANDIDATE = (
-    "SELECT c.id, c.votes_count + (SELECT COUNT(*) FROM comparisons_assignment l "
-    "WHERE l.comparison_id = c.id AND l.status = 'leased' AND l.leased_until > %s) AS load "
-    "FROM comparisons_comparison c "
-    "WHERE c.campaign_id = %s AND c.is_attention_check = %s AND c.votes_count < %s "
-    "AND c.id NOT IN (SELECT s.comparison_id FROM comparisons_assignment s WHERE s.rater_id = %s) "
-)
-_SQL_CANDIDATE_ORDER = "ORDER BY load, RANDOM()"
-# A lease, inserted only while the comparison's votes plus live leases stay under k.
-_SQL_LEASE = (
-    "INSERT INTO comparisons_assignment "
-    "(token, comparison_id, rater_id, left_is_a, status, created_at, leased_until, closed_at) "
-    "SELECT %s, c.id, %s, %s, 'leased', %s, %s, NULL FROM comparisons_comparison c "
-    "WHERE c.id = %s AND (c.votes_count + (SELECT COUNT(*) FROM comparisons_assignment l "
-    "WHERE l.comparison_id = c.id AND l.status = 'leased' AND l.leased_until > %s)) < %s RETURNING id"
-)
+    """Votes this rater cast in this campaign (the per-rater cap counts these)."""
+    return rating_queries.votes_done(rater_id=rater.pk, campaign_id=campaign.pk)
 
 
 def _assignment(
@@ -123,7 +61,7 @@ def _assignment(
     created_at: Any,
     leased_until: Any,
 ) -> Assignment:
-    """An Assignment instance from values read (or written) by the statements below, without a query."""
+    """An Assignment instance from values read (or written) by `rating_queries`, without a query."""
     assignment: Assignment = rows.instance(
         Assignment,
         {"id": pk, "token": token, "comparison_id": comparison_id, "rater_id": rater.pk, "left_is_a": left_is_a,
@@ -133,16 +71,49 @@ def _assignment(
     return assignment
 
 
-# Of the best candidates read without locks (in order), lock the first no other transaction holds.
-_SQL_LOCK_FIRST_FREE = (
-    "SELECT c.id FROM comparisons_comparison c "
-    "INNER JOIN unnest(%s::bigint[]) WITH ORDINALITY AS t(id, n) ON c.id = t.id "
-    "ORDER BY t.n LIMIT 1 FOR UPDATE OF c SKIP LOCKED"
-)
+_LEASED = Assignment.Status.LEASED.value
+
+
+def _lease_gold(*, rater: Rater, comparison_id: int, campaign: Campaign, now: datetime, left_is_a: bool) -> Assignment:
+    """Lease an attention check: no quota applies to gold pairs (their votes never count toward k)."""
+    return Assignment.objects.create(
+        comparison_id=comparison_id,
+        rater=rater,
+        left_is_a=left_is_a,
+        leased_until=now + timedelta(seconds=campaign.lease_seconds),
+    )
+
+
+# How many comparisons a pick ranks (see rating_queries.rank_candidates). While fewer raters than this hold a
+# lease at once (each holds at most one per campaign), a full window holds a comparison nobody has leased, and
+# the window's best is the campaign's best.
+CANDIDATE_WINDOW = 64
+# How many of the best candidates PostgreSQL tries to lock (SKIP LOCKED) before waiting for the best one.
 _CANDIDATES_TO_LOCK = 16
 
 
-def _pick_candidate(cursor: Any, *, rater: Rater, campaign: Campaign, now: datetime, tried: set[int]) -> int | None:
+def _ranked(*, rater: Rater, campaign: Campaign, now: datetime, tried: set[int]) -> list[int]:
+    """The unseen comparisons under k, fewest votes plus live leases first, ties at random (ids).
+
+    A window of CANDIDATE_WINDOW comparisons in the order of their votes is ranked first; the whole campaign
+    only when that window is full and every comparison in it carries more load than the votes of the last
+    (so one outside it might carry less)."""
+    k = campaign.votes_per_comparison
+    start = random.random()  # where ties among equal votes begin: a different point for every pick
+    window: int | None = CANDIDATE_WINDOW
+    while True:
+        ranked = rating_queries.rank_candidates(
+            campaign_id=campaign.pk, rater_id=rater.pk, k=k, now=now, start=start, window=window, tried=tried
+        )
+        under = [c.id for c in ranked if c.load < k]
+        if window is None or len(ranked) < window:
+            return under
+        if under and ranked[0].load <= max(c.votes_count for c in ranked):
+            return under
+        window = None
+
+
+def _pick_candidate(*, rater: Rater, campaign: Campaign, now: datetime, tried: set[int]) -> int | None:
     """The unseen comparison under k with the fewest votes plus live leases (ties at random), locked.
 
     On PostgreSQL the candidates are read without locks, then the best one no other transaction holds is
@@ -151,22 +122,14 @@ def _pick_candidate(cursor: Any, *, rater: Rater, campaign: Campaign, now: datet
     held, wait for the best one rather than tell this rater there is nothing left: the attempt holds no other
     comparison's lock (see assignment_next), so the wait cannot deadlock. On SQLite the whole transaction
     already holds the database's write lock."""
-    k = campaign.votes_per_comparison
-    exclude = "AND c.id NOT IN (" + ", ".join(["%s"] * len(tried)) + ") " if tried else ""
-    db_now = rows.db_time(now)
-    params = [db_now, campaign.pk, False, k, rater.pk, *sorted(tried)]
-    postgres = connection.vendor == "postgresql"
-    limit = _CANDIDATES_TO_LOCK if postgres else 1
-    cursor.execute(f"{_SQL_CANDIDATE}{exclude}{_SQL_CANDIDATE_ORDER} LIMIT {limit}", params)
-    ranked = [pk for pk, load in cursor.fetchall() if load < k]
+    ranked = _ranked(rater=rater, campaign=campaign, now=now, tried=tried)
     if not ranked:
         return None
-    if postgres:
-        cursor.execute(_SQL_LOCK_FIRST_FREE, [ranked])
-        row = cursor.fetchone()
-        if row is not None:
-            return row[0]
-        cursor.execute("SELECT id FROM comparisons_comparison WHERE id = %s FOR UPDATE", [ranked[0]])
+    if connection.vendor == "postgresql":
+        free = rating_queries.lock_first_free(ranked[:_CANDIDATES_TO_LOCK])
+        if free is not None:
+            return free
+        rating_queries.lock_comparison(ranked[0])
     return ranked[0]
 
 
@@ -197,57 +160,54 @@ def assignment_next(*, rater: Rater, campaign: Campaign) -> Assignment | None:
 
 
 def _assignment_next_attempt(*, rater: Rater, campaign: Campaign, tried: set[int]) -> Assignment | None:
-    with connection.cursor() as cursor:
-        if connection.vendor == "postgresql":
-            # Serialize one rater's concurrent requests (double clicks, two tabs): one lease at a time.
-            # A lease is worth nothing after a database crash (the rater is simply served another pair),
-            # so this transaction does not wait for its commit to reach the disk; votes do.
-            cursor.execute(_SQL_LOCK_RATER, [rater.pk])
-        now = timezone.now()
-        # A voted or skipped assignment leaves the LEASED status in the same transaction as the vote/skip.
-        cursor.execute(_SQL_CURRENT, [rater.pk, campaign.pk, rows.db_time(now)])
-        row = cursor.fetchone()
-        if row is not None:
-            pk, token, comparison_id, left_is_a, created_at, leased_until = row
-            return _assignment(
-                pk=pk, token=token, comparison_id=comparison_id, rater=rater, left_is_a=left_is_a, status=_LEASED,
-                created_at=created_at, leased_until=leased_until,
-            )  # fmt: skip
-        if not campaign.is_open:
-            return None
-        limit = campaign.comparisons_per_rater
-        if limit is not None and rater_votes_done(rater=rater, campaign=campaign) >= limit:
-            return None
-
-        if not tried and campaign.attention_check_rate > 0 and random.random() < campaign.attention_check_rate:
-            unseen = ~Exists(Assignment.objects.filter(comparison=OuterRef("pk"), rater=rater))
-            gold = (
-                Comparison.objects.filter(campaign=campaign, is_attention_check=True)
-                .filter(unseen)
-                .order_by("?")
-                .values_list("pk", flat=True)
-                .first()
-            )
-            if gold is not None:
-                return _lease(rater=rater, comparison_id=gold, campaign=campaign, now=now)
-
-        pk = _pick_candidate(cursor, rater=rater, campaign=campaign, now=now, tried=tried)
-        if pk is None:
-            return None
-        # The candidates were ranked on an older snapshot: this INSERT re-counts the votes and live leases in a
-        # statement of its own, under the comparison's lock, and leases only while they stay under k.
-        k = campaign.votes_per_comparison
-        token, left_is_a = new_token(), random.random() < 0.5
-        leased_until = now + timedelta(seconds=campaign.lease_seconds)
-        db_now = rows.db_time(now)
-        cursor.execute(_SQL_LEASE, [token, rater.pk, left_is_a, db_now, rows.db_time(leased_until), pk, db_now, k])
-        row = cursor.fetchone()
-        if row is None:
-            raise _PairFilled(pk)
+    # Serialize one rater's concurrent requests (double clicks, two tabs): one lease at a time.
+    rating_queries.lock_rater(rater.pk, lease_commits_asynchronously=True)
+    # A rater at the campaign's per-rater cap gets nothing, not even a pair leased before they reached it
+    # (their vote on it would be refused).
+    limit = campaign.comparisons_per_rater
+    if limit is not None and rater_votes_done(rater=rater, campaign=campaign) >= limit:
+        return None
+    now = timezone.now()
+    lease = rating_queries.current_lease(rater_id=rater.pk, campaign_id=campaign.pk, now=now)
+    if lease is not None:
         return _assignment(
-            pk=row[0], token=token, comparison_id=pk, rater=rater, left_is_a=left_is_a, status=_LEASED,
-            created_at=now, leased_until=leased_until,
+            pk=lease.id, token=lease.token, comparison_id=lease.comparison_id, rater=rater, left_is_a=lease.left_is_a,
+            status=_LEASED, created_at=lease.created_at, leased_until=lease.leased_until,
         )  # fmt: skip
+    if not campaign.is_open:
+        return None
+
+    if not tried and campaign.attention_check_rate > 0 and random.random() < campaign.attention_check_rate:
+        unseen = ~Exists(Assignment.objects.filter(comparison=OuterRef("pk"), rater=rater))
+        gold = (
+            Comparison.objects.filter(campaign=campaign, is_attention_check=True)
+            .filter(unseen)
+            .order_by("?")
+            .values_list("pk", flat=True)
+            .first()
+        )
+        if gold is not None:
+            return _lease_gold(
+                rater=rater, comparison_id=gold, campaign=campaign, now=now, left_is_a=random.random() < 0.5
+            )
+
+    pk = _pick_candidate(rater=rater, campaign=campaign, now=now, tried=tried)
+    if pk is None:
+        return None
+    # The candidates were ranked on an older snapshot: the INSERT re-counts the votes and live leases in a
+    # statement of its own, under the comparison's lock, and leases only while they stay under k.
+    token, left_is_a = new_token(), random.random() < 0.5
+    leased_until = now + timedelta(seconds=campaign.lease_seconds)
+    assignment_id = rating_queries.insert_lease_under_quota(
+        token=token, comparison_id=pk, rater_id=rater.pk, left_is_a=left_is_a, now=now, leased_until=leased_until,
+        k=campaign.votes_per_comparison,
+    )  # fmt: skip
+    if assignment_id is None:
+        raise _PairFilled(pk)
+    return _assignment(
+        pk=assignment_id, token=token, comparison_id=pk, rater=rater, left_is_a=left_is_a, status=_LEASED,
+        created_at=now, leased_until=leased_until,
+    )  # fmt: skip
 
 
 @transaction.atomic
@@ -280,41 +240,6 @@ API_CHOICES = {"A": Vote.Choice.LEFT, "B": Vote.Choice.RIGHT, "tie": Vote.Choice
 MAX_RATIONALE_CHARS = 5000
 
 
-# The assignment (with its comparison and campaign) a vote is for; scalar subqueries for the two models keep
-# PostgreSQL's planning of this statement short.
-_SQL_VOTE_TARGET = (
-    "SELECT a.id, a.status, a.left_is_a, a.created_at, a.leased_until, a.comparison_id, "
-    "c.is_attention_check, c.response_a_id, c.response_b_id, "
-    "(SELECT r.model_id FROM generation_response r WHERE r.id = c.response_a_id), "
-    "(SELECT r.model_id FROM generation_response r WHERE r.id = c.response_b_id), "
-    "g.status, g.votes_per_comparison, g.slug, c.campaign_id, g.comparisons_per_rater, "
-    # The rater's votes in this campaign (the per-rater cap), when their last vote anywhere was cast (a vote's
-    # time runs from the later of serving and that), and whether a named rater is still given this campaign.
-    "(SELECT COUNT(*) FROM comparisons_assignment v INNER JOIN comparisons_comparison vc ON vc.id = v.comparison_id "
-    "WHERE v.rater_id = a.rater_id AND v.status = 'voted' AND vc.campaign_id = c.campaign_id), "
-    "(SELECT MAX(v.closed_at) FROM comparisons_assignment v WHERE v.rater_id = a.rater_id AND v.status = 'voted'), "
-    "(SELECT COUNT(*) FROM comparisons_rater_campaigns m WHERE m.rater_id = a.rater_id "
-    "AND m.campaign_id = c.campaign_id) "
-    "FROM comparisons_assignment a "
-    "INNER JOIN comparisons_comparison c ON c.id = a.comparison_id "
-    "INNER JOIN comparisons_campaign g ON g.id = c.campaign_id "
-    "WHERE a.token = %s AND a.rater_id = %s"
-)
-_SQL_VOTE_INSERT = (
-    "INSERT INTO comparisons_vote (assignment_id, choice, winner_response_id, winner_model_id, rationale, seconds, "
-    "submitted_at, attention_failed, identity_reported) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s) RETURNING id"
-)
-_SQL_VOTED = "UPDATE comparisons_assignment SET status = 'voted', closed_at = %s WHERE id = %s"
-_SQL_COUNT_VOTE = "UPDATE comparisons_comparison SET votes_count = votes_count + %s WHERE id = %s"
-# PostgreSQL makes the three writes of a vote in one statement (one round trip instead of three).
-_SQL_VOTE_WRITE = (
-    f"WITH vote AS ({_SQL_VOTE_INSERT}), "  # noqa: S608 - constant SQL, values bound
-    f"voted AS ({_SQL_VOTED}), "
-    f"counted AS ({_SQL_COUNT_VOTE}) "
-    "SELECT id FROM vote"
-)
-
-
 def _plural(n: int) -> str:
     return "" if n == 1 else "s"
 
@@ -335,27 +260,29 @@ def _vote_seconds(now: datetime, *, served: datetime, last_vote: Any) -> float:
     return max(0.0, (now - start).total_seconds())
 
 
-_SQL_LOCK_RATER_FOR_VOTE = "SELECT id FROM comparisons_rater WHERE id = %s FOR UPDATE"
-_SQL_RATER_VOTES = (
-    "SELECT COUNT(*) FROM comparisons_assignment v INNER JOIN comparisons_comparison vc ON vc.id = v.comparison_id "
-    "WHERE v.rater_id = %s AND v.status = 'voted' AND vc.campaign_id = %s"
-)
-
-
 @dataclass
 class VoteResult:
     vote: Vote
     created: bool
+    campaign: Campaign  # the vote's campaign, as read with it (the caller serves the next pair from it)
 
 
 @transaction.atomic
 def vote_cast(
-    *, rater: Rater, token: str, choice: str, rationale: str = "", reveals_identity: bool = False
+    *,
+    rater: Rater,
+    token: str,
+    choice: str,
+    rationale: str = "",
+    reveals_identity: bool = False,
+    content_reports: Any = None,
 ) -> VoteResult:
     """Record the rater's vote on an assignment, exactly once.
 
     ``reveals_identity`` is the rater's report that an answer of the pair tells who wrote it (it names its
     model or maker); the vote is stored with ``identity_reported`` set, and analyses can leave such pairs out.
+    ``content_reports`` (``[{"side": "A", "kind": "harmful"}, …]``) flags answers of the pair by their side on
+    the rater's screen; they are stored with a new vote, in its transaction (`services.reports`).
 
     `choice` is the API's "A" | "B" | "tie" | "both_bad" (A = left on the rater's screen). The same
     choice again returns the stored vote (created=False); a different one raises Conflict; another
@@ -376,6 +303,10 @@ def vote_cast(
     if not isinstance(reveals_identity, bool):
         raise InvalidChoice("'reveals_identity' must be true or false.")
     try:
+        reports = content_reports_parse(content_reports)
+    except ContentReportInvalid as exc:
+        raise InvalidChoice(str(exc)) from None
+    try:
         rationale.encode("utf-8")
     except UnicodeEncodeError as exc:  # JSON may carry half of a surrogate pair ("\ud800"), which no database stores
         raise InvalidChoice(
@@ -385,79 +316,73 @@ def vote_cast(
     screen_choice = API_CHOICES[choice].value
     # Lock the assignment (one vote per assignment) and its comparison (the quota) in one query; the
     # clock is read after the locks so a lease cannot expire between the check and a rival's lease.
-    with connection.cursor() as cursor:
-        lock = " FOR UPDATE OF a, c" if connection.vendor == "postgresql" else ""
-        cursor.execute(_SQL_VOTE_TARGET + lock, [token, rater.pk])
-        row = cursor.fetchone()
-        if row is None:
-            raise NotFound("No such assignment for this rater.")
-        (pk, status, left_is_a, created_at, leased_until, comparison_id, is_check, response_a_id, response_b_id,
-         model_a_id, model_b_id, campaign_status, k, campaign_slug, campaign_id, per_rater, votes_done,
-         last_vote_at, named_member) = row  # fmt: skip
-        if not _may_rate(rater, campaign_id=campaign_id, named_member=bool(named_member)):
-            raise NotFound("No such assignment for this rater.")
-        assignment = _assignment(
-            pk=pk, token=token, comparison_id=comparison_id, rater=rater, left_is_a=left_is_a, status=status,
-            created_at=created_at, leased_until=leased_until,
-        )  # fmt: skip
-        if status == Assignment.Status.VOTED:
-            existing = Vote.objects.filter(assignment_id=pk).first()
-            if existing is not None:
-                Vote.assignment.field.set_cached_value(existing, assignment)
-                if existing.choice == screen_choice:
-                    return VoteResult(vote=existing, created=False)
-                raise Conflict("This pair already has a different vote from you; a vote cannot be changed.")
+    target = rating_queries.vote_target(token=token, rater_id=rater.pk)
+    if target is None:
+        raise NotFound("No such assignment for this rater.")
+    campaign = target.campaign
+    if not _may_rate(rater, campaign_id=campaign.pk, named_member=target.named_member):
+        raise NotFound("No such assignment for this rater.")
+    assignment = _assignment(
+        pk=target.id, token=token, comparison_id=target.comparison_id, rater=rater, left_is_a=target.left_is_a,
+        status=target.status, created_at=target.created_at, leased_until=target.leased_until,
+    )  # fmt: skip
+    if target.status == Assignment.Status.VOTED:
+        existing = Vote.objects.filter(assignment_id=target.id).first()
+        if existing is not None:
+            Vote.assignment.field.set_cached_value(existing, assignment)
+            if existing.choice == screen_choice:
+                return VoteResult(vote=existing, created=False, campaign=campaign)
+            raise Conflict("This pair already has a different vote from you; a vote cannot be changed.")
 
-        if campaign_status == Campaign.Status.CLOSED:
-            raise Gone("This campaign is closed; the vote was not recorded.")
-        if status == Assignment.Status.SKIPPED:
-            raise Gone("You skipped this pair; a skipped pair cannot be voted on later.")
-        if per_rater is not None and votes_done == per_rater - 1 and connection.vendor == "postgresql":
-            # The last vote the cap allows: serialize it with the rater's other votes (two tabs voting expired
-            # pairs at once) and count again under the lock. This transaction already holds its comparison,
-            # which no other assignment of this rater can be on, so the extra lock cannot deadlock.
-            cursor.execute(_SQL_LOCK_RATER_FOR_VOTE, [rater.pk])
-            cursor.execute(_SQL_RATER_VOTES, [rater.pk, campaign_id])
-            votes_done = cursor.fetchone()[0]
-        if per_rater is not None and votes_done >= per_rater:
-            raise Gone(
-                f"You have judged the {per_rater} pair{_plural(per_rater)} this campaign asks of one rater; "
-                "the vote was not recorded."
-            )
-        now = timezone.now()
-        live = status == Assignment.Status.LEASED and assignment.leased_until > now
-        full = not live and not is_check
-        if full and _load_of(comparison_id, now, exclude=assignment) >= k:
+    if campaign.status == Campaign.Status.CLOSED:
+        raise Gone("This campaign is closed; the vote was not recorded.")
+    if target.status == Assignment.Status.SKIPPED:
+        raise Gone("You skipped this pair; a skipped pair cannot be voted on later.")
+    per_rater, votes_done = campaign.comparisons_per_rater, target.votes_done
+    if per_rater is not None and votes_done == per_rater - 1 and connection.vendor == "postgresql":
+        # The last vote the cap allows: serialize it with the rater's other votes (two tabs voting expired
+        # pairs at once) and count again under the lock. This transaction already holds its comparison,
+        # which no other assignment of this rater can be on, so the extra lock cannot deadlock.
+        rating_queries.lock_rater(rater.pk)
+        votes_done = rater_votes_done(rater=rater, campaign=campaign)
+    if per_rater is not None and votes_done >= per_rater:
+        raise Gone(
+            f"You have judged the {per_rater} pair{_plural(per_rater)} this campaign asks of one rater; "
+            "the vote was not recorded."
+        )
+    now = timezone.now()
+    k = campaign.votes_per_comparison
+    live = target.status == Assignment.Status.LEASED and target.leased_until > now
+    if not live and not target.is_attention_check:
+        load = rating_queries.load_of_others(comparison_id=target.comparison_id, assignment_id=target.id, now=now)
+        if load >= k:
             raise Gone("Your time on this pair ran out and it has since been filled by other raters.")
 
-        left, right = ((response_a_id, model_a_id), (response_b_id, model_b_id))[:: 1 if left_is_a else -1]
-        winner_id, winner_model_id = {"left": left, "right": right}.get(screen_choice, (None, None))
-        # On a gold pair the on-prompt answer (response_a) must win; "both bad" is tolerated (it may really be bad).
-        failed = bool(is_check) and screen_choice != "both_bad" and winner_id != response_a_id
-        values = [pk, screen_choice, winner_id, winner_model_id, rationale.strip(),
-                  _vote_seconds(now, served=assignment.created_at, last_vote=last_vote_at), now, failed,
-                  reveals_identity]  # fmt: skip
-        db_now = rows.db_time(now)
-        insert = [*values[:6], db_now, failed, reveals_identity]
-        voted = [db_now, pk]
-        counted = [0 if is_check else 1, comparison_id]  # attention checks do not count toward k
-        try:
-            if connection.vendor == "postgresql":
-                cursor.execute(_SQL_VOTE_WRITE, [*insert, *voted, *counted])
-                vote_id = cursor.fetchone()[0]
-            else:
-                cursor.execute(_SQL_VOTE_INSERT, insert)
-                vote_id = cursor.fetchone()[0]
-                cursor.execute(_SQL_VOTED, voted)
-                cursor.execute(_SQL_COUNT_VOTE, counted)
-        except IntegrityError as exc:  # pragma: no cover - the row lock above makes this unreachable
-            raise Conflict("This pair was voted on concurrently.") from exc
-        vote = Vote.from_db(connection.alias, [f.attname for f in Vote._meta.concrete_fields], [vote_id, *values])
+    left, right = ((target.response_a_id, target.model_a_id), (target.response_b_id, target.model_b_id))[
+        :: 1 if target.left_is_a else -1
+    ]
+    winner_id, winner_model_id = {"left": left, "right": right}.get(screen_choice, (None, None))
+    # On a gold pair the on-prompt answer (response_a) must win; "both bad" is tolerated (it may really be bad).
+    failed = target.is_attention_check and screen_choice != "both_bad" and winner_id != target.response_a_id
+    values = {
+        "assignment_id": target.id, "choice": screen_choice, "winner_response_id": winner_id,
+        "winner_model_id": winner_model_id, "rationale": rationale.strip(),
+        "seconds": _vote_seconds(now, served=target.created_at, last_vote=target.last_vote_at),
+        "submitted_at": now, "attention_failed": failed, "identity_reported": reveals_identity,
+    }  # fmt: skip
+    try:
+        # Attention checks do not count toward k.
+        vote = rating_queries.write_vote(
+            values=values, comparison_id=target.comparison_id, counted=0 if target.is_attention_check else 1
+        )
+    except IntegrityError as exc:  # pragma: no cover - the row lock above makes this unreachable
+        raise Conflict("This pair was voted on concurrently.") from exc
+    content_reports_store(vote_id=vote.pk, left_response_id=left[0], right_response_id=right[0], reports=reports)
     assignment.status, assignment.closed_at = Assignment.Status.VOTED, now
     Vote.assignment.field.set_cached_value(vote, assignment)
     if failed and not rater.flagged:
         Rater.objects.filter(pk=rater.pk).update(
-            flagged=True, flag_reason=f"Failed an attention check in campaign {campaign_slug} at {now:%Y-%m-%d %H:%M}."
+            flagged=True, flag_reason=f"Failed an attention check in campaign {campaign.slug} at {now:%Y-%m-%d %H:%M}."
         )
         rater.flagged = True
-    return VoteResult(vote=vote, created=True)
+    return VoteResult(vote=vote, created=True, campaign=campaign)

@@ -57,12 +57,22 @@ def read_votes_csv(path: str | Path) -> pd.DataFrame:
         raise VoteTableError(f"The vote file {str(path)!r} does not exist.")
     if path.is_dir():
         raise VoteTableError(f"{str(path)!r} is a folder, not a vote file.")
+    return _read_csv(path, label=str(path))
+
+
+def read_votes_text(text: str, *, label: str) -> pd.DataFrame:
+    """`read_votes_csv` on CSV text already in memory (``label`` names it in error messages)."""
+    return _read_csv(io.StringIO(text), label=label)
+
+
+def _read_csv(source: Path | io.StringIO, *, label: str) -> pd.DataFrame:
+    path = label  # the messages below name the file by its label
     try:
         with warnings.catch_warnings():
             # A first row longer than the header makes pandas guess index columns or drop data: refuse.
             warnings.simplefilter("error", pd.errors.ParserWarning)
             frame = pd.read_csv(
-                path,
+                source,
                 dtype=object,
                 keep_default_na=False,
                 index_col=False,
@@ -72,19 +82,19 @@ def read_votes_csv(path: str | Path) -> pd.DataFrame:
             return spreadsheet_unsafe(frame)
     except pd.errors.ParserWarning as exc:
         raise VoteTableError(
-            f"The vote file {str(path)!r} is not valid CSV: a line has more fields than the header."
+            f"The vote file {path!r} is not valid CSV: a line has more fields than the header."
         ) from exc
     except UnicodeDecodeError as exc:
         raise VoteTableError(
-            f"The vote file {str(path)!r} is not UTF-8 text (undecodable byte at position {exc.start}); "
+            f"The vote file {path!r} is not UTF-8 text (undecodable byte at position {exc.start}); "
             "save it as UTF-8 CSV."
         ) from exc
     except pd.errors.EmptyDataError as exc:
-        raise VoteTableError(f"The vote file {str(path)!r} is empty: it needs a header line and votes.") from exc
+        raise VoteTableError(f"The vote file {path!r} is empty: it needs a header line and votes.") from exc
     except pd.errors.ParserError as exc:
-        raise VoteTableError(f"The vote file {str(path)!r} is not valid CSV: {exc}".rstrip(".") + ".") from exc
+        raise VoteTableError(f"The vote file {path!r} is not valid CSV: {exc}".rstrip(".") + ".") from exc
     except OSError as exc:
-        raise VoteTableError(f"The vote file {str(path)!r} cannot be read: {exc.strerror or exc}.") from exc
+        raise VoteTableError(f"The vote file {path!r} cannot be read: {exc.strerror or exc}.") from exc
 
 
 def csv_lines(header: Iterable[str], rows: Iterable[Iterable[object]], *, batch: int = 500) -> Iterator[str]:

@@ -45,6 +45,19 @@ def _solve(g0, g1, h00, h01, h11):  # type: ignore[no-untyped-def]
     return (h11 * g0 - h01 * g1) / det, (h00 * g1 - h01 * g0) / det
 
 
+def _cells(key: np.ndarray, z: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The distinct (key, z) of the votes in ascending order and each vote's index among them: what
+    ``np.unique`` of the stacked rows with ``axis=0`` gives, in one lexsort (several times faster on a
+    million votes than sorting the rows as records)."""
+    order = np.lexsort((z, key))
+    key_sorted, z_sorted = key[order], z[order]
+    starts = np.ones(len(order), dtype=bool)
+    starts[1:] = (key_sorted[1:] != key_sorted[:-1]) | (z_sorted[1:] != z_sorted[:-1])
+    index = np.empty(len(order), dtype=np.int64)
+    index[order] = np.cumsum(starts) - 1
+    return key_sorted[starts], z_sorted[starts], index
+
+
 def length_controlled(
     *,
     pair_code: np.ndarray,
@@ -77,12 +90,10 @@ def length_controlled(
     z_vote = np.tanh(diff / scale[pair_code])
     # Cells: one (pair, prompt, z) group of votes; z is the same for every vote of a cell in practice.
     key = pair_code.astype(np.int64) * n_prompts + prompt
-    cells, cell_of_vote = np.unique(np.stack([key, z_vote]).T, axis=0, return_inverse=True)
-    cell_of_vote = cell_of_vote.ravel()
-    cell_pair = (cells[:, 0] // n_prompts).astype(np.int64)
-    cell_prompt = (cells[:, 0] % n_prompts).astype(np.int64)
-    z = cells[:, 1]
-    n_cells = len(cells)
+    cell_key, z, cell_of_vote = _cells(key, z_vote)
+    cell_pair = cell_key // n_prompts
+    cell_prompt = cell_key % n_prompts
+    n_cells = len(cell_key)
     y = np.bincount(cell_of_vote, weights=score, minlength=n_cells)
     n = np.bincount(cell_of_vote, minlength=n_cells).astype(float)
 

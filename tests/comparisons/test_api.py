@@ -91,12 +91,44 @@ def test_vote_status_codes(rater_client):
         "choice": "B",
         "rationale": "B is clearer",
         "submitted_at": created.json()["submitted_at"],
+        "next": created.json()["next"],
     }
+    assert set(created.json()["next"]) == CONTRACT_KEYS
     repeat = client.vote(token, "B", "B is clearer")
     assert repeat.status_code == 200 and repeat.json() == created.json()
     assert client.vote(token, "A").status_code == 409
     assert client.vote("no-such-token", "A").status_code == 404
     assert Vote.objects.count() == 1
+
+
+def test_a_vote_answers_with_the_next_pair_as_next_would_and_null_at_the_end(rater_client):
+    campaign = build_campaign(n_prompts=2, k=1)
+    client = rater_client(campaign)
+    first = client.next(campaign.slug).json()["assignment"]
+    voted = client.vote(first, "A")
+    assert voted.status_code == 201
+    following = voted.json()["next"]
+    assert set(following) == CONTRACT_KEYS and following["assignment"] != first
+    assert following["progress"] == {"done": 1, "total": 2}
+    # The pair handed out with the vote is the rater's lease: `next` gives exactly the same object.
+    assert client.next(campaign.slug).json() == following
+    # The page asks for the HTML beside the texts, as it does of `next`.
+    last = client.post_json(f"/api/rate/{following['assignment']}/vote?html=1", {"choice": "tie"})
+    assert last.status_code == 201 and last.json()["next"] is None
+    assert client.next(campaign.slug).status_code == 204
+    again = client.post_json(f"/api/rate/{following['assignment']}/vote?html=1", {"choice": "tie"})
+    assert again.status_code == 200 and again.json()["next"] is None
+    refused = client.vote(following["assignment"], "A")
+    assert refused.status_code == 409 and "next" not in refused.json()
+
+
+def test_a_vote_with_html_carries_the_next_pair_rendered(rater_client):
+    campaign = build_campaign(n_prompts=3, k=1)
+    client = rater_client(campaign)
+    token = client.next(campaign.slug).json()["assignment"]
+    following = client.post_json(f"/api/rate/{token}/vote?html=1", {"choice": "B"}).json()["next"]
+    assert set(following) == CONTRACT_KEYS | {"html"}
+    assert following == client.next(campaign.slug, html=1).json()
 
 
 def test_another_raters_token_is_404_and_changes_nothing(rater_client):

@@ -12,6 +12,7 @@ from scipy.stats import binomtest
 
 from comparisons import services
 from comparisons.models import Assignment, Comparison
+from comparisons.services import rating
 from tests.comparisons.factories import build_campaign, invite_rater
 
 pytestmark = pytest.mark.django_db
@@ -147,3 +148,32 @@ def test_ties_are_broken_at_random_not_in_prompt_order():
         services.assignment_skip(rater=rater, token=assignment.token)
     # A fixed order gives 1 distinct pair; 30 fair draws over 20 give about 15 (fewer than 8: p < 1e-6).
     assert len(firsts) >= 8, firsts
+
+
+def test_a_pick_ranks_a_window_in_vote_order_and_widens_it_when_a_lighter_pair_may_lie_beyond(monkeypatch):
+    # A pick ranks only the first few comparisons in the order of their votes (here 3 of 12), not the campaign.
+    monkeypatch.setattr(rating, "CANDIDATE_WINDOW", 3)
+    campaign = build_campaign(n_prompts=12, k=3)
+    comparisons = list(Comparison.objects.filter(campaign=campaign).order_by("pk"))
+    assert len(comparisons) == 12
+    # Every pair has a vote but the last by id: whatever point ties start from, it comes first.
+    lightest = comparisons[-1]
+    Comparison.objects.filter(campaign=campaign).exclude(pk=lightest.pk).update(votes_count=1)
+    for _ in range(8):
+        rater = invite_rater(campaign)
+        assignment = services.assignment_next(rater=rater, campaign=campaign)
+        assert assignment.comparison_id == lightest.pk
+        services.assignment_skip(rater=rater, token=assignment.token)
+
+    # Eleven raters hold a lease on eleven of the twelve pairs, all at 0 votes: most windows of 3 hold only
+    # leased pairs (load 1), so the pick must look beyond the window for the one free pair (load 0).
+    Comparison.objects.filter(campaign=campaign).update(votes_count=0)
+    holders = [invite_rater(campaign) for _ in range(11)]
+    held = {services.assignment_next(rater=r, campaign=campaign).comparison_id for r in holders}
+    assert len(held) == 11
+    (free,) = {c.pk for c in comparisons} - held
+    for _ in range(5):
+        rater = invite_rater(campaign)
+        assignment = services.assignment_next(rater=rater, campaign=campaign)
+        assert assignment.comparison_id == free
+        services.assignment_skip(rater=rater, token=assignment.token)

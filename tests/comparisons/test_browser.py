@@ -5,6 +5,8 @@ Screenshots land in test-artifacts/ (the rater page wide and narrow, and the end
 
 from __future__ import annotations
 
+from urllib.parse import urlsplit
+
 from comparisons.models import Comparison, Rater, Vote
 from tests.browser import ARTIFACTS, BROWSER_TEST_MARKS, CHROMIUM, LAUNCH_ARGS
 from tests.comparisons.factories import build_campaign
@@ -33,13 +35,21 @@ def rate_in_the_browser(base_url: str, invite_token: str, slug: str) -> dict:
     this thread, and ORM calls made inside it would open a connection of their own that is never closed."""
     from playwright.sync_api import expect, sync_playwright
 
-    seen: dict = {"errors": []}
+    seen: dict = {"errors": [], "api": []}
     expect.set_options(timeout=20_000)  # the CI machine may be busy: wait longer than the default 5 s
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=LAUNCH_ARGS)
         page = browser.new_page(viewport={"width": 1280, "height": 900})
         page.on("pageerror", lambda exc: seen["errors"].append(str(exc)))
         page.on("console", lambda msg: seen["errors"].append(msg.text) if msg.type == "error" else None)
+        page.on(
+            "request",
+            lambda request: (
+                seen["api"].append((request.method, urlsplit(request.url).path.rsplit("/", 1)[-1]))
+                if "/api/" in request.url
+                else None
+            ),
+        )
 
         page.goto(f"{base_url}/join/{invite_token}?PROLIFIC_PID=browser-1")
         expect(page.get_by_role("button", name="Start rating")).to_be_focused()  # autofocus
@@ -88,6 +98,8 @@ def test_join_vote_with_the_keyboard_and_reach_the_end_page(live_server):
     assert seen["start"] == ("0", "3")
     assert seen["token_changed"] and "Vote saved" in seen["status"]
     assert seen["after_typing"] == "1"
+    # One request per vote: each vote's answer carried the next pair (the last one: none, so the end page).
+    assert seen["api"] == [("POST", "vote")] * 3
     rater = Rater.objects.get(participant_id="browser-1")
     assert seen["code"] == rater.completion_code
     choices = sorted(Vote.objects.filter(assignment__rater=rater).values_list("choice", "rationale"))

@@ -15,7 +15,7 @@ from collections import Counter
 import pytest
 from django.db import connection, connections
 
-from comparisons import services
+from comparisons import rating_queries, services
 from comparisons.models import Assignment, Comparison, Rater, Vote
 from comparisons.services import rating
 from tests.comparisons.factories import build_campaign, invite_rater
@@ -207,10 +207,10 @@ def test_a_candidate_that_filled_after_ranking_is_unlocked_before_the_next_is_tr
     picked, locked_while_retrying = [], []
     real_pick = rating._pick_candidate
 
-    def pick(cursor, *, rater, campaign, now, tried):
+    def pick(*, rater, campaign, now, tried):
         if not picked:
             picked.append(full.pk)
-            cursor.execute("SELECT id FROM comparisons_comparison WHERE id = %s FOR UPDATE", [full.pk])
+            rating_queries.lock_comparison(full.pk)
             return full.pk
 
         def probe():
@@ -223,7 +223,7 @@ def test_a_candidate_that_filled_after_ranking_is_unlocked_before_the_next_is_tr
         prober.start()
         prober.join(timeout=30)
         picked.append("again")
-        return real_pick(cursor, rater=rater, campaign=campaign, now=now, tried=tried)
+        return real_pick(rater=rater, campaign=campaign, now=now, tried=tried)
 
     monkeypatch.setattr(rating, "_pick_candidate", pick)
     assignment = services.assignment_next(rater=rater, campaign=campaign)

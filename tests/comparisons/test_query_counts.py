@@ -20,17 +20,20 @@ pytestmark = pytest.mark.django_db
 POSTGRES = connection.vendor == "postgresql"
 # With Redis the session is read from the cache (evalsite.sessions), else from the database.
 SESSION = 0 if settings.SESSION_ENGINE == "evalsite.sessions" else 1
-# next: [session], user+rater, campaign; BEGIN, [rater lock], current lease, candidates, [lock of the first
-# free one], lease INSERT, COMMIT; the pair with its progress. SQLite needs no locks: its transactions take
-# the database's write lock at BEGIN.
-NEXT_NEW_LEASE = SESSION + (10 if POSTGRES else 8)
-# The same pair asked for again (the page reloaded): no candidate, no INSERT.
-NEXT_SAME_LEASE = SESSION + (7 if POSTGRES else 6)
-# vote: [session], user+rater; BEGIN, assignment+comparison (locked), the writes, COMMIT. PostgreSQL makes the
-# vote INSERT and the two UPDATEs in one statement; SQLite in three.
-VOTE_NEW = SESSION + (5 if POSTGRES else 7)
-# The same vote again (a retried request): the stored vote instead of the writes.
-VOTE_REPEAT = SESSION + 5
+# The transaction that hands out a pair: BEGIN, [rater lock], current lease, candidates, [lock of the first free
+# one], lease INSERT, COMMIT; SQLite needs no locks: its transactions take the database's write lock at BEGIN.
+LEASE_NEW = 7 if POSTGRES else 5
+# The same pair asked for again (the page reloaded, or a vote repeated): no candidate, no INSERT.
+LEASE_SAME = 4 if POSTGRES else 3
+# next: [session], user+rater, campaign; the lease's transaction; the pair with its progress.
+NEXT_NEW_LEASE = SESSION + 2 + LEASE_NEW + 1
+NEXT_SAME_LEASE = SESSION + 2 + LEASE_SAME + 1
+# vote: [session], user+rater; BEGIN, assignment+comparison+campaign (locked), the writes, COMMIT. PostgreSQL
+# makes the vote INSERT and the two UPDATEs in one statement; SQLite in three. Then the next pair, which the
+# answer carries: the lease's transaction and the pair (the campaign came with the assignment).
+VOTE_NEW = SESSION + (5 if POSTGRES else 7) + LEASE_NEW + 1
+# The same vote again (a retried request): the stored vote instead of the writes, and the pair already leased.
+VOTE_REPEAT = SESSION + 5 + LEASE_SAME + 1
 
 
 def statements(captured: CaptureQueriesContext) -> list[str]:
@@ -42,37 +45,50 @@ def test_next_and_vote_use_a_fixed_number_of_queries(rater_client):
     client = rater_client(campaign)
     # Warm up: one full loop (and the CSRF cookie) outside the counted requests.
     warm = client.next(campaign.slug).json()["assignment"]
-    assert client.vote(warm, "A").status_code == 201
+    voted = client.vote(warm, "A")
+    assert voted.status_code == 201
     client.csrf()
 
     with CaptureQueriesContext(connection) as served:
         response = client.next(campaign.slug)
     assert response.status_code == 200
-    assert len(served) == NEXT_NEW_LEASE, statements(served)
+    assert len(served) == NEXT_SAME_LEASE, statements(served)
     token = response.json()["assignment"]
+    assert token == voted.json()["next"]["assignment"]
     assert response.json()["progress"] == {"done": 1, "total": 6}
 
-    with CaptureQueriesContext(connection) as again:
-        assert client.next(campaign.slug).json()["assignment"] == token
-    assert len(again) == NEXT_SAME_LEASE, statements(again)
-
     with CaptureQueriesContext(connection) as voted:
-        assert client.vote(token, "B").status_code == 201
+        response = client.vote(token, "B")
+    assert response.status_code == 201
     assert len(voted) == VOTE_NEW, statements(voted)
+    following = response.json()["next"]
+    assert following["assignment"] != token and following["progress"] == {"done": 2, "total": 6}
 
     with CaptureQueriesContext(connection) as repeated:
-        assert client.vote(token, "B").status_code == 200
+        response = client.vote(token, "B")
+    assert response.status_code == 200
     assert len(repeated) == VOTE_REPEAT, statements(repeated)
+    assert response.json()["next"] == following
     assert Vote.objects.filter(assignment__token=token).count() == 1
 
+    assert client.skip(following["assignment"]).status_code == 200
+    with CaptureQueriesContext(connection) as served:
+        response = client.next(campaign.slug)
+    assert response.status_code == 200
+    assert len(served) == NEXT_NEW_LEASE, statements(served)
 
-def test_the_query_count_of_next_does_not_grow_with_the_campaign_or_the_raters_history(rater_client):
+
+def test_the_query_count_of_a_vote_with_its_next_pair_does_not_grow_with_the_campaign_or_the_raters_history(
+    rater_client,
+):
     campaign = build_campaign(n_prompts=30, k=2)
     client = rater_client(campaign)
+    token = client.next(campaign.slug).json()["assignment"]
     counts = []
     for _ in range(12):
-        with CaptureQueriesContext(connection) as served:
-            response = client.next(campaign.slug)
-        counts.append(len(served))
-        assert client.vote(response.json()["assignment"], "tie").status_code == 201
-    assert counts == [NEXT_NEW_LEASE] * 12
+        with CaptureQueriesContext(connection) as voted:
+            response = client.vote(token, "tie")
+        assert response.status_code == 201
+        counts.append(len(voted))
+        token = response.json()["next"]["assignment"]
+    assert counts == [VOTE_NEW] * 12

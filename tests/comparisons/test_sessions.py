@@ -75,7 +75,7 @@ def test_raters_signed_in_before_the_auth_backend_moved_stay_signed_in(client, s
     from django.apps import apps
     from django.contrib.auth import BACKEND_SESSION_KEY, HASH_SESSION_KEY, SESSION_KEY
 
-    moved = import_module("comparisons.migrations.0006_sessions_of_the_moved_auth_backend")
+    moved = import_module("comparisons.migrations.0008_sessions_of_the_moved_auth_backend")
     campaign = build_campaign(slug="long-running")
     rater = invite_rater(campaign)
     store = import_module(settings.SESSION_ENGINE).SessionStore()

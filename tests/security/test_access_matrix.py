@@ -55,6 +55,7 @@ POST_ONLY = {
     "comparisons:rate_vote_form",
     "comparisons:api_vote",
     "comparisons:api_skip",
+    "comparisons:snapshot_publish",
     "comparisons:logout",
     "admin:logout",
 }
@@ -79,6 +80,8 @@ ACCESS: list[tuple[str, dict[str, str]]] = [
     ("comparisons:done", {"anonymous": D, "rater": A, "other_rater": D, "analyst": D, "admin": D}),
     ("comparisons:api_*", {"anonymous": D, "rater": A, "other_rater": D, "analyst": D, "admin": D}),
     ("comparisons:results*", {"anonymous": D, "rater": D, "other_rater": D, "analyst": A, "admin": A}),
+    # Published snapshots (page, bundle, publishing) are results too: they name the models.
+    ("comparisons:snapshot*", {"anonymous": D, "rater": D, "other_rater": D, "analyst": A, "admin": A}),
     # The admin: staff only. Unknown admin URLs answer 404 even to staff (the catch-all). Assignments, votes,
     # comparisons and generation chunks are read-only there (only the services write them), autocomplete
     # answers 403 without a registered field, and no model has a public page (view_on_site: 404).
@@ -123,6 +126,7 @@ def world():
     rater = invite_rater(campaign)
     voted = services.assignment_next(rater=rater, campaign=campaign)
     services.vote_cast(rater=rater, token=voted.token, choice="A")
+    services.snapshot_publish(campaign=campaign)  # snapshot 1, for the snapshot page and bundle
     live = services.assignment_next(rater=rater, campaign=campaign)
     other_rater = invite_rater(other)
     services.assignment_next(rater=other_rater, campaign=other)
@@ -170,6 +174,7 @@ def concrete_url(route: Route, world) -> str:
     values = {
         "slug": world["campaign"].slug,
         "kind": "votes",
+        "number": "1",
         "object_id": str(objects[model_key].pk) if model_key in objects else "1",
         "id": str(objects["auth_user"].pk),
         "pk": str(world["campaign"].pk),

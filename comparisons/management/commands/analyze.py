@@ -2,6 +2,7 @@
 
 It reads the file, never the database: an export of this site or votes from elsewhere with at least
 ``prompt_id, model_a, model_b, winner`` (see comparisons/stats/table.py for the optional columns).
+``analyze --snapshot BUNDLE`` checks a published snapshot's hashes and reproduces its analysis.json exactly.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from comparisons.stats import BOTH_BAD_MODES, CI_METHODS, VoteTableError, analyze, format_text, read_votes_csv
+from comparisons.stats.snapshot import SnapshotError, bundle_read, bundle_verify
 from comparisons.stats.table import votes_prepare
 from evalsite.options import BOOTSTRAP_ROUNDS, CONFIDENCE, NON_NEGATIVE, SEED
 
@@ -26,7 +28,15 @@ class Command(BaseCommand):
     requires_migrations_checks = False
 
     def add_arguments(self, parser: CommandParser) -> None:
-        parser.add_argument("votes", help="vote CSV (columns prompt_id, model_a, model_b, winner; others optional)")
+        parser.add_argument(
+            "votes", nargs="?", help="vote CSV (columns prompt_id, model_a, model_b, winner; others optional)"
+        )
+        parser.add_argument(
+            "--snapshot",
+            metavar="BUNDLE",
+            help="check a published snapshot bundle (.zip or its folder): its hashes, and that its votes give "
+            "its analysis.json exactly; prints that JSON (no other option applies)",
+        )
         parser.add_argument("--baseline", help="report every other model against this one")
         parser.add_argument(
             "--bootstrap", type=BOOTSTRAP_ROUNDS, default=1000, help="bootstrap rounds (default 1000; 0 = no CI)"
@@ -62,6 +72,13 @@ class Command(BaseCommand):
         parser.add_argument("--no-categories", action="store_true", help="skip the per-category breakdown")
 
     def handle(self, *args: Any, **options: Any) -> None:
+        if options["snapshot"]:
+            if options["votes"]:
+                raise CommandError("Give either a vote file or --snapshot BUNDLE, not both.")
+            self._snapshot(options["snapshot"], as_json=options["json"])
+            return
+        if not options["votes"]:
+            raise CommandError("Give a vote CSV to analyse (or --snapshot BUNDLE to check a published snapshot).")
         try:
             frame = read_votes_csv(options["votes"])
             if options["exclude_rater"]:
@@ -89,3 +106,19 @@ class Command(BaseCommand):
             self.stdout.write(json.dumps(result, ensure_ascii=False, allow_nan=False))
         else:
             self.stdout.write(format_text(result))
+
+    def _snapshot(self, bundle: str, *, as_json: bool) -> None:
+        try:
+            files = bundle_read(bundle)
+            manifest = bundle_verify(files)
+        except SnapshotError as exc:
+            raise CommandError(f"Snapshot {bundle!r} does not check out: {exc}") from None
+        if as_json:
+            self.stdout.write(files["analysis.json"], ending="")
+            return
+        self.stdout.write(
+            f"Snapshot {manifest['snapshot']} of campaign {manifest['campaign']['slug']!r} checks out: "
+            f"{manifest['votes']} votes with sha256 {manifest['votes_sha256']} (ids and choices), file hashes as "
+            "published, and its votes give analysis.json exactly, character for character.\n"
+        )
+        self.stdout.write(format_text(json.loads(files["analysis.json"])))

@@ -1,8 +1,8 @@
 """python manage.py export_votes SLUG OUT.csv: one row per vote, streamed (bounded memory).
 
-Columns: campaign, prompt_id, category, model_a, model_b, left_model, winner, rater,
-attention_failed, submitted_at, seconds, length_a, length_b, rationale. `winner` is a model name, `tie`
-or `both_bad`; `length_a`/`length_b` count the characters of the canonical served texts.
+Columns: campaign, prompt_id, category, model_a, model_b, left_model, winner, rater, attention_failed,
+submitted_at, seconds, length_a, length_b, rationale, identity_reported. `winner` is a model name, `tie` or
+`both_bad`; `length_a`/`length_b` count the characters of the canonical served texts.
 Use `-` as OUT.csv to write to standard output.
 """
 
@@ -13,9 +13,7 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from comparisons.models import Campaign
-from comparisons.results import vote_csv_rows
-from comparisons.selectors import VOTE_COLUMNS
-from comparisons.stats import csv_lines
+from comparisons.results import VotesCsv
 from evalsite.files import OutputFolderMissing, text_output
 
 
@@ -30,19 +28,12 @@ class Command(BaseCommand):
         campaign = Campaign.objects.filter(slug=opts["slug"]).first()
         if campaign is None:
             raise CommandError(f"No campaign with slug {opts['slug']!r}.")
-        count = 0
-
-        def counted() -> Any:
-            nonlocal count
-            for row in vote_csv_rows(campaign):
-                count += 1
-                yield row
-
+        pieces = VotesCsv(campaign=campaign)
         try:
             with text_output(opts["out"]) as stream:
-                for piece in csv_lines(VOTE_COLUMNS, counted()):
+                for piece in pieces:
                     stream.write(piece)
         except OutputFolderMissing as exc:
             raise CommandError(str(exc)) from None
         if opts["out"] != "-":
-            self.stdout.write(f"Wrote {count} votes of campaign {campaign.slug!r} to {opts['out']}.")
+            self.stdout.write(f"Wrote {pieces.rows} votes of campaign {campaign.slug!r} to {opts['out']}.")

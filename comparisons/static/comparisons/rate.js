@@ -1,4 +1,5 @@
-/* The rater page: vote through the JSON API and load the next pair without a reload.
+/* The rater page: vote through the JSON API and show the next pair without a reload. A vote's answer
+ * carries the next pair ("next"), so a vote is one request; skips and refused votes ask for it.
  * Keyboard: 1/A, 2/T, 3/B, 4/X vote; S skips. Shortcuts are ignored while typing in a field.
  * Without JavaScript the same form posts to the server and the page reloads. */
 (function () {
@@ -10,6 +11,7 @@
   var tokenInput = document.getElementById("assignment");
   var rationale = document.getElementById("rationale");
   var revealsIdentity = document.getElementById("reveals-identity");
+  var reportBoxes = form.querySelectorAll("input[name=content_report]");
   var statusLine = document.getElementById("status");
   var csrf = form.querySelector("input[name=csrfmiddlewaretoken]").value;
   var buttons = form.querySelectorAll("button");
@@ -51,9 +53,23 @@
     document.getElementById("response-b").scrollTop = 0;
     rationale.value = "";
     revealsIdentity.checked = false;
+    for (var r = 0; r < reportBoxes.length; r++) { reportBoxes[r].checked = false; }
+    document.getElementById("content-reports").open = false;
     setProgress(data.progress);
     window.scrollTo(0, 0);
     document.getElementById("instruction-heading").focus({ preventScroll: true });
+  }
+
+  function contentReports() {
+    // Checkbox values are "A:harmful" etc.: the side on this screen and the kind of problem.
+    var reports = [];
+    for (var r = 0; r < reportBoxes.length; r++) {
+      if (reportBoxes[r].checked) {
+        var parts = reportBoxes[r].value.split(":");
+        reports.push({ side: parts[0], kind: parts[1] });
+      }
+    }
+    return reports;
   }
 
   function post(template, body) {
@@ -66,12 +82,18 @@
     });
   }
 
+  function showNext(pair) {
+    // null: nothing is left for this rater.
+    if (pair === null) { window.location.assign(root.dataset.doneUrl); return; }
+    showPair(pair);
+  }
+
   function loadNext() {
     return fetch(root.dataset.nextUrl, { credentials: "same-origin", headers: { "Accept": "application/json" } })
       .then(function (response) {
-        if (response.status === 204) { window.location.assign(root.dataset.doneUrl); return null; }
+        if (response.status === 204) { showNext(null); return null; }
         if (!response.ok) { throw new Error("next " + response.status); }
-        return response.json().then(showPair);
+        return response.json().then(showNext);
       });
   }
 
@@ -81,7 +103,8 @@
     say(kind === "skip" ? "Skipping…" : "Saving your vote…");
     var request = kind === "skip"
       ? post(root.dataset.skipUrl, {})
-      : post(root.dataset.voteUrl, { choice: choice, rationale: rationale.value, reveals_identity: revealsIdentity.checked });
+      : post(root.dataset.voteUrl, { choice: choice, rationale: rationale.value, reveals_identity: revealsIdentity.checked,
+                                          content_reports: contentReports() });
     request
       .then(function (response) {
         if (response.status === 400) {
@@ -99,6 +122,14 @@
           message = "That pair could not take your vote any more; here is the next one.";
         } else if (!response.ok) {
           throw new Error("vote " + response.status);
+        } else if (kind === "vote") {
+          // 201 or 200: the answer carries the next pair.
+          return response.json().then(function (body) {
+            if (body.next === undefined) { return loadNext().then(function () { say(message); }); }
+            showNext(body.next);
+            say(message);
+            return null;
+          });
         }
         return loadNext().then(function () { say(message); });
       })

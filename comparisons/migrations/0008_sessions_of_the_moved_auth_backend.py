@@ -38,7 +38,7 @@ def backwards(apps, schema_editor) -> None:
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("comparisons", "0005_campaign_names_not_formulas"),
+        ("comparisons", "0007_judgments_snapshots_content_reports"),
         ("sessions", "0001_initial"),
     ]
 

@@ -1,0 +1,486 @@
+"""Every hand-written SQL statement of the rater path, behind typed functions.
+
+The rater loop (sign-in, next pair, vote) is the hot path of a study. Its statements are written out in
+SQL that PostgreSQL and SQLite both run instead of being compiled by the ORM on every request: compiling
+cost more CPU than the database spent answering them. Above each statement is the ORM code it is
+equivalent to, so a reader can check the SQL against the models (Zulip does this for its hot statements).
+
+Rules of this module:
+- table and column names come from the models' `_meta` (`_Names` below), never spelled out by hand;
+- every value is a bound parameter, status values included;
+- the load rule "votes plus live leases" is one fragment (`_load`) and so is "votes done by a rater in a
+  campaign" (`_votes_done`);
+- functions only read and write: the decisions (quota, Gone, Conflict, flags) stay in
+  `comparisons.services.rating`.
+
+`tests/comparisons/test_rating_queries.py` keeps hand-written SQL of these tables out of the rest of
+`comparisons/`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Sequence
+from datetime import datetime
+from typing import Any, NamedTuple
+
+from django.contrib.auth import get_user_model
+from django.db import connection, models
+
+from comparisons import rows
+from comparisons.models import Assignment, Campaign, Comparison, Rater, Vote
+from generation.models import Prompt, Response
+
+
+class _Names:
+    """Quoted table and column names of a model: `str(A)` is the table, `A.rater` the column of field
+    `rater` (`"rater_id"`)."""
+
+    def __init__(self, model: type[models.Model]) -> None:
+        self._model = model
+        self._table = connection.ops.quote_name(model._meta.db_table)
+
+    def __str__(self) -> str:
+        return self._table
+
+    def __getattr__(self, name: str) -> str:
+        field = self._model._meta.get_field(name)
+        assert isinstance(field, models.Field) and field.column, name  # a concrete column, not a relation's far side
+        return connection.ops.quote_name(field.column)
+
+
+A, C, G, R, V = _Names(Assignment), _Names(Comparison), _Names(Campaign), _Names(Rater), _Names(Vote)
+P, T = _Names(Prompt), _Names(Response)
+RC = _Names(Rater.campaigns.through)  # the named raters' campaigns (Rater.campaigns)
+
+_LEASED = Assignment.Status.LEASED.value
+_VOTED = Assignment.Status.VOTED.value
+
+# A lease is worth nothing after a database crash (the rater is simply served another pair), so the
+# transaction that hands one out does not wait for its commit to reach the disk; votes do. PostgreSQL
+# applies the setting to the current transaction only (`is_local` = true).
+LEASE_COMMITS_ASYNCHRONOUSLY = "set_config('synchronous_commit', 'off', true)"
+
+
+def _postgres() -> bool:
+    return connection.vendor == "postgresql"
+
+
+def _fetchone(sql: str, params: Sequence[Any] | dict[str, Any]) -> tuple[Any, ...] | None:
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        return cursor.fetchone()
+
+
+def _fetchall(sql: str, params: Sequence[Any] | dict[str, Any]) -> list[tuple[Any, ...]]:
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        return cursor.fetchall()
+
+
+# ---------------------------------------------------------------- the two shared rules
+
+
+def _load(alias: str, *, excluding_assignment: bool = False) -> str:
+    """The load of comparison `alias`: its votes plus its live leases (those of other raters when
+    `excluding_assignment`). Named parameters: `leased`, `now` (and `assignment`).
+
+    ORM: F("votes_count") + Coalesce(Subquery(Assignment.objects.filter(comparison=OuterRef("pk"),
+         status=LEASED, leased_until__gt=now)[.exclude(pk=assignment)].values("comparison")
+         .annotate(n=Count("pk")).values("n")), 0)
+    Each row's live leases are one probe of the (comparison, status, leased_until) index."""
+    other = f" AND l.{A.id} <> %(assignment)s" if excluding_assignment else ""
+    return (
+        f"({alias}.{C.votes_count} + (SELECT COUNT(*) FROM {A} l WHERE l.{A.comparison} = {alias}.{C.id} "  # noqa: S608
+        f"AND l.{A.status} = %(leased)s AND l.{A.leased_until} > %(now)s{other}))"
+    )
+
+
+def _votes_done(rater: str, campaign: str) -> str:
+    """Votes the rater `rater` cast in campaign `campaign` (SQL expressions); named parameter `voted`.
+
+    ORM: Assignment.objects.filter(rater=rater, status=VOTED, comparison__campaign=campaign).count()
+    An assignment is VOTED exactly when it has its Vote: both are written in the vote's transaction."""
+    return (
+        f"(SELECT COUNT(*) FROM {A} v INNER JOIN {C} vc ON vc.{C.id} = v.{A.comparison} "  # noqa: S608
+        f"WHERE v.{A.rater} = {rater} AND v.{A.status} = %(voted)s AND vc.{C.campaign} = {campaign})"
+    )
+
+
+# ---------------------------------------------------------------- sign-in and campaign
+
+_SQL_USER_WITH_RATER: str | None = None
+
+
+def user_with_rater(user_id: Any) -> tuple[Any, Rater | None] | None:
+    """The user with this id and their Rater (None when they are no rater) in one statement, or None.
+
+    ORM: User.objects.select_related("rater").filter(pk=user_id).first()"""
+    global _SQL_USER_WITH_RATER
+    User = get_user_model()  # noqa: N806 - a model class
+    if _SQL_USER_WITH_RATER is None:  # built on first use: the user model is only known once apps are ready
+        pk = connection.ops.quote_name(User._meta.pk.column)
+        _SQL_USER_WITH_RATER = (
+            f"SELECT {rows.columns(User, 'u')}, {rows.columns(Rater, 'r')} "  # noqa: S608 - names from _meta
+            f"FROM {_Names(User)} u LEFT OUTER JOIN {R} r ON r.{R.user} = u.{pk} WHERE u.{pk} = %s"
+        )
+    row = _fetchone(_SQL_USER_WITH_RATER, [user_id])
+    if row is None:
+        return None
+    split = len(User._meta.concrete_fields)
+    user = rows.instance_from_row(User, row[:split])
+    rater = rows.instance_from_row(Rater, row[split:]) if row[split] is not None else None
+    return user, rater
+
+
+# The rater path never uses a campaign's identity-leak report, which can hold thousands of entries:
+# it is left out (deferred: read on first use).
+_CAMPAIGN_OMIT = ("identity_leaks",)
+_CAMPAIGN_COLUMNS = rows.columns(Campaign, "g", omit=_CAMPAIGN_OMIT)
+
+# ORM: Campaign.objects.defer("identity_leaks").filter(slug=slug).first()
+_SQL_CAMPAIGN_BY_SLUG = f"SELECT {_CAMPAIGN_COLUMNS} FROM {G} g WHERE g.{G.slug} = %s"  # noqa: S608
+
+
+def campaign_by_slug(slug: str) -> Campaign | None:
+    """The campaign with this slug, or None (every rater request asks it)."""
+    row = _fetchone(_SQL_CAMPAIGN_BY_SLUG, [slug])
+    return None if row is None else rows.instance_from_row(Campaign, row, omit=_CAMPAIGN_OMIT)
+
+
+# ---------------------------------------------------------------- next pair
+
+# ORM: Rater.objects.select_for_update().filter(pk=rater_id).values_list("pk")
+_SQL_LOCK_RATER = f"SELECT {{}} FROM {R} WHERE {R.id} = %s FOR UPDATE"  # noqa: S608
+
+
+def lock_rater(rater_id: int, *, lease_commits_asynchronously: bool = False) -> None:
+    """Lock the rater's row for the rest of the transaction (PostgreSQL; SQLite's transactions already hold
+    the database's write lock). With `lease_commits_asynchronously`, this transaction's commit does not wait
+    for the disk (see LEASE_COMMITS_ASYNCHRONOUSLY): only for the transaction that hands out a lease."""
+    if _postgres():
+        what = LEASE_COMMITS_ASYNCHRONOUSLY if lease_commits_asynchronously else R.id
+        _fetchone(_SQL_LOCK_RATER.format(what), [rater_id])
+
+
+class Lease(NamedTuple):
+    id: int
+    token: str
+    comparison_id: int
+    left_is_a: bool
+    created_at: Any
+    leased_until: Any
+
+
+# ORM: Assignment.objects.filter(rater=rater, comparison__campaign=campaign, status=LEASED,
+#      leased_until__gt=now).order_by("created_at").values_list(<the Lease fields>)[:1]
+_SQL_CURRENT_LEASE = (
+    f"SELECT a.{A.id}, a.{A.token}, a.{A.comparison}, a.{A.left_is_a}, a.{A.created_at}, a.{A.leased_until} "  # noqa: S608
+    f"FROM {A} a INNER JOIN {C} c ON c.{C.id} = a.{A.comparison} "
+    f"WHERE a.{A.rater} = %(rater)s AND c.{C.campaign} = %(campaign)s AND a.{A.status} = %(leased)s "
+    f"AND a.{A.leased_until} > %(now)s ORDER BY a.{A.created_at} LIMIT 1"
+)
+
+
+def current_lease(*, rater_id: int, campaign_id: int, now: datetime) -> Lease | None:
+    """The rater's live unvoted lease in the campaign, if any (a voted or skipped assignment leaves the
+    LEASED status in the transaction of its vote or skip)."""
+    row = _fetchone(
+        _SQL_CURRENT_LEASE, {"rater": rater_id, "campaign": campaign_id, "leased": _LEASED, "now": rows.db_time(now)}
+    )
+    return None if row is None else Lease(*row)
+
+
+# ORM: Assignment.objects.filter(rater=rater, status=VOTED, comparison__campaign=campaign).count()
+_SQL_VOTES_DONE = f"SELECT {_votes_done('%(rater)s', '%(campaign)s')}"  # noqa: S608
+
+
+def votes_done(*, rater_id: int, campaign_id: int) -> int:
+    """Votes this rater cast in this campaign: the one definition behind the per-rater cap and progress."""
+    row = _fetchone(_SQL_VOTES_DONE, {"rater": rater_id, "campaign": campaign_id, "voted": _VOTED})
+    return int(row[0]) if row else 0
+
+
+class Candidate(NamedTuple):
+    id: int
+    load: int
+    votes_count: int
+
+
+# The eligible comparisons: the campaign's (real or gold) pairs under k votes this rater has not been given.
+_ELIGIBLE = (
+    f"c.{C.campaign} = %(campaign)s AND c.{C.is_attention_check} = %(gold)s AND c.{C.votes_count} < %(k)s "  # noqa: S608
+    f"AND c.{C.id} NOT IN (SELECT s.{A.comparison} FROM {A} s WHERE s.{A.rater} = %(rater)s)"
+)
+
+
+def _window_part(part: int, side: str, tried: str, limit: str) -> str:
+    return (
+        f"SELECT * FROM (SELECT c.{C.id}, c.{C.votes_count}, {part} AS part FROM {C} c "  # noqa: S608
+        f"WHERE {_ELIGIBLE}{tried} AND c.{C.id} {side} (SELECT lo + CAST(%(start)s * (hi - lo + 1) AS BIGINT) "
+        f"FROM span) ORDER BY c.{C.votes_count}, c.{C.id}{limit}) p{part}"
+    )
+
+
+def _rank_sql(n_tried: int, windowed: bool) -> str:
+    tried = "".join(f" AND c.{C.id} <> %(tried_{i})s" for i in range(n_tried))
+    limit = " LIMIT %(window)s" if windowed else ""
+    return (
+        # The campaign's id range: two probes of the (campaign, id) index.
+        f"WITH span AS (SELECT MIN({C.id}) AS lo, MAX({C.id}) AS hi FROM {C} WHERE {C.campaign} = %(campaign)s) "  # noqa: S608
+        f"SELECT w.{C.id}, {_load('w')} AS load, w.{C.votes_count} FROM ("
+        f"{_window_part(0, '>=', tried, limit)} UNION ALL {_window_part(1, '<', tried, limit)} "
+        f"ORDER BY 2, 3, 1{limit}) w ORDER BY load, RANDOM()"
+    )
+
+
+def rank_candidates(
+    *,
+    campaign_id: int,
+    rater_id: int,
+    k: int,
+    now: datetime,
+    start: float,
+    window: int | None,
+    gold: bool = False,
+    tried: Collection[int] = (),
+) -> list[Candidate]:
+    """The campaign's comparisons this rater may be given next, fewest votes plus live leases first, ties at
+    random; rows at k (votes plus leases) are returned too, last, for the caller to drop.
+
+    Only a window is ranked, not the whole campaign: the first `window` eligible comparisons (under k,
+    unseen by this rater, not in `tried`) in the order of their votes, and within equal votes from a
+    random point `start` (0 ≤ start < 1 of the campaign's id range) onwards, wrapping around. That order
+    is an index scan of (campaign, is_attention_check, votes_count, id) that stops after `window` rows, so
+    a request costs the same on a campaign of 30,000 pairs as on one of 30. Every comparison outside the
+    window has at least as many votes as the window's last row, hence at least that load: when the best
+    load in a full window is above that, the caller asks again with a wider window (`window=None` ranks
+    every eligible comparison).
+
+    ORM: Comparison.objects.filter(campaign=campaign, is_attention_check=gold, votes_count__lt=k)
+         .exclude(pk__in=Assignment.objects.filter(rater=rater).values("comparison")).exclude(pk__in=tried)
+         .order_by("votes_count", <id from start, wrapping>)[:window]
+         → .annotate(load=<_load>).order_by("load", "?")"""
+    params: dict[str, Any] = {
+        "campaign": campaign_id, "gold": gold, "k": k, "rater": rater_id, "start": start, "window": window,
+        "leased": _LEASED, "now": rows.db_time(now),
+    }  # fmt: skip
+    ordered = sorted(tried)
+    params.update({f"tried_{i}": pk for i, pk in enumerate(ordered)})
+    return [Candidate(*row) for row in _fetchall(_rank_sql(len(ordered), window is not None), params)]
+
+
+# ORM: Comparison.objects.filter(pk__in=ids).select_for_update(skip_locked=True, of=("self",))
+#      .order_by(<position in ids>).values_list("pk")[:1]
+_SQL_LOCK_FIRST_FREE = (
+    f"SELECT c.{C.id} FROM {C} c INNER JOIN unnest(%s::bigint[]) WITH ORDINALITY AS t(id, n) "  # noqa: S608
+    f"ON c.{C.id} = t.id ORDER BY t.n LIMIT 1 FOR UPDATE OF c SKIP LOCKED"
+)
+# ORM: Comparison.objects.select_for_update().filter(pk=comparison_id).values_list("pk")
+_SQL_LOCK_COMPARISON = f"SELECT {C.id} FROM {C} WHERE {C.id} = %s FOR UPDATE"  # noqa: S608
+
+
+def lock_first_free(comparison_ids: Sequence[int]) -> int | None:
+    """PostgreSQL: of these comparisons (best first), lock the first no other transaction holds; None when
+    every one is held."""
+    row = _fetchone(_SQL_LOCK_FIRST_FREE, [list(comparison_ids)])
+    return None if row is None else row[0]
+
+
+def lock_comparison(comparison_id: int) -> None:
+    """PostgreSQL: lock one comparison, waiting for the transaction that holds it."""
+    _fetchone(_SQL_LOCK_COMPARISON, [comparison_id])
+
+
+# ORM: if Comparison.objects.filter(pk=comparison_id).annotate(load=<_load>).filter(load__lt=k).exists():
+#          Assignment.objects.create(token=…, comparison_id=…, rater_id=…, left_is_a=…, status=LEASED,
+#                                    created_at=now, leased_until=…)
+# in one statement, so the load is counted in the INSERT's own snapshot (under the comparison's lock).
+_SQL_INSERT_LEASE = (
+    f"INSERT INTO {A} ({A.token}, {A.comparison}, {A.rater}, {A.left_is_a}, {A.status}, {A.created_at}, "  # noqa: S608
+    f"{A.leased_until}, {A.closed_at}) "
+    f"SELECT %(token)s, c.{C.id}, %(rater)s, %(left_is_a)s, %(status)s, %(now)s, %(until)s, NULL FROM {C} c "
+    f"WHERE c.{C.id} = %(comparison)s AND {_load('c')} < %(k)s RETURNING {A.id}"
+)
+
+
+def insert_lease_under_quota(
+    *,
+    token: str,
+    comparison_id: int,
+    rater_id: int,
+    left_is_a: bool,
+    now: datetime,
+    leased_until: datetime,
+    k: int,
+) -> int | None:
+    """Lease the comparison to the rater (sides as `left_is_a` says) only while its votes plus live leases
+    stay under k; the new assignment's id, or None when the comparison is full."""
+    row = _fetchone(
+        _SQL_INSERT_LEASE,
+        {"token": token, "comparison": comparison_id, "rater": rater_id, "left_is_a": left_is_a, "status": _LEASED,
+         "leased": _LEASED,
+         "now": rows.db_time(now), "until": rows.db_time(leased_until), "k": k},
+    )  # fmt: skip
+    return None if row is None else row[0]
+
+
+# ORM: Comparison.objects.filter(pk=comparison_id).annotate(load=<_load, excluding assignment>)
+#      .values_list("load", flat=True).get()
+_SQL_LOAD_OF_OTHERS = f"SELECT {_load('c', excluding_assignment=True)} FROM {C} c WHERE c.{C.id} = %(comparison)s"  # noqa: S608
+
+
+def load_of_others(*, comparison_id: int, assignment_id: int, now: datetime) -> int:
+    """Votes plus other assignments' live leases of one comparison (call it with the comparison locked)."""
+    params = {"comparison": comparison_id, "assignment": assignment_id, "leased": _LEASED, "now": rows.db_time(now)}
+    row = _fetchone(_SQL_LOAD_OF_OTHERS, params)
+    return int(row[0]) if row else 0
+
+
+# ---------------------------------------------------------------- the pair a rater sees
+
+# ORM: Assignment.objects.filter(pk=assignment_id).values_list("token", "left_is_a",
+#      "comparison__prompt__instruction", "comparison__prompt__input", "comparison__response_a__text",
+#      "comparison__response_b__text", <_votes_done>, Coalesce("comparison__campaign__comparisons_per_rater",
+#      "comparison__campaign__comparisons_count"), "comparison__campaign__render_mode")
+# Scalar subqueries rather than a six-table join: PostgreSQL plans them in a fraction of the time, and
+# planning, not running, was most of this statement's cost.
+_SQL_RATER_VIEW = (
+    f"SELECT a.{A.token}, a.{A.left_is_a}, "  # noqa: S608
+    f"(SELECT p.{P.instruction} FROM {P} p WHERE p.{P.id} = c.{C.prompt}), "
+    f"(SELECT p.{P.input} FROM {P} p WHERE p.{P.id} = c.{C.prompt}), "
+    f"(SELECT r.{T.text} FROM {T} r WHERE r.{T.id} = c.{C.response_a}), "
+    f"(SELECT r.{T.text} FROM {T} r WHERE r.{T.id} = c.{C.response_b}), "
+    f"{_votes_done(f'a.{A.rater}', f'c.{C.campaign}')}, "
+    f"COALESCE(g.{G.comparisons_per_rater}, g.{G.comparisons_count}), g.{G.render_mode} "
+    f"FROM {A} a INNER JOIN {C} c ON c.{C.id} = a.{A.comparison} INNER JOIN {G} g ON g.{G.id} = c.{C.campaign} "
+    f"WHERE a.{A.id} = %(assignment)s"
+)
+
+
+class RaterViewRow(NamedTuple):
+    token: str
+    left_is_a: bool
+    instruction: str
+    input: str
+    text_a: str
+    text_b: str
+    votes_done: int
+    quota: int
+    render_mode: str
+
+
+def rater_view_row(assignment_id: int) -> RaterViewRow | None:
+    """The texts of an assignment's pair (A and B as stored), the rater's votes in its campaign and their
+    quota (the per-rater limit, else the campaign's number of pairs, counted when it opened), and the
+    campaign's rendering."""
+    row = _fetchone(_SQL_RATER_VIEW, {"assignment": assignment_id, "voted": _VOTED})
+    return None if row is None else RaterViewRow(*row)
+
+
+# ---------------------------------------------------------------- votes
+
+# ORM: Assignment.objects.select_related("comparison__campaign").select_for_update(of=("self", "comparison"))
+#      .filter(token=token, rater=rater).annotate(model_a=…response_a__model, model_b=…response_b__model,
+#      votes_done=<_votes_done>, last_vote_at=Max(rater's VOTED assignments' closed_at),
+#      named_member=Count(rater.campaigns with this campaign)).defer("comparison__campaign__identity_leaks").first()
+_SQL_VOTE_TARGET = (
+    f"SELECT a.{A.id}, a.{A.status}, a.{A.left_is_a}, a.{A.created_at}, a.{A.leased_until}, "  # noqa: S608
+    f"a.{A.comparison}, c.{C.is_attention_check}, c.{C.response_a}, c.{C.response_b}, "
+    f"(SELECT r.{T.model} FROM {T} r WHERE r.{T.id} = c.{C.response_a}), "
+    f"(SELECT r.{T.model} FROM {T} r WHERE r.{T.id} = c.{C.response_b}), "
+    # The rater's votes in this campaign (the per-rater cap), when their last vote anywhere was cast (a vote's
+    # time runs from the later of serving and that), and whether a named rater is still given this campaign.
+    f"{_votes_done(f'a.{A.rater}', f'c.{C.campaign}')}, "
+    f"(SELECT MAX(v.{A.closed_at}) FROM {A} v WHERE v.{A.rater} = a.{A.rater} AND v.{A.status} = %(voted)s), "
+    f"(SELECT COUNT(*) FROM {RC} m WHERE m.{RC.rater} = a.{A.rater} AND m.{RC.campaign} = c.{C.campaign}), "
+    f"{_CAMPAIGN_COLUMNS} "
+    f"FROM {A} a INNER JOIN {C} c ON c.{C.id} = a.{A.comparison} INNER JOIN {G} g ON g.{G.id} = c.{C.campaign} "
+    f"WHERE a.{A.token} = %(token)s AND a.{A.rater} = %(rater)s"
+)
+_LOCK_TARGET = " FOR UPDATE OF a, c"
+
+
+class VoteTarget(NamedTuple):
+    """The assignment a vote is for, with what the vote needs of its comparison and campaign."""
+
+    id: int
+    status: str
+    left_is_a: bool
+    created_at: datetime
+    leased_until: datetime
+    comparison_id: int
+    is_attention_check: bool
+    response_a_id: int
+    response_b_id: int
+    model_a_id: int
+    model_b_id: int
+    votes_done: int
+    last_vote_at: datetime | None
+    named_member: bool
+    campaign: Campaign
+
+
+def vote_target(*, token: str, rater_id: int) -> VoteTarget | None:
+    """The rater's assignment with this token, its comparison and campaign; on PostgreSQL the assignment
+    and its comparison stay locked (one vote per assignment, the comparison's quota) until the end of the
+    transaction. None when the token is unknown or another rater's."""
+    sql = _SQL_VOTE_TARGET + (_LOCK_TARGET if _postgres() else "")
+    row = _fetchone(sql, {"token": token, "rater": rater_id, "voted": _VOTED})
+    if row is None:
+        return None
+    head = 14
+    (pk, status, left_is_a, created_at, leased_until, comparison_id, is_check, response_a_id, response_b_id,
+     model_a_id, model_b_id, done, last_vote_at, named_member) = row[:head]  # fmt: skip
+    return VoteTarget(
+        id=pk, status=status, left_is_a=bool(left_is_a), created_at=rows.aware(created_at),
+        leased_until=rows.aware(leased_until), comparison_id=comparison_id, is_attention_check=bool(is_check),
+        response_a_id=response_a_id, response_b_id=response_b_id, model_a_id=model_a_id, model_b_id=model_b_id,
+        votes_done=int(done), last_vote_at=None if last_vote_at is None else rows.aware(last_vote_at),
+        named_member=bool(named_member), campaign=rows.instance_from_row(Campaign, row[head:], omit=_CAMPAIGN_OMIT),
+    )  # fmt: skip
+
+
+_VOTE_VALUES = ("assignment", "choice", "winner_response", "winner_model", "rationale", "seconds", "submitted_at",
+                "attention_failed", "identity_reported")  # fmt: skip
+# ORM: Vote.objects.create(assignment_id=…, choice=…, winner_response_id=…, winner_model_id=…, rationale=…,
+#                          seconds=…, submitted_at=now, attention_failed=…, identity_reported=…)
+_SQL_VOTE_INSERT = (
+    f"INSERT INTO {V} ({', '.join(getattr(V, f) for f in _VOTE_VALUES)}) "  # noqa: S608
+    f"VALUES ({', '.join(f'%({f})s' for f in _VOTE_VALUES)}) RETURNING {V.id}"
+)
+# ORM: Assignment.objects.filter(pk=assignment_id).update(status=VOTED, closed_at=now)
+_SQL_VOTED = f"UPDATE {A} SET {A.status} = %(voted)s, {A.closed_at} = %(submitted_at)s WHERE {A.id} = %(assignment)s"  # noqa: S608
+# ORM: Comparison.objects.filter(pk=comparison_id).update(votes_count=F("votes_count") + counted)
+_SQL_COUNT_VOTE = f"UPDATE {C} SET {C.votes_count} = {C.votes_count} + %(counted)s WHERE {C.id} = %(comparison)s"  # noqa: S608
+# PostgreSQL makes the three writes of a vote in one statement (one round trip instead of three).
+_SQL_VOTE_WRITE = (
+    f"WITH vote AS ({_SQL_VOTE_INSERT}), voted AS ({_SQL_VOTED}), counted AS ({_SQL_COUNT_VOTE}) "  # noqa: S608
+    f"SELECT {V.id} FROM vote"
+)
+
+
+def _attname(model: type[models.Model], name: str) -> str:
+    field = model._meta.get_field(name)
+    assert isinstance(field, models.Field), name
+    return field.attname
+
+
+def write_vote(*, values: dict[str, Any], comparison_id: int, counted: int) -> Vote:
+    """Store a vote (`values`: {attname: value} of every Vote field but the id), mark its assignment VOTED
+    at `submitted_at`, and add `counted` (0 for an attention check, else 1) to its comparison's votes.
+    The three writes belong in the caller's transaction."""
+    params = {
+        **{f: values[_attname(Vote, f)] for f in _VOTE_VALUES},
+        "voted": _VOTED, "counted": counted, "comparison": comparison_id,
+    }  # fmt: skip
+    params["submitted_at"] = rows.db_time(values["submitted_at"])
+    with connection.cursor() as cursor:
+        if _postgres():
+            cursor.execute(_SQL_VOTE_WRITE, params)
+            vote_id = cursor.fetchone()[0]
+        else:
+            cursor.execute(_SQL_VOTE_INSERT, params)
+            vote_id = cursor.fetchone()[0]
+            cursor.execute(_SQL_VOTED, params)
+            cursor.execute(_SQL_COUNT_VOTE, params)
+    return rows.instance(Vote, {**values, "id": vote_id})
