@@ -33,10 +33,6 @@ def rater_for_user(user: Any) -> Rater | None:
         return None
 
 
-def user_is_rater(user: Any) -> bool:
-    return rater_for_user(user) is not None
-
-
 def user_is_analyst(user: Any) -> bool:
     """Analysts read results and exports: members of the analyst group, superusers and staff."""
     if not user.is_authenticated or not user.is_active:

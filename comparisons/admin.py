@@ -3,13 +3,14 @@ views of comparisons, assignments and votes. Every change goes through compariso
 
 from __future__ import annotations
 
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, cast
 
 from django import forms
 from django.contrib import admin, messages
 from django.contrib.auth import get_user_model, password_validation
 from django.core.exceptions import PermissionDenied, ValidationError
-from django.db.models import QuerySet
+from django.db.models import Count, QuerySet
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
@@ -40,7 +41,27 @@ def _invite_url(request: HttpRequest, campaign: Campaign) -> str:
     return request.build_absolute_uri(reverse("comparisons:join", kwargs={"token": campaign.invite_token}))
 
 
+@dataclass(frozen=True)
+class _InviteLink:
+    """The change page's read-only "Invite link", absolute for the site the admin is being used on. One per
+    request (equal for the same request, as the admin requires of a read-only field): the admin object is
+    shared by every request, so it keeps none of them."""
+
+    request: HttpRequest
+    __name__ = "invite_link"
+    short_description = "Invite link"
+
+    def __call__(self, obj: Campaign) -> str:
+        if obj.pk is None:
+            return "(after saving)"
+        return format_html(
+            '<input type="text" readonly size="90" value="{}" aria-label="Invite link">', _invite_url(self.request, obj)
+        )
+
+
 class CampaignForm(forms.ModelForm):
+    """The campaign's settings; the rules are the services' (`campaign_settings_check`), shown on their fields."""
+
     class Meta:
         model = Campaign
         fields = [
@@ -62,29 +83,30 @@ class CampaignForm(forms.ModelForm):
     def clean_routing(self) -> str:
         return self.cleaned_data.get("routing") or Campaign.Routing.UNIFORM
 
+    def changes(self) -> services.CampaignSettings:
+        """The settings this form edits (fields shown read-only are not among them), as the services take them."""
+        data = self.cleaned_data
+        changes: dict[str, Any] = {name: data[name] for name in self.Meta.fields if name in self.fields}
+        for name in ("models", "prompts"):
+            if name in changes:
+                changes[name] = list(changes[name] or [])
+        return cast(services.CampaignSettings, changes)
+
     def clean(self) -> dict[str, Any]:
         data = super().clean() or {}
-        models = list(data.get("models") or [])
-        baseline = data.get("baseline")
-        if "models" in self.fields:
-            if len(models) + (1 if baseline is not None and baseline not in models else 0) < 2:
-                raise ValidationError("A campaign compares at least two models.")
-            eval_set = data.get("eval_set")
-            prompts = data.get("prompts") or []
-            if eval_set is not None and any(p.eval_set_id != eval_set.pk for p in prompts):
-                raise ValidationError("Every prompt of the subset must belong to the campaign's eval set.")
-            n_models = len(models) + (1 if baseline is not None and baseline not in models else 0)
-        else:  # the models are read-only once the campaign has comparisons
-            n_models = self.instance.models.count() if self.instance.pk else 0
-        if "routing" in self.fields and "target_half_width" in data:
-            services.campaign_stopping_check(
-                target_half_width=data.get("target_half_width"),
-                vote_budget=data.get("vote_budget"),
-                stopping_rule=data.get("stopping_rule") or Campaign.Stopping.NONE,
-                routing=data.get("routing") or Campaign.Routing.UNIFORM,
-                n_models=n_models,
+        if self.errors:
+            return data  # a field's own error first (a required field left empty, a number that is not one)
+        try:
+            services.campaign_settings_check(
+                campaign=self.instance if self.instance.pk is not None else None, changes=self.changes()
             )
+        except ValidationError as exc:
+            for name, messages in exc.error_dict.items() if hasattr(exc, "error_dict") else [(None, exc)]:
+                self.add_error(name if name in self.fields else None, messages)
         return data
+
+    def validate_unique(self) -> None:
+        """The slug's uniqueness is the services' rule (one message, not two)."""
 
 
 @admin.register(Campaign)
@@ -98,12 +120,13 @@ class CampaignAdmin(admin.ModelAdmin):
     filter_horizontal = ["models"]
     raw_id_fields = ["prompts"]
     readonly_fields = [
-        "status", "invite_link", "opened_at", "closed_at", "created_at", "progress_link", "results_link",
+        "status", "opened_at", "closed_at", "created_at", "progress_link", "results_link",
         "identity_leaks_report",
     ]  # fmt: skip
     actions = ["open_campaigns", "pause_campaigns", "close_campaigns"]
     fieldsets = [
-        (None, {"fields": ["slug", "title", "status", "invite_link", "progress_link", "results_link"]}),
+        # The invite link follows the status (`get_fieldsets`).
+        (None, {"fields": ["slug", "title", "status", "progress_link", "results_link"]}),
         (
             "What is compared",
             {
@@ -138,26 +161,23 @@ class CampaignAdmin(admin.ModelAdmin):
         ("Dates", {"fields": ["created_at", "opened_at", "closed_at"]}),
     ]
 
-    def get_readonly_fields(self, request: HttpRequest, obj: Campaign | None = None) -> list[str]:
-        fields = list(self.readonly_fields)
+    def get_readonly_fields(self, request: HttpRequest, obj: Campaign | None = None) -> list[Any]:
+        fields: list[Any] = [*self.readonly_fields, _InviteLink(request)]
         if obj is not None and obj.comparisons.exists():
-            # The comparisons are built from these: they cannot change once the campaign has opened.
-            fields += ["eval_set", "models", "baseline", "prompt_limit", "prompts", "keep_identity_leaks"]
+            fields += services.COMPARED_SETTINGS  # the comparisons are built from these
         return fields
+
+    def get_fieldsets(self, request: HttpRequest, obj: Campaign | None = None) -> list[Any]:
+        (title, options), *rest = super().get_fieldsets(request, obj)
+        first: list[Any] = list(options["fields"])
+        first.insert(first.index("status") + 1, _InviteLink(request))
+        return [(title, {**options, "fields": first}), *rest]
 
     @admin.display(description="Self-identifying answers")
     def identity_leaks_report(self, obj: Campaign) -> str:
         if obj.pk is None or obj.opened_at is None:
             return "(checked when the campaign opens)"
         return identity_leaks_summary(obj)
-
-    @admin.display(description="Invite link")
-    def invite_link(self, obj: Campaign) -> str:
-        if obj.pk is None:
-            return "(after saving)"
-        request = getattr(self, "_request", None)
-        url = _invite_url(request, obj) if request else reverse("comparisons:join", args=[obj.invite_token])
-        return format_html('<input type="text" readonly size="90" value="{}" aria-label="Invite link">', url)
 
     @admin.display(description="Progress")
     def progress_link(self, obj: Campaign) -> str:
@@ -171,15 +191,15 @@ class CampaignAdmin(admin.ModelAdmin):
             return "-"
         return format_html('<a href="{}">results</a>', reverse("comparisons:results", args=[obj.slug]))
 
-    def get_form(self, request: HttpRequest, obj: Any = None, change: bool = False, **kwargs: Any) -> Any:
-        self._request = request
-        return super().get_form(request, obj, change, **kwargs)
+    def save_model(self, request: HttpRequest, obj: Campaign, form: CampaignForm, change: bool) -> None:
+        if change:
+            services.campaign_update(campaign=obj, **form.changes())
+        else:
+            obj.pk = services.campaign_create(**form.changes()).pk  # type: ignore[misc]
+        obj.refresh_from_db()
 
     def save_related(self, request: HttpRequest, form: Any, formsets: Any, change: bool) -> None:
-        super().save_related(request, form, formsets, change)
-        baseline = form.cleaned_data.get("baseline")
-        if baseline is not None and "models" in form.fields:
-            form.instance.models.add(baseline)  # the baseline is one of the compared models
+        """Models and prompts were set by the service, with the baseline among the models."""
 
     def get_urls(self) -> list:
         custom = [
@@ -284,9 +304,14 @@ class RaterAdmin(admin.ModelAdmin):
     ]
     actions = ["unflag"]
 
-    @admin.display(description="Votes")
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Rater]:
+        return (
+            super().get_queryset(request).select_related("user", "campaign").annotate(votes=Count("assignments__vote"))
+        )
+
+    @admin.display(description="Votes", ordering="votes")
     def vote_count(self, obj: Rater) -> int:
-        return Vote.objects.filter(assignment__rater=obj).count()
+        return obj.votes  # type: ignore[attr-defined]  # annotated by get_queryset
 
     def get_form(self, request: HttpRequest, obj: Any = None, change: bool = False, **kwargs: Any) -> Any:
         if obj is None:
@@ -300,8 +325,11 @@ class RaterAdmin(admin.ModelAdmin):
         return [] if obj is None else list(self.readonly_fields)
 
     def save_model(self, request: HttpRequest, obj: Rater, form: forms.ModelForm, change: bool) -> None:
+        data = form.cleaned_data
         if change:
-            super().save_model(request, obj, form, change)
+            services.rater_update(
+                rater=obj, campaigns=data["campaigns"], flagged=data["flagged"], flag_reason=data["flag_reason"]
+            )
             return
         rater = services.rater_create_named(
             username=form.cleaned_data["username"],
@@ -312,13 +340,12 @@ class RaterAdmin(admin.ModelAdmin):
         obj.user = rater.user
 
     def save_related(self, request: HttpRequest, form: forms.ModelForm, formsets: Any, change: bool) -> None:
-        if change:
-            super().save_related(request, form, formsets, change)
+        """The campaigns were set by the service."""
 
     @admin.action(description="Clear the flag")
     def unflag(self, request: HttpRequest, queryset: QuerySet[Rater]) -> None:
-        updated = queryset.update(flagged=False, flag_reason="")
-        self.message_user(request, f"{updated} rater(s) unflagged.")
+        unflagged = services.rater_unflag(raters=queryset)
+        self.message_user(request, f"{unflagged} rater(s) unflagged.")
 
 
 class ReadOnlyAdmin(admin.ModelAdmin):

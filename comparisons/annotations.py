@@ -19,7 +19,8 @@ from typing import Any
 
 from comparisons.served_text import served_text
 from generation.errors import InputError
-from generation.formats import compose_instruction, listing, read_text
+from generation.formats import listing, read_text
+from generation.prompting import compose_instruction
 
 NOTHING = "Nothing was imported."
 

@@ -16,7 +16,7 @@ import pandas as pd
 from django.conf import settings
 from django.core.cache import cache
 from django.db import connection
-from django.db.models import Count, Exists, F, Max, OuterRef, Q, Sum
+from django.db.models import Count, Exists, F, Max, OuterRef, Q
 
 from comparisons import vote_copy
 from comparisons.judging import (
@@ -33,6 +33,7 @@ from comparisons.services import campaign_prompts
 from comparisons.stats import SUMMARY_COLUMNS, analyze, csv_lines, summary_rows
 from evalsite.cache import cache_call
 from generation.models import Response
+from generation.prompting import compose_instruction
 
 EXPORT_KINDS = ("votes", "prompts", "summary", "annotations", "judges", "judgments", "content_reports")
 PROMPT_COLUMNS = [
@@ -167,25 +168,6 @@ def _left_out(frame: pd.DataFrame, *, min_seconds: float) -> dict[str, Any]:
     }
 
 
-def votes_missing(*, campaign: Campaign) -> dict[str, int]:
-    """Votes wanted (k per real comparison), collected and still missing; one aggregate query."""
-    k = campaign.votes_per_comparison
-    totals = Comparison.objects.filter(campaign=campaign, is_attention_check=False).aggregate(
-        comparisons=Count("pk"),
-        collected=Sum("votes_count"),
-        complete=Count("pk", filter=Q(votes_count__gte=k)),
-    )
-    needed = totals["comparisons"] * k
-    collected = totals["collected"] or 0
-    return {
-        "needed": needed,
-        "collected": collected,
-        "missing": max(needed - collected, 0),
-        "comparisons": totals["comparisons"],
-        "comparisons_complete": totals["complete"],
-    }
-
-
 def identity_leak_rates(*, campaign: Campaign) -> list[dict[str, Any]]:
     """Per model of the campaign: how many of its answers to the campaign's prompts self-identify (name the model,
     its maker or itself as an AI), of how many, and the rate in percent (None without answers). Two queries."""
@@ -311,7 +293,7 @@ def annotation_items(*, campaign: Campaign, chunk_size: int = 500) -> Iterator[d
             first, second = second, first
         preference = 1.5 if winner_id is None else (1 if winner_id == first[0] else 2)
         yield {
-            "instruction": f"{instruction}\n\n{input_text}" if input_text else instruction,
+            "instruction": compose_instruction(instruction, input_text),
             "output_1": first[2],
             "generator_1": first[1],
             "output_2": second[2],

@@ -20,8 +20,8 @@ from comparisons.results import (
     export_stream,
     identity_leak_rates,
     identity_reports_count,
-    votes_missing,
 )
+from comparisons.selectors import campaign_vote_totals
 from comparisons.stats import components_words, format_p, headline, interval_words
 from comparisons.stats.snapshot import bundle_zip
 from generation.errors import InputError
@@ -56,7 +56,7 @@ def results(request: HttpRequest, slug: str) -> HttpResponse:
     )
     context: dict = {
         "campaign": campaign,
-        "progress": votes_missing(campaign=campaign),
+        "progress": campaign_vote_totals(campaign=campaign),
         "analysis": analysis,
         "exclude_flagged": exclude_flagged,
         "exclude_identity": exclude_identity,

@@ -68,16 +68,13 @@ def campaign_by_slug(slug: str) -> Campaign | None:
     return rating_queries.campaign_by_slug(slug)
 
 
-def rater_view_for_assignment(
-    *, assignment: Assignment, include_html: bool = False, campaign: Campaign | None = None
-) -> dict[str, Any]:
+def rater_view_for_assignment(*, assignment: Assignment, include_html: bool = False) -> dict[str, Any]:
     """What a rater may see of an assignment: the API's JSON body (plus HTML rendered in the campaign's
     rendering, Markdown or plain text, when asked).
 
     Instruction, input and both responses are canonical served texts (the HTML is rendered from them), so
     a model's byte-level habits (leading whitespace, line endings, invisible characters) never reach a rater.
-    One query (the rating loop's hot path). `campaign` is accepted for callers that have it; the
-    campaign's settings are read in the same query anyway."""
+    One query (the rating loop's hot path), the campaign's rendering included."""
     row = rating_queries.rater_view_row(assignment.pk)
     if row is None:
         raise Assignment.DoesNotExist(f"No assignment {assignment.pk}.")
@@ -353,19 +350,46 @@ class RaterProgress:
     flag_reason: str
 
 
-@dataclass
-class CampaignProgress:
+@dataclass(frozen=True)
+class VoteTotals:
+    """A campaign's progress: k votes wanted per real comparison (attention checks left out), votes collected."""
+
     comparisons: int
-    attention_checks: int
-    votes_needed: int
-    votes_collected: int
-    live_leases: int
     comparisons_complete: int
-    raters: list[RaterProgress] = field(default_factory=list)
+    needed: int
+    collected: int
+
+    @property
+    def missing(self) -> int:
+        return max(self.needed - self.collected, 0)
 
     @property
     def percent(self) -> float:
-        return 100.0 * self.votes_collected / self.votes_needed if self.votes_needed else 100.0
+        return 100.0 * self.collected / self.needed if self.needed else 100.0
+
+
+def campaign_vote_totals(*, campaign: Campaign) -> VoteTotals:
+    """Votes wanted, collected and still missing, and the comparisons that have all theirs; one query."""
+    k = campaign.votes_per_comparison
+    totals = Comparison.objects.filter(campaign=campaign, is_attention_check=False).aggregate(
+        comparisons=Count("pk"),
+        collected=Sum("votes_count"),
+        complete=Count("pk", filter=Q(votes_count__gte=k)),
+    )
+    return VoteTotals(
+        comparisons=totals["comparisons"],
+        comparisons_complete=totals["complete"],
+        needed=totals["comparisons"] * k,
+        collected=totals["collected"] or 0,
+    )
+
+
+@dataclass
+class CampaignProgress:
+    totals: VoteTotals
+    attention_checks: int
+    live_leases: int
+    raters: list[RaterProgress] = field(default_factory=list)
 
     @property
     def flagged(self) -> list[RaterProgress]:
@@ -376,21 +400,14 @@ def campaign_progress(*, campaign: Campaign) -> CampaignProgress:
     """Votes collected of needed, live leases, and per-rater counts with median seconds per vote."""
     from django.utils import timezone
 
-    real = Comparison.objects.filter(campaign=campaign, is_attention_check=False)
-    k = campaign.votes_per_comparison
-    n = real.count()
-    collected = real.aggregate(total=Sum("votes_count"))["total"] or 0
     progress = CampaignProgress(
-        comparisons=n,
+        totals=campaign_vote_totals(campaign=campaign),
         attention_checks=Comparison.objects.filter(campaign=campaign, is_attention_check=True).count(),
-        votes_needed=n * k,
-        votes_collected=collected,
         live_leases=Assignment.objects.filter(
             comparison__campaign=campaign,
             status=Assignment.Status.LEASED,
             leased_until__gt=timezone.now(),
         ).count(),
-        comparisons_complete=real.filter(votes_count__gte=k).count(),
     )
     seconds: dict[int, list[float]] = defaultdict(list)
     failures: dict[int, int] = defaultdict(int)

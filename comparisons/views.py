@@ -89,12 +89,13 @@ def join(request: HttpRequest, token: str) -> HttpResponse:
     if request.method == "POST":
         if returning:
             return redirect("comparisons:rate", slug=campaign.slug)
-        if campaign.status != Campaign.Status.OPEN:
-            return render(request, "comparisons/join.html", {"campaign": campaign, "closed": True}, status=409)
-        rater, _ = services.rater_join(campaign=campaign, participant_id=participant)
-        if not rater.user.is_active:
-            return render(request, "comparisons/join.html", {"campaign": campaign, "closed": True}, status=403)
-        login(request, rater.user, backend="comparisons.auth.RaterModelBackend")
+        try:
+            rater, _ = services.rater_join(campaign=campaign, participant_id=participant)
+        except services.JoinRefused as refused:
+            return render(
+                request, "comparisons/join.html", {"campaign": campaign, "closed": True}, status=refused.status
+            )
+        login(request, rater.user, backend="comparisons.backends.RaterModelBackend")
         return redirect("comparisons:rate", slug=campaign.slug)
     return render(
         request,
@@ -121,7 +122,7 @@ def rate(request: HttpRequest, slug: str) -> HttpResponse:
     assignment = services.assignment_next(rater=rater, campaign=campaign)
     if assignment is None:
         return redirect("comparisons:done", slug=campaign.slug)
-    view = rater_view_for_assignment(assignment=assignment, include_html=True, campaign=campaign)
+    view = rater_view_for_assignment(assignment=assignment, include_html=True)
     context: dict[str, Any] = {
         "campaign_slug": campaign.slug,
         "guidance_html": render_markdown(campaign.instructions) if campaign.instructions else "",
@@ -209,7 +210,7 @@ def _next_pair(request: HttpRequest, rater: Rater, campaign: Campaign) -> dict[s
     if assignment is None:
         return None
     include_html = request.GET.get("html") in {"1", "true"}
-    return rater_view_for_assignment(assignment=assignment, include_html=include_html, campaign=campaign)
+    return rater_view_for_assignment(assignment=assignment, include_html=include_html)
 
 
 def _json_body(request: HttpRequest) -> dict[str, Any]:

@@ -34,6 +34,17 @@ def whole_number(*, minimum: int = 0, maximum: int = DB_INT_MAX) -> Callable[[st
     return parse
 
 
+def integer(text: str) -> int:
+    """Any whole number, for an option whose range the service it goes to checks (and explains)."""
+    try:
+        return int(text.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a whole number, not {text!r}") from None
+
+
+integer.__name__ = "whole number"
+
+
 def real_number(
     *,
     minimum: float | None = None,

@@ -86,8 +86,8 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     # Body caps need the user (only staff may upload checkpoints) and must run before anything reads a body:
     # middleware run before any process_view, where the CSRF check parses forms.
-    "evalsite.ratelimit.BodySizeLimitMiddleware",
-    "evalsite.ratelimit.NulCharacterMiddleware",
+    "evalsite.middleware.BodySizeLimitMiddleware",
+    "evalsite.middleware.NulCharacterMiddleware",
     "evalsite.ratelimit.RateLimitMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
@@ -99,7 +99,6 @@ ROOT_URLCONF = "evalsite.urls"
 TEMPLATES = [
     {
         "BACKEND": "django.template.backends.django.DjangoTemplates",
-        "DIRS": [BASE_DIR / "templates"],
         "APP_DIRS": True,
         "OPTIONS": {
             "context_processors": [
@@ -137,7 +136,7 @@ elif DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql" and env_b
     DATABASES["default"].setdefault("OPTIONS", {}).update({"server_side_binding": True, "prepare_threshold": 5})
 
 # ModelBackend that loads the user's Rater row with the user (one query per rater request, not two).
-AUTHENTICATION_BACKENDS = ["comparisons.auth.RaterModelBackend"]
+AUTHENTICATION_BACKENDS = ["comparisons.backends.RaterModelBackend"]
 
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},

@@ -179,6 +179,19 @@ class GenerationChunkInline(admin.TabularInline):
 
 
 class RunStartForm(forms.ModelForm):
+    """Start (or resume) a run; what is refused is `run_start`'s rule, shown under the field it is about."""
+
+    # Plain whole numbers: the range is run_start's to check (no second rule in the form).
+    prompt_limit = forms.IntegerField(required=False, help_text="Only the first N prompts; empty: all of them.")
+    chunk_size = forms.IntegerField(
+        required=False,
+        help_text=f"Prompts per worker task; empty: {GenerationRun._meta.get_field('chunk_size').default}.",
+    )
+    batch_size = forms.IntegerField(
+        required=False,
+        help_text=f"Prompts per forward batch; empty: {GenerationRun._meta.get_field('batch_size').default}.",
+    )
+
     class Meta:
         model = GenerationRun
         fields = ["model", "eval_set", "prompt_limit", "chunk_size", "batch_size"]
@@ -187,6 +200,21 @@ class RunStartForm(forms.ModelForm):
         super().__init__(*args, **kwargs)
         ready = ModelEntry.objects.filter(kind=ModelEntry.Kind.CHECKPOINT, status=ModelEntry.Status.READY)
         self.fields["model"].queryset = ready  # type: ignore[attr-defined]
+
+    def run_options(self) -> dict[str, Any]:
+        return {name: self.cleaned_data.get(name) for name in self.Meta.fields}
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean() or {}
+        if not self.errors:
+            try:
+                services.run_start_check(**self.run_options())
+            except InputError as exc:
+                self.add_error(exc.field if exc.field in self.fields else None, str(exc))
+        return data
+
+    def _post_clean(self) -> None:
+        """The rules are run_start's (`clean`); the instance is never saved from this form."""
 
 
 @admin.register(GenerationRun)
@@ -220,14 +248,7 @@ class GenerationRunAdmin(admin.ModelAdmin):
     def save_model(self, request: HttpRequest, obj: GenerationRun, form: forms.ModelForm, change: bool) -> None:
         if change:
             return  # runs change through their actions only
-        data = form.cleaned_data
-        run = services.run_start(
-            model=data["model"],
-            eval_set=data["eval_set"],
-            prompt_limit=data.get("prompt_limit"),
-            chunk_size=data.get("chunk_size"),
-            batch_size=data.get("batch_size"),
-        )
+        run = services.run_start(**form.run_options())  # type: ignore[attr-defined]
         obj.pk = run.pk
         obj._state.adding = False
         obj.refresh_from_db()

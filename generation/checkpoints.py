@@ -19,13 +19,12 @@ import stat
 import struct
 import tarfile
 import zipfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import IO
 
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".pickle", ".ckpt")
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer.model", "vocab.json", "spiece.model", "tiktoken.model")
-ARCHIVE_SUFFIXES = (".zip", ".tar", ".tar.gz", ".tgz")
 _COPY_BLOCK = 1024 * 1024
 _MAX_SAFETENSORS_HEADER = 100 * 1024 * 1024
 
@@ -49,11 +48,9 @@ class Limits:
 @dataclass(frozen=True)
 class CheckpointInfo:
     model_dir: Path
-    model_type: str
     architecture: str
     parameter_count: int
     weights_sha256: str
-    weight_files: list[str] = field(default_factory=list)
     chat_template_sha256: str = ""
 
 
@@ -406,10 +403,8 @@ def inspect_checkpoint(model_dir: Path) -> CheckpointInfo:
     architectures = getattr(config, "architectures", None) or [MODEL_FOR_CAUSAL_LM_MAPPING_NAMES[config.model_type]]
     return CheckpointInfo(
         model_dir=model_dir,
-        model_type=config.model_type,
         architecture=str(architectures[0]),
         parameter_count=parameters,
         weights_sha256=_sha256(files, model_dir),
-        weight_files=[p.name for p in files],
         chat_template_sha256=template_sha256,
     )

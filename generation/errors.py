@@ -11,4 +11,10 @@ class InputError(ValueError):
     Management commands convert it to ``CommandError`` (non-zero exit, no
     traceback); views turn it into a 4xx response. The message is complete
     on its own: it names the file, the line or entry, and what to do.
+
+    ``field``, when set, names the argument the message is about, so that a form can show it under that field.
     """
+
+    def __init__(self, message: str, *, field: str | None = None) -> None:
+        super().__init__(message)
+        self.field = field

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from generation.errors import InputError
+from generation.prompting import compose_instruction
 
 # Field limits of generation.models.Prompt, checked here so a bad file fails with a message, not a database error.
 MAX_EXTERNAL_ID_LENGTH = 200
@@ -91,13 +92,6 @@ class Match:
     # dataset name -> number of entries ignored because they belong to another data set
     ignored: Counter[str] = field(default_factory=Counter)
     dataset: str | None = None
-
-
-def compose_instruction(instruction: str, input_text: str) -> str:
-    """The AlpacaEval form of a task: the instruction, then a blank line and the input when there is one."""
-    if input_text:
-        return f"{instruction}\n\n{input_text}"
-    return instruction
 
 
 def read_text(path: Path) -> str:

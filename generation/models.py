@@ -7,6 +7,8 @@ from django.core.exceptions import ValidationError
 from django.db import models
 from django.db.models import Q
 
+from generation.prompting import compose_instruction
+
 # A spreadsheet reads a cell starting with one of these as a formula (CSV injection, OWASP): names that land in
 # exported CSV cells may not start with them.
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
@@ -64,9 +66,7 @@ class Prompt(models.Model):
     @property
     def composed_instruction(self) -> str:
         """The AlpacaEval form: instruction, a blank line, then the input when there is one."""
-        if self.input:
-            return f"{self.instruction}\n\n{self.input}"
-        return self.instruction
+        return compose_instruction(self.instruction, self.input)
 
 
 class PromptTemplate(models.TextChoices):
@@ -138,10 +138,6 @@ class ModelEntry(models.Model):
         return self.name
 
     @property
-    def is_checkpoint(self) -> bool:
-        return self.kind == self.Kind.CHECKPOINT
-
-    @property
     def greedy(self) -> bool:
         return self.temperature == 0
 
@@ -163,7 +159,6 @@ class GenerationRun(models.Model):
     prompt_limit = models.PositiveIntegerField(null=True, blank=True, help_text="Only the first N prompts.")
     total_prompts = models.PositiveIntegerField(default=0)
     generated_tokens = models.BigIntegerField(default=0)
-    generation_seconds = models.FloatField(default=0.0)
     created_at = models.DateTimeField(auto_now_add=True)
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)

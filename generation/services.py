@@ -14,7 +14,7 @@ import secrets
 import shutil
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -24,6 +24,7 @@ from django.db import transaction
 from django.db.models import F, QuerySet
 from django.utils import timezone
 
+from evalsite.options import DB_INT_MAX
 from generation import identity
 from generation.checkpoints import CheckpointError, Limits, archive_kind, extract_archive, inspect_checkpoint
 from generation.errors import InputError
@@ -321,6 +322,41 @@ def run_prompts(*, run: GenerationRun):
     return prompts
 
 
+RUN_OPTIONS = {
+    "prompt_limit": "The prompt limit (only the first N prompts)",
+    "chunk_size": "The chunk size (prompts per worker task)",
+    "batch_size": "The batch size (prompts per forward batch)",
+}
+
+
+def run_start_check(
+    *,
+    model: ModelEntry,
+    eval_set: EvalSet,
+    prompt_limit: int | None = None,
+    chunk_size: int | None = None,
+    batch_size: int | None = None,
+) -> None:
+    """Everything `run_start` refuses, in one place: the run's options (each a whole number from 1, or None
+    for the default), a model that is a ready checkpoint, an eval set with prompts. Raises InputError whose
+    ``field`` names the argument; `run_start` calls it, and forms call it to show the message under the field."""
+    options = {"prompt_limit": prompt_limit, "chunk_size": chunk_size, "batch_size": batch_size}
+    for name, value in options.items():
+        if value is not None and not 1 <= value <= DB_INT_MAX:
+            raise InputError(
+                f"{RUN_OPTIONS[name]} must be a whole number from 1 to {DB_INT_MAX:,}, not {value}.", field=name
+            )
+    if model.kind != ModelEntry.Kind.CHECKPOINT:
+        raise InputError(
+            f"{model.name} holds imported outputs, not a checkpoint; there is nothing to generate with.", field="model"
+        )
+    if model.status != ModelEntry.Status.READY:
+        reason = f": {model.status_reason}" if model.status_reason else ""
+        raise InputError(f"{model.name} is not ready ({model.get_status_display()}{reason}).", field="model")
+    if not Prompt.objects.filter(eval_set=eval_set).exists():
+        raise InputError(f"Eval set {eval_set.name!r} has no prompts; import some first.", field="eval_set")
+
+
 @transaction.atomic
 def run_start(
     *,
@@ -330,28 +366,24 @@ def run_start(
     chunk_size: int | None = None,
     batch_size: int | None = None,
 ) -> GenerationRun:
-    """Start generation for (model, eval set), or resume the existing run of that pair (only what is missing)."""
+    """Start generation for (model, eval set), or resume the existing run of that pair (only what is missing).
+
+    The options (None: the default) apply to a new run; `run_start_check` says what is refused."""
     model = ModelEntry.objects.select_for_update().get(pk=model.pk)
-    if model.kind != ModelEntry.Kind.CHECKPOINT:
-        raise InputError(f"{model.name} holds imported outputs, not a checkpoint; there is nothing to generate with.")
-    if model.status != ModelEntry.Status.READY:
-        reason = f": {model.status_reason}" if model.status_reason else ""
-        raise InputError(f"{model.name} is not ready ({model.get_status_display()}{reason}).")
-    if prompt_limit is not None and prompt_limit < 1:
-        raise InputError("--limit must be at least 1.")
+    run_start_check(
+        model=model, eval_set=eval_set, prompt_limit=prompt_limit, chunk_size=chunk_size, batch_size=batch_size
+    )
     run = GenerationRun.objects.select_for_update().filter(model=model, eval_set=eval_set).first()
     if run is not None:
         run_resume(run=run, requeue_pending=True)
         return run
     fields = {"prompt_limit": prompt_limit}
-    if chunk_size:
+    if chunk_size is not None:
         fields["chunk_size"] = chunk_size
-    if batch_size:
+    if batch_size is not None:
         fields["batch_size"] = batch_size
     run = GenerationRun.objects.create(model=model, eval_set=eval_set, **fields)
     positions = list(run_prompts(run=run).values_list("position", flat=True))
-    if not positions:
-        raise InputError(f"Eval set {eval_set.name!r} has no prompts; import some first.")
     slices = [positions[start : start + run.chunk_size] for start in range(0, len(positions), run.chunk_size)]
     chunks = [
         GenerationChunk(run=run, index=i, first_position=part[0], last_position=part[-1])
@@ -364,7 +396,7 @@ def run_start(
     return run
 
 
-def _stale_before():
+def _stale_before() -> datetime:
     return timezone.now() - timedelta(seconds=settings.GENERATION_STALE_SECONDS)
 
 
@@ -663,7 +695,6 @@ def chunk_store_responses(
     )
     GenerationRun.objects.filter(pk=run_id).update(
         generated_tokens=F("generated_tokens") + sum(r.completion_tokens for r in fresh),
-        generation_seconds=F("generation_seconds") + sum(r.seconds for r in fresh),
     )
     GenerationChunk.objects.filter(pk=chunk_id).update(heartbeat_at=timezone.now())
     return len(fresh)

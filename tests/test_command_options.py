@@ -43,9 +43,9 @@ BAD_VALUES = {
         "--seed": ["-1", "nan"],
     },
     "generate": {
-        "--limit": ["0", "-3"],
-        "--chunk-size": ["0", "x"],
-        "--batch-size": ["-8"],
+        "--limit": ["ten", "1.5"],
+        "--chunk-size": ["x"],
+        "--batch-size": ["8x"],
         "--worker-timeout": ["0", "-1", "nan", "inf"],
         "--poll": ["0", "nan"],
     },
@@ -66,6 +66,27 @@ def test_bad_numeric_option_stops_the_command_with_a_clear_message(command, opti
     assert f"argument {option}: must be a " in message
     assert repr(value) in message
     assert "\n" not in message
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    ("option", "value", "message"),
+    [
+        ("--limit", "0", "The prompt limit (only the first N prompts) must be a whole number from 1 to 2,147,483,647"),
+        ("--limit", "-3", "The prompt limit (only the first N prompts) must be a whole number from 1"),
+        ("--chunk-size", "0", "The chunk size (prompts per worker task) must be a whole number from 1"),
+        ("--batch-size", "-8", "The batch size (prompts per forward batch) must be a whole number from 1"),
+        ("--chunk-size", str(2**40), "The chunk size (prompts per worker task) must be a whole number from 1"),
+    ],
+)
+def test_generate_leaves_the_range_of_run_options_to_run_start_and_says_it_in_one_line(option, value, message):
+    from generation.models import EvalSet, ModelEntry
+
+    ModelEntry.objects.create(name="some-model", kind=ModelEntry.Kind.CHECKPOINT, status=ModelEntry.Status.READY)
+    EvalSet.objects.create(name="some-set")
+    with pytest.raises(CommandError) as caught:
+        call_command("generate", *BASE["generate"], f"{option}={value}", stdout=io.StringIO(), stderr=io.StringIO())
+    assert str(caught.value).startswith(message) and "\n" not in str(caught.value)
 
 
 @pytest.mark.parametrize(

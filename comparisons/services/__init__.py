@@ -1,5 +1,7 @@
 """Changes to campaigns, raters, assignments and votes, one module per subject.
 
+`campaigns` (create, update, open, pause, close), `raters` (join, named raters, update, unflag, analysts) and
+`rating` (the rater loop: next pair, skip, vote). Callers import from here: ``from comparisons import services``.
 `campaigns` (create, open, pause, close), `raters` (join, named raters, analysts), `rating` (the rater loop:
 next pair, skip, vote), `reports` (content reports sent with a vote), `judgments` (an automatic judge's
 imported verdicts) and `snapshots` (frozen, published results). Callers import from here:
@@ -7,6 +9,8 @@ imported verdicts) and `snapshots` (frozen, published results). Callers import f
 """
 
 from comparisons.services.campaigns import (
+    COMPARED_SETTINGS,
+    CampaignSettings,
     OpenReport,
     campaign_close,
     campaign_close_if_done,
@@ -15,16 +19,21 @@ from comparisons.services.campaigns import (
     campaign_pause,
     campaign_prompts,
     campaign_rotate_invite,
+    campaign_settings_check,
     campaign_stop_check_soon,
     campaign_stopping_check,
+    campaign_update,
     identity_leak_lines,
 )
 from comparisons.services.judgments import JudgmentImport, judgments_import
 from comparisons.services.raters import (
+    JoinRefused,
     analyst_group,
     rater_create_from_invite,
     rater_create_named,
     rater_join,
+    rater_unflag,
+    rater_update,
     user_make_analyst,
 )
 from comparisons.services.rating import (
@@ -45,11 +54,14 @@ from comparisons.services.reports import REPORT_KINDS, content_reports_parse
 from comparisons.services.snapshots import snapshot_publish
 
 __all__ = [
+    "COMPARED_SETTINGS",
+    "CampaignSettings",
     "API_CHOICES",
     "MAX_RATIONALE_CHARS",
     "Conflict",
     "Gone",
     "InvalidChoice",
+    "JoinRefused",
     "JudgmentImport",
     "NotFound",
     "OpenReport",
@@ -66,6 +78,8 @@ __all__ = [
     "campaign_pause",
     "campaign_prompts",
     "campaign_rotate_invite",
+    "campaign_settings_check",
+    "campaign_update",
     "content_reports_parse",
     "campaign_stop_check_soon",
     "campaign_stopping_check",
@@ -74,6 +88,8 @@ __all__ = [
     "rater_create_from_invite",
     "rater_create_named",
     "rater_join",
+    "rater_unflag",
+    "rater_update",
     "rater_votes_done",
     "snapshot_publish",
     "user_make_analyst",

@@ -1,4 +1,5 @@
-"""Campaigns: create with checked settings, build the comparisons and gold pairs, open, pause, close."""
+"""Campaigns: create and update with settings checked by one set of rules (`campaign_settings_check`), build the
+comparisons and gold pairs, open, pause, close."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import threading
 import time
 from collections import defaultdict
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypedDict, Unpack, cast
 
 import numpy as np
 from django.core.exceptions import ValidationError
@@ -53,6 +54,119 @@ def identity_leak_lines(leaks: list[dict[str, Any]]) -> list[str]:
     ]
 
 
+class CampaignSettings(TypedDict, total=False):
+    """A campaign's settings as `campaign_create` takes them and `campaign_update` changes them."""
+
+    slug: str
+    title: str
+    eval_set: EvalSet
+    models: list[ModelEntry]
+    baseline: ModelEntry | None
+    votes_per_comparison: int
+    prompt_limit: int | None
+    prompts: list[Prompt]
+    instructions: str
+    attention_check_rate: float
+    lease_seconds: int
+    comparisons_per_rater: int | None
+    render_mode: str
+    keep_identity_leaks: bool
+    target_half_width: float | None
+    vote_budget: int | None
+    stopping_rule: str
+    routing: str
+
+
+# The comparisons are built from these when the campaign first opens: they cannot change afterwards.
+COMPARED_SETTINGS = ("eval_set", "models", "baseline", "prompt_limit", "prompts", "keep_identity_leaks")
+_MANY = ("models", "prompts")
+
+
+def _stored_settings(campaign: Campaign) -> dict[str, Any]:
+    """A campaign's settings as stored (a new, unsaved Campaign: the model's defaults, no models or prompts)."""
+    stored: dict[str, Any] = {
+        name: getattr(campaign, name) for name in CampaignSettings.__annotations__ if name not in (*_MANY, "eval_set")
+    }
+    stored["eval_set"] = campaign.eval_set if campaign.eval_set_id is not None else None
+    saved = campaign.pk is not None
+    stored["models"] = list(campaign.models.all()) if saved else []
+    stored["prompts"] = list(campaign.prompts.all()) if saved else []
+    return stored
+
+
+def _same(name: str, old: Any, new: Any) -> bool:
+    if name in _MANY:
+        return {item.pk for item in old} == {item.pk for item in new}
+    return old == new
+
+
+def campaign_settings_check(*, campaign: Campaign | None = None, changes: CampaignSettings) -> CampaignSettings:
+    """The complete settings a campaign would have with ``changes``, checked: the rules `campaign_create` and
+    `campaign_update` share, for forms that show the messages before saving.
+
+    ``campaign`` is the stored campaign being changed, or None for a new one. Raises ValidationError with
+    each message under the setting it is about. The models returned include the baseline, once each."""
+    current = _stored_settings(campaign if campaign is not None else Campaign())
+    merged: dict[str, Any] = {**current, **changes}
+    errors: dict[str, list[str]] = defaultdict(list)
+    if campaign is not None and campaign.comparisons.exists():
+        for name in COMPARED_SETTINGS:
+            if name in changes and not _same(name, current[name], merged[name]):
+                errors[name].append(
+                    "The comparisons were built from this setting when the campaign first opened; it cannot "
+                    "change now. Create another campaign to compare something else."
+                )
+    slug = merged["slug"]
+    others = Campaign.objects.exclude(pk=campaign.pk) if campaign is not None else Campaign.objects.all()
+    if slug and others.filter(slug=slug).exists():
+        errors["slug"].append(f"A campaign with slug {slug!r} already exists; choose another slug.")
+    models = list(dict.fromkeys(merged["models"]))
+    baseline = merged["baseline"]
+    if baseline is not None and baseline not in models:
+        models.append(baseline)
+    if len(models) < 2:
+        errors["models"].append("A campaign compares at least two different models (a baseline counts as one).")
+    if merged["votes_per_comparison"] < 1:
+        errors["votes_per_comparison"].append("Votes per comparison must be at least 1.")
+    if merged["prompt_limit"] is not None and merged["prompt_limit"] < 1:
+        errors["prompt_limit"].append("The prompt limit must be at least 1 (or empty: every prompt).")
+    if not 0 <= merged["attention_check_rate"] <= 1:
+        errors["attention_check_rate"].append("The attention-check rate is a share between 0 and 1.")
+    if merged["lease_seconds"] < 1:
+        errors["lease_seconds"].append("A served pair must be held for at least 1 second.")
+    if merged["comparisons_per_rater"] is not None and merged["comparisons_per_rater"] < 1:
+        errors["comparisons_per_rater"].append("Pairs per rater must be at least 1 (or empty: no limit).")
+    eval_set = merged["eval_set"]
+    if eval_set is None:
+        errors["eval_set"].append("Choose the eval set whose prompts the campaign compares on.")
+    elif any(p.eval_set_id != eval_set.pk for p in merged["prompts"]):
+        errors["prompts"].append("Every prompt of the subset must belong to the campaign's eval set.")
+    if merged["render_mode"] not in Campaign.Rendering.values:
+        errors["render_mode"].append(
+            f"Rendering must be one of {', '.join(Campaign.Rendering.values)}, not {merged['render_mode']!r}."
+        )
+    try:
+        campaign_stopping_check(
+            target_half_width=merged["target_half_width"],
+            vote_budget=merged["vote_budget"],
+            stopping_rule=merged["stopping_rule"],
+            routing=merged["routing"],
+            n_models=len(models),
+        )
+    except ValidationError as exc:
+        for name, messages in exc.message_dict.items():
+            errors[name].extend(messages)
+    if errors:
+        raise ValidationError(dict(errors))
+    merged["models"] = models
+    merged["title"] = merged["title"] or slug
+    return cast(CampaignSettings, merged)
+
+
+def _scalar_settings(settings: CampaignSettings) -> dict[str, Any]:
+    return {name: value for name, value in settings.items() if name not in _MANY}
+
+
 @transaction.atomic
 def campaign_create(
     *,
@@ -75,59 +189,45 @@ def campaign_create(
     stopping_rule: str = Campaign.Stopping.NONE,
     routing: str = Campaign.Routing.UNIFORM,
 ) -> Campaign:
-    """Create a draft campaign after checking its settings; raises ValidationError with a readable message.
+    """Create a draft campaign after checking its settings (`campaign_settings_check`); raises ValidationError
+    with each message under its setting.
 
     ``keep_identity_leaks`` keeps comparisons where an answer names its model, its maker or itself as an
     AI; by default `campaign_open` leaves them out. ``target_half_width`` (points), ``vote_budget``,
-    ``stopping_rule`` and ``routing`` are checked by `campaign_stopping_check`."""
-    if Campaign.objects.filter(slug=slug).exists():
-        raise ValidationError(f"A campaign with slug {slug!r} already exists; choose another slug.")
-    unique_models = list(dict.fromkeys(models))
-    if len(unique_models) < 2:
-        raise ValidationError("A campaign compares at least two different models.")
-    if baseline is not None and baseline not in unique_models:
-        unique_models.append(baseline)
-    if votes_per_comparison < 1:
-        raise ValidationError("Votes per comparison must be at least 1.")
-    if prompt_limit is not None and prompt_limit < 1:
-        raise ValidationError("The prompt limit must be at least 1.")
-    if not 0 <= attention_check_rate <= 1:
-        raise ValidationError("The attention-check rate is a share between 0 and 1.")
-    if prompts and any(p.eval_set_id != eval_set.pk for p in prompts):
-        raise ValidationError("Every prompt of the subset must belong to the campaign's eval set.")
-    if render_mode not in Campaign.Rendering.values:
-        raise ValidationError(f"Rendering must be one of {', '.join(Campaign.Rendering.values)}, not {render_mode!r}.")
-    campaign_stopping_check(
-        target_half_width=target_half_width,
-        vote_budget=vote_budget,
-        stopping_rule=stopping_rule,
-        routing=routing,
-        n_models=len(unique_models),
+    ``stopping_rule`` and ``routing`` are checked together by `campaign_stopping_check`."""
+    settings = campaign_settings_check(
+        changes=CampaignSettings(
+            slug=slug,
+            title=title,
+            eval_set=eval_set,
+            models=models,
+            baseline=baseline,
+            votes_per_comparison=votes_per_comparison,
+            prompt_limit=prompt_limit,
+            prompts=prompts or [],
+            instructions=instructions,
+            attention_check_rate=attention_check_rate,
+            lease_seconds=lease_seconds,
+            comparisons_per_rater=comparisons_per_rater,
+            render_mode=render_mode,
+            keep_identity_leaks=keep_identity_leaks,
+            target_half_width=target_half_width,
+            vote_budget=vote_budget,
+            stopping_rule=stopping_rule,
+            routing=routing,
+        )
     )
-    campaign = Campaign(
-        slug=slug,
-        title=title or slug,
-        eval_set=eval_set,
-        baseline=baseline,
-        votes_per_comparison=votes_per_comparison,
-        prompt_limit=prompt_limit,
-        instructions=instructions,
-        attention_check_rate=attention_check_rate,
-        lease_seconds=lease_seconds,
-        comparisons_per_rater=comparisons_per_rater,
-        render_mode=render_mode,
-        keep_identity_leaks=keep_identity_leaks,
-        target_half_width=target_half_width,
-        vote_budget=vote_budget,
-        stopping_rule=stopping_rule,
-        routing=routing,
-    )
+    campaign = Campaign(**_scalar_settings(settings))
     campaign.full_clean()
     campaign.save()
-    campaign.models.set(unique_models)
-    if prompts:
-        campaign.prompts.set(prompts)
+    campaign.models.set(settings["models"])
+    if settings["prompts"]:
+        campaign.prompts.set(settings["prompts"])
     return campaign
+
+
+def _invalid(setting: str, message: str) -> ValidationError:
+    return ValidationError({setting: [message]})
 
 
 def campaign_stopping_check(
@@ -138,34 +238,60 @@ def campaign_stopping_check(
     routing: str,
     n_models: int,
 ) -> None:
-    """Check a campaign's precision, stopping and routing settings together; ValidationError says what is wrong."""
+    """Check a campaign's precision, stopping and routing settings together; the ValidationError names the
+    setting it is about."""
     if target_half_width is not None:
         if isinstance(target_half_width, bool) or not isinstance(target_half_width, int | float):
-            raise ValidationError(f"The target half-width is a number of points, not {target_half_width!r}.")
+            raise _invalid(
+                "target_half_width", f"The target half-width is a number of points, not {target_half_width!r}."
+            )
         if not (0 < target_half_width <= 50) or math.isnan(target_half_width):
-            raise ValidationError(
+            raise _invalid(
+                "target_half_width",
                 f"The target half-width is in points of win rate, above 0 and at most 50 (e.g. 5 for ±5); "
-                f"got {target_half_width}."
+                f"got {target_half_width}.",
             )
     whole = isinstance(vote_budget, int) and not isinstance(vote_budget, bool)
     if vote_budget is not None and (not whole or vote_budget < 1):
-        raise ValidationError(f"The vote budget is a whole number of votes, at least 1; got {vote_budget!r}.")
+        raise _invalid("vote_budget", f"The vote budget is a whole number of votes, at least 1; got {vote_budget!r}.")
     if stopping_rule not in Campaign.Stopping.values:
-        raise ValidationError(
-            f"The stopping rule must be one of {', '.join(Campaign.Stopping.values)}, not {stopping_rule!r}."
+        raise _invalid(
+            "stopping_rule",
+            f"The stopping rule must be one of {', '.join(Campaign.Stopping.values)}, not {stopping_rule!r}.",
         )
     if stopping_rule == Campaign.Stopping.PRECISION and target_half_width is None:
-        raise ValidationError(
+        raise _invalid(
+            "target_half_width",
             "The 'precision' stopping rule closes the campaign when every pair reached the target half-width: "
-            "set a target half-width (e.g. 5 points)."
+            "set a target half-width (e.g. 5 points).",
         )
     if routing not in Campaign.Routing.values:
-        raise ValidationError(f"Routing must be one of {', '.join(Campaign.Routing.values)}, not {routing!r}.")
+        raise _invalid("routing", f"Routing must be one of {', '.join(Campaign.Routing.values)}, not {routing!r}.")
     if routing == Campaign.Routing.ADAPTIVE and n_models < 3:
-        raise ValidationError(
+        raise _invalid(
+            "routing",
             f"Adaptive routing chooses among pairs of models to settle a ranking: it needs three or more models, "
-            f"and this campaign has {n_models}. Use uniform routing."
+            f"and this campaign has {n_models}. Use uniform routing.",
         )
+
+
+@transaction.atomic
+def campaign_update(*, campaign: Campaign, **changes: Unpack[CampaignSettings]) -> Campaign:
+    """Change settings of an existing campaign, checked by the same rules as `campaign_create`; raises
+    ValidationError (each message under its setting) and changes nothing then. What the comparisons are built
+    from (eval set, models, baseline, prompts, prompt limit, identity leaks) is fixed once they exist."""
+    locked = Campaign.objects.select_for_update().get(pk=campaign.pk)
+    settings = campaign_settings_check(campaign=locked, changes=changes)
+    for name, value in _scalar_settings(settings).items():
+        setattr(locked, name, value)
+    locked.full_clean()
+    if changed := [name for name in changes if name not in _MANY]:
+        locked.save(update_fields=changed)
+    if "models" in changes or "baseline" in changes:
+        locked.models.set(settings["models"])
+    if "prompts" in changes:
+        locked.prompts.set(settings["prompts"])
+    return locked
 
 
 def _model_pairs(campaign: Campaign) -> list[tuple[ModelEntry, ModelEntry]]:

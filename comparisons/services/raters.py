@@ -1,6 +1,8 @@
-"""Raters: join by invite (one participant id, one rater), named raters with a login, analysts."""
+"""Raters: join by invite (one participant id, one rater), named raters with a login, unflagging, analysts."""
 
 from __future__ import annotations
+
+from collections.abc import Iterable
 
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AbstractBaseUser, Group
@@ -21,12 +23,31 @@ def rater_create_from_invite(*, campaign: Campaign, participant_id: str = "") ->
     return Rater.objects.create(user=user, campaign=campaign, participant_id=participant_id.strip()[:200])
 
 
+class JoinRefused(Exception):
+    """The invite link admits nobody now; ``status`` is the HTTP status the welcome page answers with."""
+
+    def __init__(self, message: str, *, status: int) -> None:
+        super().__init__(message)
+        self.status = status
+
+
 def rater_join(*, campaign: Campaign, participant_id: str = "") -> tuple[Rater, bool]:
     """The rater a browser opening the invite link becomes, and whether it is new.
 
     Without a participant id every browser is a new rater. With one (`?participant=` / `?PROLIFIC_PID=`),
     the participant's existing rater of this campaign is resumed, from whatever browser: one participant id
-    is one rater per campaign (a database constraint; two browsers joining at once end as the same rater)."""
+    is one rater per campaign (a database constraint; two browsers joining at once end as the same rater).
+    Raises JoinRefused (409) unless the campaign is open, and (403) for a participant whose rater an admin
+    deactivated."""
+    if campaign.status != Campaign.Status.OPEN:
+        raise JoinRefused(f"Campaign {campaign.slug!r} is {campaign.status}, not accepting raters.", status=409)
+    rater, created = _rater_for_participant(campaign=campaign, participant_id=participant_id)
+    if not rater.user.is_active:
+        raise JoinRefused("This participant's rater was deactivated.", status=403)
+    return rater, created
+
+
+def _rater_for_participant(*, campaign: Campaign, participant_id: str) -> tuple[Rater, bool]:
     participant_id = participant_id.strip()[:200]
     if participant_id:
         existing = Rater.objects.select_related("user").filter(campaign=campaign, participant_id=participant_id)
@@ -51,6 +72,26 @@ def rater_create_named(*, username: str, password: str, campaigns: list[Campaign
     if campaigns:
         rater.campaigns.set(campaigns)
     return rater
+
+
+@transaction.atomic
+def rater_update(*, rater: Rater, campaigns: Iterable[Campaign], flagged: bool, flag_reason: str = "") -> Rater:
+    """An admin's change to a rater: the campaigns a named rater may rate (one taken away answers 404 at once,
+    the pair held included) and the flag, with its reason (none once unflagged)."""
+    rater.flagged = flagged
+    rater.flag_reason = flag_reason.strip() if flagged else ""
+    rater.save(update_fields=["flagged", "flag_reason"])
+    rater.campaigns.set(list(campaigns))
+    return rater
+
+
+@transaction.atomic
+def rater_unflag(*, raters: Iterable[Rater]) -> int:
+    """Clear the flag (and its reason) of these raters; returns how many were flagged. Their votes keep their
+    own marks: a failed attention check stays failed in the exports."""
+    return Rater.objects.filter(pk__in=[rater.pk for rater in raters], flagged=True).update(
+        flagged=False, flag_reason=""
+    )
 
 
 def analyst_group() -> Group:

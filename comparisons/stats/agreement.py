@@ -10,6 +10,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from .bootstrap import num
+
 
 def krippendorff_alpha_nominal(counts: np.ndarray) -> float | None:
     """Krippendorff's alpha for nominal data from a (units, categories) count matrix.
@@ -94,7 +96,7 @@ def agreement_summary(*, unit: np.ndarray, value: np.ndarray, rater: np.ndarray 
                 "rater": str(row.rater),
                 "votes": int(row.votes),
                 "units": int(row.units),
-                "agreement": None if np.isnan(row.agreement) else float(row.agreement),
+                "agreement": num(row.agreement),
             }
             for row in table.itertuples(index=False)
         ]

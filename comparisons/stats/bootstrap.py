@@ -67,6 +67,13 @@ def column_quantiles(boot: np.ndarray, levels: np.ndarray) -> np.ndarray:
     return np.where(n_valid > 0, out, np.nan)
 
 
+def percentile_bounds(boot: np.ndarray, confidence: float) -> tuple[np.ndarray, np.ndarray]:
+    """The percentile interval of each column of ``boot`` at ``confidence``, NaN rounds ignored: (low, high)."""
+    alpha = (1.0 - confidence) / 2.0
+    bounds = column_quantiles(boot, np.tile(np.array([[alpha], [1.0 - alpha]]), (1, boot.shape[1])))
+    return bounds[0], bounds[1]
+
+
 def jackknife_acceleration(jack: np.ndarray, group: np.ndarray, n_groups: int) -> np.ndarray:
     """BCa acceleration per statistic from leave-one-prompt-out estimates.
 
@@ -113,23 +120,23 @@ def intervals(
     squares = np.where(valid, (boot - mean) ** 2, 0.0).sum(axis=0)
     se = np.where(n_valid > 1, np.sqrt(squares / np.maximum(n_valid - 1, 1)), np.nan)
     if method == "percentile":
-        levels = np.tile(np.array([[alpha], [1.0 - alpha]]), (1, n_stats))
-    else:
-        below = np.where(valid, boot < estimate, False).sum(axis=0)
-        at_or_below = np.where(valid, boot <= estimate, False).sum(axis=0)
-        share = np.divide(below + at_or_below, 2.0 * n_valid, out=np.full(n_stats, 0.5), where=n_valid > 0)
-        # An estimate outside every replicate would give an infinite bias correction; keep it finite.
-        floor = 1.0 / (2.0 * np.maximum(n_valid, 1))
-        z0 = ndtri(np.clip(share, floor, 1.0 - floor))
-        accel = np.zeros(n_stats) if acceleration is None else acceleration
-        z = ndtri(np.array([alpha, 1.0 - alpha]))[:, None]
-        shifted = z0[None, :] + z
-        denom = 1.0 - accel[None, :] * shifted
-        with np.errstate(divide="ignore", invalid="ignore"):
-            adjusted = ndtr(z0[None, :] + shifted / denom)
-        # Where the acceleration is so large the formula breaks down, fall back to the widest bound.
-        adjusted = np.where(denom > 0, adjusted, np.array([[0.0], [1.0]]))
-        levels = np.clip(adjusted, 0.0, 1.0)
+        low, high = percentile_bounds(boot, confidence)
+        return low, high, se
+    below = np.where(valid, boot < estimate, False).sum(axis=0)
+    at_or_below = np.where(valid, boot <= estimate, False).sum(axis=0)
+    share = np.divide(below + at_or_below, 2.0 * n_valid, out=np.full(n_stats, 0.5), where=n_valid > 0)
+    # An estimate outside every replicate would give an infinite bias correction; keep it finite.
+    floor = 1.0 / (2.0 * np.maximum(n_valid, 1))
+    z0 = ndtri(np.clip(share, floor, 1.0 - floor))
+    accel = np.zeros(n_stats) if acceleration is None else acceleration
+    z = ndtri(np.array([alpha, 1.0 - alpha]))[:, None]
+    shifted = z0[None, :] + z
+    denom = 1.0 - accel[None, :] * shifted
+    with np.errstate(divide="ignore", invalid="ignore"):
+        adjusted = ndtr(z0[None, :] + shifted / denom)
+    # Where the acceleration is so large the formula breaks down, fall back to the widest bound.
+    adjusted = np.where(denom > 0, adjusted, np.array([[0.0], [1.0]]))
+    levels = np.clip(adjusted, 0.0, 1.0)
     bounds = column_quantiles(boot, levels)
     return bounds[0], bounds[1], se
 

@@ -125,7 +125,7 @@ class PairStats:
         """Pair k as a plain dict, from the second model's point of view when ``flip``."""
 
         def mirrored(x: float) -> float | None:
-            return None if np.isnan(x) else float(100.0 - x)
+            return num(100.0 - x)
 
         wins, losses = (self.losses[k], self.wins[k]) if flip else (self.wins[k], self.losses[k])
         win_rate = mirrored(self.win_rate[k]) if flip else num(self.win_rate[k])

@@ -33,7 +33,7 @@ from scipy import sparse
 from scipy.sparse.csgraph import connected_components
 from scipy.special import expit
 
-from .bootstrap import column_quantiles, num
+from .bootstrap import num, percentile_bounds
 
 ELO_SCALE = 400.0 / np.log(10.0)
 ELO_BASE = 1000.0
@@ -314,7 +314,6 @@ def ranking_compute(
     else:
         component_prior = np.full(graph.n_components, float(prior))
     score = to_elo(bt_fit_graph(graph, first_score, second_score, prior=component_prior[None, :])[0])
-    alpha = (1.0 - confidence) / 2.0
     replicates_regularized = 0
     low = high = np.full(len(models), np.nan)
     if replicate_first.shape[0]:
@@ -327,7 +326,7 @@ def ranking_compute(
             replicates_regularized = int(broken.any(axis=1).sum())
             replicate_prior[broken] = DEFAULT_PRIOR
         boot = to_elo(bt_fit_graph(graph, replicate_first, replicate_second, prior=replicate_prior))
-        low, high = column_quantiles(boot, np.array([[alpha], [1.0 - alpha]]) * np.ones((1, len(models))))
+        low, high = percentile_bounds(boot, confidence)
     return Ranking(
         models=list(models),
         score=score,

@@ -41,17 +41,6 @@ import numpy as np
 import pandas as pd
 
 REQUIRED_COLUMNS = ("prompt_id", "model_a", "model_b", "winner")
-OPTIONAL_COLUMNS = (
-    "category",
-    "left_model",
-    "rater",
-    "attention_failed",
-    "flagged",
-    "seconds",
-    "length_a",
-    "length_b",
-    "identity_reported",
-)
 EXPORT_COLUMNS = (
     "campaign",
     "prompt_id",

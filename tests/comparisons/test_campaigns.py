@@ -128,3 +128,30 @@ def test_tokens_are_unguessable():
     campaign = build_campaign(n_prompts=1)
     # 32 random bytes, URL-safe base64: 43 characters, 256 bits.
     assert len(campaign.invite_token) >= 43
+
+
+def test_update_checks_the_same_rules_as_create_and_changes_nothing_when_refused():
+    campaign = build_campaign(slug="draft-one", n_prompts=2, open_it=False)
+    with pytest.raises(ValidationError) as refused:
+        services.campaign_update(campaign=campaign, attention_check_rate=1.5, lease_seconds=0)
+    assert refused.value.message_dict == {
+        "attention_check_rate": ["The attention-check rate is a share between 0 and 1."],
+        "lease_seconds": ["A served pair must be held for at least 1 second."],
+    }
+    campaign.refresh_from_db()
+    assert (campaign.attention_check_rate, campaign.lease_seconds) == (0.0, 600)
+    updated = services.campaign_update(campaign=campaign, votes_per_comparison=4, title="")
+    assert (updated.votes_per_comparison, updated.title) == (4, "draft-one")  # an empty title is the slug
+
+
+def test_what_the_comparisons_are_built_from_cannot_change_once_they_exist():
+    campaign = build_campaign(slug="opened", n_prompts=2, model_names=["zebra-model-7", "quokka-llm-13b", "third-m"])
+    first_two = list(campaign.models.order_by("name"))[:2]
+    with pytest.raises(ValidationError) as refused:
+        services.campaign_update(campaign=campaign, models=first_two)
+    assert list(refused.value.message_dict) == ["models"]
+    assert "cannot change now" in refused.value.message_dict["models"][0]
+    assert campaign.models.count() == 3
+    # Re-sending the same models (a form does) is no change; other settings still change.
+    same = list(campaign.models.all())
+    assert services.campaign_update(campaign=campaign, models=same, lease_seconds=120).lease_seconds == 120

@@ -52,3 +52,26 @@ def test_the_database_refuses_a_second_rater_with_the_same_participant_id():
     rater, created = services.rater_join(campaign=campaign, participant_id=" PID-1 ")
     assert not created and rater.participant_id == "PID-1"
     assert Rater.objects.filter(campaign=campaign).count() == 1
+
+
+@pytest.mark.parametrize("close", [services.campaign_pause, services.campaign_close])
+def test_a_campaign_that_is_not_open_admits_nobody_by_its_invite_link(client, close):
+    campaign = build_campaign(slug="paused-or-closed")
+    close(campaign=campaign)
+    with pytest.raises(services.JoinRefused) as refused:
+        services.rater_join(campaign=campaign, participant_id="PID-late")
+    assert refused.value.status == 409
+    response = client.post(f"/join/{campaign.invite_token}", {"participant": "PID-late"})
+    assert response.status_code == 409
+    assert "not accepting raters" in response.content.decode()
+    assert not Rater.objects.filter(campaign=campaign).exists()
+
+
+def test_a_deactivated_participant_cannot_join_again(client):
+    campaign = build_campaign(slug="open-study")
+    rater = invite_rater(campaign, participant_id="PID-banned")
+    rater.user.is_active = False
+    rater.user.save(update_fields=["is_active"])
+    response = client.post(f"/join/{campaign.invite_token}", {"participant": "PID-banned"})
+    assert response.status_code == 403
+    assert "_auth_user_id" not in client.session

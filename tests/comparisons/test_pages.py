@@ -9,7 +9,7 @@ from django.contrib.auth.models import AnonymousUser, Group
 from django.http import HttpResponse
 from django.test import RequestFactory
 
-from comparisons.access import analyst_required, user_is_analyst, user_is_rater
+from comparisons.access import analyst_required, rater_for_user, user_is_analyst
 from comparisons.models import Comparison, Vote
 from tests.comparisons.factories import build_campaign, invite_rater, make_user
 
@@ -96,8 +96,8 @@ def test_roles():
     analyst = make_user("ana")
     analyst.groups.add(Group.objects.get(name="analyst"))
     boss = make_user("boss", is_staff=True, is_superuser=True)
-    assert user_is_rater(rater.user) and not user_is_analyst(rater.user)
-    assert user_is_analyst(analyst) and not user_is_rater(analyst)
+    assert rater_for_user(rater.user) == rater and not user_is_analyst(rater.user)
+    assert user_is_analyst(analyst) and rater_for_user(analyst) is None
     assert user_is_analyst(boss)
     assert not user_is_analyst(AnonymousUser())
 

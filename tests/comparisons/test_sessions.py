@@ -15,7 +15,7 @@ from django.test.utils import CaptureQueriesContext
 
 from evalsite.sessions import SessionStore
 from tests.comparisons.conftest import UNREACHABLE_REDIS_CACHE
-from tests.comparisons.factories import build_campaign
+from tests.comparisons.factories import build_campaign, invite_rater
 
 pytestmark = pytest.mark.django_db
 
@@ -67,3 +67,27 @@ def test_raters_keep_joining_and_rating_while_redis_is_unreachable(cached_sessio
     # Signing out works too, and ends the session in the database.
     assert client.post("/logout/", headers={"X-CSRFToken": client.csrf()}).status_code in (200, 302)
     assert Session.objects.count() == 0
+
+
+def test_raters_signed_in_before_the_auth_backend_moved_stay_signed_in(client, settings):
+    from importlib import import_module
+
+    from django.apps import apps
+    from django.contrib.auth import BACKEND_SESSION_KEY, HASH_SESSION_KEY, SESSION_KEY
+
+    moved = import_module("comparisons.migrations.0009_sessions_of_the_moved_auth_backend")
+    campaign = build_campaign(slug="long-running")
+    rater = invite_rater(campaign)
+    store = import_module(settings.SESSION_ENGINE).SessionStore()
+    store[SESSION_KEY] = str(rater.user.pk)
+    store[BACKEND_SESSION_KEY] = "comparisons.auth.RaterModelBackend"  # written before the upgrade
+    store[HASH_SESSION_KEY] = rater.user.get_session_auth_hash()
+    store.save()
+    client.cookies[settings.SESSION_COOKIE_NAME] = store.session_key
+    rate_page = f"/rate/{campaign.slug}/"
+    assert client.get(rate_page).status_code == 302  # the old path is no backend any more: signed out
+
+    moved.forwards(apps, None)
+    assert client.get(rate_page).status_code == 200  # the same browser is the same rater again
+    moved.backwards(apps, None)
+    assert client.get(rate_page).status_code == 302

@@ -177,3 +177,54 @@ def test_an_upload_is_validated_by_a_real_worker(celery_worker, admin_client, me
 
     wait_for(status, timeout=120, message="the worker to validate the upload")
     assert model.status == ModelEntry.Status.READY, model.status_reason
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    ("options", "field", "message"),
+    [
+        ({"prompt_limit": 0}, "prompt_limit", "The prompt limit (only the first N prompts) must be a whole number"),
+        ({"chunk_size": 0}, "chunk_size", "The chunk size (prompts per worker task) must be a whole number from 1"),
+        ({"batch_size": -8}, "batch_size", "The batch size (prompts per forward batch) must be a whole number"),
+    ],
+)
+def test_the_admin_refuses_bad_run_options_with_run_starts_message_under_the_field(
+    admin_client, eval_set, options, field, message
+):
+    # A ready entry is all run_start looks at before it refuses (no checkpoint is loaded to start a run).
+    model = ModelEntry.objects.create(name="ready-one", kind=ModelEntry.Kind.CHECKPOINT, status=ModelEntry.Status.READY)
+    response = admin_client.post(
+        reverse("admin:generation_generationrun_add"), {"model": model.pk, "eval_set": eval_set.pk, **options}
+    )
+    assert response.status_code == 200
+    errors = response.context["adminform"].form.errors
+    assert list(errors) == [field] and errors[field][0].startswith(message)
+    assert not GenerationRun.objects.exists()
+
+
+@pytest.mark.django_db
+def test_the_admin_refuses_an_eval_set_without_prompts_under_its_field(admin_client):
+    from generation.models import EvalSet
+
+    model = ModelEntry.objects.create(name="ready-one", kind=ModelEntry.Kind.CHECKPOINT, status=ModelEntry.Status.READY)
+    empty = EvalSet.objects.create(name="empty-set")
+    response = admin_client.post(
+        reverse("admin:generation_generationrun_add"), {"model": model.pk, "eval_set": empty.pk}
+    )
+    assert response.status_code == 200
+    assert response.context["adminform"].form.errors == {
+        "eval_set": ["Eval set 'empty-set' has no prompts; import some first."]
+    }
+    assert not GenerationRun.objects.exists()
+
+
+@pytest.mark.django_db
+def test_adding_a_run_for_a_pair_that_has_one_resumes_it_like_generate(admin_client, eval_set):
+    model = ModelEntry.objects.create(name="ready-one", kind=ModelEntry.Kind.CHECKPOINT, status=ModelEntry.Status.READY)
+    add = reverse("admin:generation_generationrun_add")
+    first = admin_client.post(add, {"model": model.pk, "eval_set": eval_set.pk, "prompt_limit": 4, "chunk_size": 2})
+    run = GenerationRun.objects.get()
+    assert first.status_code == 302 and (run.total_prompts, run.chunks.count()) == (4, 2)
+    again = admin_client.post(add, {"model": model.pk, "eval_set": eval_set.pk})
+    assert again.status_code == 302
+    assert GenerationRun.objects.get().pk == run.pk and run.chunks.count() == 2  # the same run, not a second

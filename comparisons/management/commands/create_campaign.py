@@ -74,8 +74,6 @@ class Command(BaseCommand):
 
     def handle(self, *args: Any, **opts: Any) -> None:
         slug = opts["slug"]
-        if Campaign.objects.filter(slug=slug).exists():
-            raise CommandError(f"Campaign {slug!r} already exists; choose another slug (or manage it in the admin).")
         eval_set = EvalSet.objects.filter(name=opts["evalset"]).first()
         if eval_set is None:
             known = ", ".join(EvalSet.objects.values_list("name", flat=True)[:20]) or "none yet"

@@ -10,7 +10,7 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.utils import timezone
 
-from evalsite.options import AT_LEAST_ONE, POSITIVE
+from evalsite.options import POSITIVE, integer
 from generation import selectors, services
 from generation.errors import InputError
 from generation.models import EvalSet, GenerationRun, ModelEntry
@@ -39,11 +39,10 @@ class Command(BaseCommand):
         parser.add_argument("name", metavar="NAME", help="The model (a ready checkpoint).")
         parser.add_argument("--evalset", required=True, metavar="NAME")
         parser.add_argument("--wait", action="store_true", help="Show progress until the run ends.")
-        parser.add_argument("--limit", type=AT_LEAST_ONE, default=None, help="Only the first N prompts (new runs).")
-        parser.add_argument("--chunk-size", type=AT_LEAST_ONE, default=None, help="Prompts per worker task (new runs).")
-        parser.add_argument(
-            "--batch-size", type=AT_LEAST_ONE, default=None, help="Prompts per forward batch (new runs)."
-        )
+        # Whole numbers here; their range is run_start's to check (services.run_start_check).
+        parser.add_argument("--limit", type=integer, default=None, help="Only the first N prompts (new runs).")
+        parser.add_argument("--chunk-size", type=integer, default=None, help="Prompts per worker task (new runs).")
+        parser.add_argument("--batch-size", type=integer, default=None, help="Prompts per forward batch (new runs).")
         parser.add_argument(
             "--worker-timeout",
             type=POSITIVE,
