@@ -224,8 +224,10 @@ def test_database_connection_dropped_during_a_vote_is_retryable_and_counted_once
 
 
 @pytest.mark.django_db
-def test_expired_lease_is_accepted_while_under_quota_without_double_count(rater_client):
-    """D's rule: a vote after the lease ran out is accepted while the comparison is under its quota."""
+@pytest.mark.parametrize("same_order", [False, True])
+def test_expired_lease_is_accepted_while_under_quota_without_double_count(rater_client, same_order):
+    """D's rule: a vote after the lease ran out is accepted while the comparison is under its quota, and, as
+    the sides are counterbalanced (k = 2: one vote in each left/right order), while its order has room."""
     campaign = build_campaign(slug="lease-ok", n_prompts=1, k=2, lease_seconds=60)
     client: RaterClient = rater_client(campaign)
     token = client.next(campaign.slug).json()["assignment"]
@@ -234,11 +236,19 @@ def test_expired_lease_is_accepted_while_under_quota_without_double_count(rater_
     other = invite_rater(campaign)
     other_assignment = rating.assignment_next(rater=other, campaign=campaign)
     assert other_assignment is not None
-    assert client.vote(token, "A").status_code == 201
-    assert client.vote(token, "A").status_code == 200  # a resubmission is not a second vote
+    # Both orders were free, so the new lease's order was a coin: set the late vote's order for each case.
+    late_order = other_assignment.left_is_a if same_order else not other_assignment.left_is_a
+    Assignment.objects.filter(token=token).update(left_is_a=late_order)
+    late = client.vote(token, "A")
+    if same_order:
+        assert late.status_code == 410 and "ran out" in late.json()["error"]
+    else:
+        assert late.status_code == 201
+        assert client.vote(token, "A").status_code == 200  # a resubmission is not a second vote
     rating.vote_cast(rater=other, token=other_assignment.token, choice="B")
     comparison = Comparison.objects.get(campaign=campaign)
-    assert comparison.votes_count == 2 == Vote.objects.filter(assignment__comparison=comparison).count()
+    votes = 1 if same_order else 2
+    assert comparison.votes_count == votes == Vote.objects.filter(assignment__comparison=comparison).count()
 
 
 @pytest.mark.django_db
