@@ -19,7 +19,7 @@ from typing import Any
 
 from comparisons.served_text import served_text
 from generation.errors import InputError
-from generation.formats import listing, read_text
+from generation.formats import json_type_name, listing, read_text
 from generation.prompting import compose_instruction
 
 NOTHING = "Nothing was imported."
@@ -59,18 +59,6 @@ class JudgmentMatch:
     unmatched: list[Annotation] = field(default_factory=list)
 
 
-def _kind(value: Any) -> str:
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "true/false"
-    if isinstance(value, int | float):
-        return "a number"
-    if isinstance(value, str):
-        return "a string"
-    return "a list" if isinstance(value, list) else "an object"
-
-
 def _text(entry: dict[str, Any], name: str, *, path: Path, where: str, required: bool = True) -> str:
     if name not in entry or entry[name] is None:
         if required:
@@ -78,7 +66,9 @@ def _text(entry: dict[str, Any], name: str, *, path: Path, where: str, required:
         return ""
     value = entry[name]
     if not isinstance(value, str):
-        raise InputError(f"{path}, {where}: the field '{name}' is {_kind(value)}, expected a string. {NOTHING}")
+        raise InputError(
+            f"{path}, {where}: the field '{name}' is {json_type_name(value)}, expected a string. {NOTHING}"
+        )
     try:
         value.encode("utf-8")
     except UnicodeEncodeError as exc:  # JSON may escape half of a surrogate pair ("\ud800"), which is no text
@@ -118,7 +108,7 @@ def parse_annotations(path: Path) -> list[Annotation]:
         ) from None
     if not isinstance(value, list):
         raise InputError(
-            f"{path} holds {_kind(value)}, but an annotations file is a JSON list of {{instruction, output_1, "
+            f"{path} holds {json_type_name(value)}, but an annotations file is a JSON list of {{instruction, output_1, "
             f"output_2, generator_1, generator_2, preference, annotator}} objects (AlpacaEval's format). {NOTHING}"
         )
     if not value:
@@ -129,7 +119,7 @@ def parse_annotations(path: Path) -> list[Annotation]:
         if not isinstance(entry, dict):
             raise InputError(
                 f"{path}, {where}: expected an object {{instruction, output_1, output_2, preference, …}}, found "
-                f"{_kind(entry)}. {NOTHING}"
+                f"{json_type_name(entry)}. {NOTHING}"
             )
         items.append(
             Annotation(

@@ -115,7 +115,8 @@ def read_text(path: Path) -> str:
         ) from None
 
 
-def _type_name(value: Any) -> str:
+def json_type_name(value: Any) -> str:
+    """A parsed JSON value's kind in words, for messages: "null", "a number", "a list", "an object", …"""
     if value is None:
         return "null"
     if isinstance(value, bool):
@@ -146,7 +147,7 @@ def _parse_json_lines(text: str, *, path: Path, what: str) -> list[tuple[int, di
             ) from None
         if not isinstance(value, dict):
             raise InputError(
-                f"{path}, line {number}: expected a JSON object, found {_type_name(value)}. "
+                f"{path}, line {number}: expected a JSON object, found {json_type_name(value)}. "
                 f"{what} is JSON Lines: one JSON object on each line. Nothing was imported."
             )
         rows.append((number, value))
@@ -175,7 +176,7 @@ def _string_field(
     value = entry[name]
     if not isinstance(value, str):
         raise InputError(
-            f"{path}, {where}: the field '{name}' is {_type_name(value)}, expected a string. Nothing was imported."
+            f"{path}, {where}: the field '{name}' is {json_type_name(value)}, expected a string. Nothing was imported."
         )
     try:
         value.encode("utf-8")
@@ -248,12 +249,12 @@ def parse_evalset(path: Path) -> list[Task]:
         if not isinstance(instances, list) or not instances:
             raise InputError(
                 f"{path}, {where}: 'instances' must be a non-empty list of {{input, output}} objects, found "
-                f"{_type_name(instances)}{' (empty)' if instances == [] else ''}. Nothing was imported."
+                f"{json_type_name(instances)}{' (empty)' if instances == [] else ''}. Nothing was imported."
             )
         first = instances[0]
         if not isinstance(first, dict):
             raise InputError(
-                f"{path}, {where}: instances[0] is {_type_name(first)}, expected an object with 'input' and "
+                f"{path}, {where}: instances[0] is {json_type_name(first)}, expected an object with 'input' and "
                 "'output'. Nothing was imported."
             )
         input_text = _string_field(first, "input", path=path, where=f"{where}, instances[0]")
@@ -292,7 +293,7 @@ def _alpaca_records(value: list[Any], *, path: Path) -> list[OutputRecord]:
         where = f"entry {number}"
         if not isinstance(entry, dict):
             raise InputError(
-                f"{path}, {where}: expected an object {{instruction, output, ...}}, found {_type_name(entry)}. "
+                f"{path}, {where}: expected an object {{instruction, output, ...}}, found {json_type_name(entry)}. "
                 "Nothing was imported."
             )
         instruction = _string_field(entry, "instruction", path=path, where=where)
@@ -300,7 +301,7 @@ def _alpaca_records(value: list[Any], *, path: Path) -> list[OutputRecord]:
         dataset = entry.get("dataset")
         if dataset is not None and not isinstance(dataset, str):
             raise InputError(
-                f"{path}, {where}: the field 'dataset' is {_type_name(dataset)}, expected a string. "
+                f"{path}, {where}: the field 'dataset' is {json_type_name(dataset)}, expected a string. "
                 "Nothing was imported."
             )
         records.append(OutputRecord(where=where, instruction=instruction, input=None, output=output, dataset=dataset))
@@ -350,7 +351,7 @@ def parse_outputs(path: Path) -> OutputsFile:
             return OutputsFile(OutputFormat.SELF_INSTRUCT_PREDICTIONS, _prediction_records(rows, path=path))
         value = _parse_json_document(text, path=path)
     raise InputError(
-        f"{path} contains {_type_name(value)} at the top level. Expected either a JSON list of "
+        f"{path} contains {json_type_name(value)} at the top level. Expected either a JSON list of "
         "{instruction, output, dataset, generator} objects (AlpacaEval model_outputs.json) or JSON Lines of "
         "{instruction, input, response} objects (a Self-Instruct predictions .jsonl file). Nothing was imported."
     )
