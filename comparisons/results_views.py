@@ -76,9 +76,14 @@ def results(request: HttpRequest, slug: str) -> HttpResponse:
                 {**pair, "rate": _pct(pair["win_rate"]), "ci": interval_words(pair, level=level)}
                 | {"no_ties": _pct(pair["win_rate_no_ties"]), "p": format_p(pair["p_value"])}
                 | {"lc": _pct(pair.get("lc_win_rate")), "lc_ci": _ci(pair.get("lc_ci_low"), pair.get("lc_ci_high"))}
+                | {
+                    "weighted": _pct(pair.get("weighted_win_rate")),
+                    "weighted_ci": _ci(pair.get("weighted_ci_low"), pair.get("weighted_ci_high")),
+                }
                 for pair in analysis["pairs"]
             ],
             length_controlled=any(pair.get("lc_win_rate") is not None for pair in analysis["pairs"]),
+            routed="weighted_ranking" in analysis,
             components_warning=components_words(analysis["ranking_components"]),
             forest_svg=forest_plot_svg(analysis["pairs"], confidence=confidence),
             ranking_svg=ranking_plot_svg(analysis["ranking"], confidence=confidence),

@@ -128,6 +128,7 @@ _VOTE_FIELDS = [
     "assignment__comparison__response_b_id",
     "rationale",
     "identity_reported",
+    "assignment__routing_probability",
 ]
 
 
@@ -156,7 +157,8 @@ def vote_rows(*, campaign: Campaign, chunk_size: int = 2000) -> Iterator[list[An
     vote's rater failed any attention check in this campaign, so analyses can drop such raters' votes.
     `winner` is the picked model's name, `tie` or `both_bad`; `submitted_at` is ISO 8601 in UTC;
     `length_a`/`length_b` are the characters of model_a's and model_b's canonical served texts;
-    `identity_reported` whether this rater reported that an answer of the pair reveals who wrote it.
+    `identity_reported` whether this rater reported that an answer of the pair reveals who wrote it;
+    `routing_probability` the chance the pair had of being served (adaptive routing only, else None).
     This is the definition; on PostgreSQL `comparisons.vote_copy` reads the same rows faster.
     """
     # One query for the raters who failed a check, instead of a correlated
@@ -168,7 +170,7 @@ def vote_rows(*, campaign: Campaign, chunk_size: int = 2000) -> Iterator[list[An
     ).order_by("submitted_at", "pk")
     for row in qs.values_list(*_VOTE_FIELDS).iterator(chunk_size=chunk_size):
         (prompt_id, category, model_a, model_b, left_is_a, choice, winner_name, rater, rater_id, at, secs,
-         response_a_id, response_b_id, rationale, reported) = row  # fmt: skip
+         response_a_id, response_b_id, rationale, reported, probability) = row  # fmt: skip
         winner = winner_name if choice in (Vote.Choice.LEFT, Vote.Choice.RIGHT) else choice
         yield [
             campaign.slug,
@@ -186,6 +188,7 @@ def vote_rows(*, campaign: Campaign, chunk_size: int = 2000) -> Iterator[list[An
             lengths[response_b_id],
             rationale,
             bool(reported),
+            probability,
         ]
 
 
@@ -194,12 +197,13 @@ def _iso(value: datetime) -> str:
 
 
 _BOOLEAN_COLUMNS = ("attention_failed", "identity_reported")
-_NUMBER_COLUMNS = {"seconds": "float64", "length_a": "int64", "length_b": "int64"}
+_NUMBER_COLUMNS = {"seconds": "float64", "length_a": "int64", "length_b": "int64", "routing_probability": "float64"}
 
 
 def _vote_frame(data: Any) -> pd.DataFrame:
     """A DataFrame with exactly VOTE_COLUMNS from rows or from columns, each column of one fixed type:
-    text as pandas strings, booleans, ``seconds`` as floats, lengths as integers."""
+    text as pandas strings, booleans, ``seconds`` and ``routing_probability`` as floats (NaN: none), lengths as
+    integers."""
     frame = pd.DataFrame(data, columns=VOTE_COLUMNS)
     types: dict[str, Any] = {name: "str" for name in VOTE_COLUMNS}
     types |= {name: bool for name in _BOOLEAN_COLUMNS} | _NUMBER_COLUMNS

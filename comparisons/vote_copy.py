@@ -46,7 +46,11 @@ _COPY_DTYPES = {
     "seconds": "float64",
     "rationale": "str",
     "identity_reported": "bool",
+    "routing_probability": "float64",
 }
+# Stands in for a vote without a routing probability (none is ever 0 or below): NULL would need pandas'
+# NA detection, which every other column does without.
+_NO_PROBABILITY = -1.0
 
 
 def _name(model: type[Any], field_name: str | None = None) -> str:
@@ -65,12 +69,13 @@ def _copy_statement() -> str:
         ).order_by("submitted_at", "pk").values_list(
             "assignment__comparison_id", "assignment__left_is_a", "winner_model__name" (or "choice"),
             "assignment__rater_id", "assignment__rater__user__username", "submitted_at", "seconds",
-            "rationale", "identity_reported",
+            "rationale", "identity_reported", "assignment__routing_probability",
         )
 
     with the winner the picked model's name for ``left``/``right`` and the choice otherwise, and
     ``submitted_at`` written as `selectors._iso` writes it (ISO 8601 in UTC, microseconds only when there
-    are some, ``Z``). Bound values (`_copy_params`): the two decisive choices, then the campaign's id.
+    are some, ``Z``) and a missing routing probability as `_NO_PROBABILITY`. Bound values (`_copy_params`): the
+    two decisive choices, the stand-in probability, then the campaign's id.
     """
     at = f"v.{_name(Vote, 'submitted_at')} AT TIME ZONE 'UTC'"
     iso = (
@@ -89,6 +94,7 @@ def _copy_statement() -> str:
         f"v.{_name(Vote, 'seconds')}",
         f"v.{_name(Vote, 'rationale')}",
         f"v.{_name(Vote, 'identity_reported')}",
+        f"COALESCE(a.{_name(Assignment, 'routing_probability')}, %s)",
     ]
     return (
         f"COPY (SELECT {', '.join(columns)} "  # noqa: S608 - names from _meta, values bound
@@ -105,7 +111,7 @@ def _copy_statement() -> str:
 
 
 def _copy_params(campaign: Campaign) -> list[Any]:
-    return [Vote.Choice.LEFT.value, Vote.Choice.RIGHT.value, campaign.pk]
+    return [Vote.Choice.LEFT.value, Vote.Choice.RIGHT.value, _NO_PROBABILITY, campaign.pk]
 
 
 def _copy_out(statement: str, params: list[Any]) -> Generator[bytearray, None, None]:
@@ -282,6 +288,8 @@ def _columns(chunk: pd.DataFrame, lookups: _Lookups) -> tuple[dict[str, Any], np
     rationale = chunk["rationale"].to_numpy(dtype=object)
     reported = chunk["identity_reported"].to_numpy(dtype=bool)
     seconds = round3(chunk["seconds"].to_numpy(dtype=float))
+    probability = chunk["routing_probability"].to_numpy(dtype=float)
+    unrouted = probability == _NO_PROBABILITY
     columns: dict[str, Any] = {
         "campaign": np.full(n, lookups.text(lookups.campaign.slug), dtype=object),
         "prompt_id": lookups.prompt_id[at],
@@ -298,6 +306,7 @@ def _columns(chunk: pd.DataFrame, lookups: _Lookups) -> tuple[dict[str, Any], np
         "length_b": lookups.length_b[at],
         "rationale": rationale,
         "identity_reported": reported,
+        "routing_probability": np.where(unrouted, np.nan, probability),
     }
     if not lookups.for_csv:
         return columns, None
@@ -315,6 +324,8 @@ def _columns(chunk: pd.DataFrame, lookups: _Lookups) -> tuple[dict[str, Any], np
         "length_a": columns["length_a"].tolist(),
         "length_b": columns["length_b"].tolist(),
         "rationale": rationale,
+        # Python floats (written as `vote_rows`' are), an empty cell for none.
+        "routing_probability": np.where(unrouted, "", probability.astype(object)),
     }
     return columns, carriage
 

@@ -17,6 +17,7 @@ from .length_control import LengthControlled, length_controlled
 from .pairs import Cells, PairStats, cells_build, pair_stats
 from .ranking import ELO_BASE, ranking_compute, winrate_matrix
 from .table import BOTH_BAD_MODES, FIRST_WINS, SECOND_WINS, TIED, Votes, VoteTableError, votes_prepare
+from .weighting import Weighted, routing_probabilities, weighted_estimates
 
 NO_CATEGORY = "(none)"
 SUMMARY_COLUMNS = [
@@ -35,6 +36,9 @@ SUMMARY_COLUMNS = [
     "se",
     "p_value",
     "ci_method",
+    "weighted_win_rate",
+    "weighted_ci_low",
+    "weighted_ci_high",
 ]
 
 
@@ -54,7 +58,11 @@ def _lc_fields(lc: LengthControlled, k: int, *, flip: bool) -> dict:
 
 
 def _pair_entries(
-    stats: PairStats, models: list[str], baseline: str | None, lc: LengthControlled | None = None
+    stats: PairStats,
+    models: list[str],
+    baseline: str | None,
+    lc: LengthControlled | None = None,
+    weighted: Weighted | None = None,
 ) -> list[dict]:
     entries = []
     for k in range(len(stats.pair_first)):
@@ -66,6 +74,8 @@ def _pair_entries(
         entry.update(stats.entry(k, flip=flip))
         if lc is not None:
             entry.update(_lc_fields(lc, k, flip=flip))
+        if weighted is not None:
+            entry.update(weighted.fields(k, flip=flip))
         entries.append(entry)
     entries.sort(key=lambda e: (e["model"], e["baseline"]))
     return entries
@@ -170,6 +180,9 @@ def analyze(
     component of the comparison graph), ``ranking_components`` (the models of each component: models
     in different components cannot be compared), ``win_rate_matrix``,
     ``agreement``, ``position_bias``, ``length_bias``, ``categories``, ``votes`` and ``settings``.
+    When the table has ``routing_probability`` values (an adaptively routed campaign), each pair also gets
+    ``weighted_win_rate``, ``weighted_ci_low`` and ``weighted_ci_high`` and the result ``weighted_ranking``:
+    the estimates weighted by the inverse of each vote's routing probability (``weighting``).
     """
     _check_settings(n_boot, seed, ci, confidence, both_bad, min_seconds)
     votes = votes_prepare(
@@ -214,8 +227,20 @@ def analyze(
     agreement = agreement_summary(unit=unit.astype(np.int64), value=votes.outcome.astype(np.int64), rater=rater)
 
     lc = _length_controlled(votes, cells, both_bad=both_bad, n_boot=n_boot, seed=seed, confidence=confidence)
-    return {
-        "pairs": _pair_entries(stats, votes.models, baseline, lc),
+    probability = routing_probabilities(votes)
+    weighted = None
+    if probability is not None:
+        weighted = weighted_estimates(
+            votes,
+            cells,
+            probability,
+            both_bad=both_bad,
+            n_boot=n_boot,
+            rng=np.random.default_rng([seed, 3]),
+            confidence=confidence,
+        )
+    result = {
+        "pairs": _pair_entries(stats, votes.models, baseline, lc, weighted),
         "ranking": ranking.entries(),
         "ranking_components": ranking.components(),
         "win_rate_matrix": {
@@ -266,6 +291,11 @@ def analyze(
             "ranking_connected": ranking.connected,
         },
     }
+    if weighted is not None:
+        # Only for routed votes, so that analyses of other campaigns (and their published snapshots) keep
+        # exactly the keys they always had.
+        result["weighted_ranking"] = [] if weighted.ranking is None else weighted.ranking.entries()
+    return result
 
 
 def format_p(p: float | None) -> str:
@@ -345,6 +375,18 @@ def _table(headers: list[str], rows: list[list[str]]) -> str:
     return "\n".join(lines)
 
 
+def _ranking_table(ranking: list[dict], components: list[list[str]], *, level: str) -> str:
+    headers = ["rank", "model", "score", f"{level} CI"] + (["group"] if len(components) > 1 else [])
+    return _table(
+        headers,
+        [
+            [str(r["rank"]), r["model"], _pct(r["score"], 0), f"{_pct(r['ci_low'], 0)}–{_pct(r['ci_high'], 0)}"]
+            + ([str(r["component"])] if len(components) > 1 else [])
+            for r in ranking
+        ],
+    )
+
+
 def format_text(result: dict) -> str:
     """The analysis as readable plain-text tables."""
     settings = result["settings"]
@@ -360,10 +402,12 @@ def format_text(result: dict) -> str:
     out += [headline(e, confidence=settings["confidence"]) for e in result["pairs"]]
     out += ["", "Win rates (percent, ties count half):"]
     controlled = any(e.get("lc_win_rate") is not None for e in result["pairs"])
+    routed = any(e.get("weighted_win_rate") is not None for e in result["pairs"])
     out.append(
         _table(
             ["model", "baseline", "n", "prompts", "wins", "ties", "losses", "win rate", f"{level} CI"]
             + (["length-controlled", f"{level} CI"] if controlled else [])
+            + (["routing-weighted", f"{level} CI"] if routed else [])
             + ["no ties", "se", "p"],
             [
                 [
@@ -382,6 +426,14 @@ def format_text(result: dict) -> str:
                     if controlled
                     else []
                 )
+                + (
+                    [
+                        _pct(e["weighted_win_rate"], 2),
+                        f"{_pct(e['weighted_ci_low'], 2)}–{_pct(e['weighted_ci_high'], 2)}",
+                    ]
+                    if routed
+                    else []
+                )
                 + [_pct(e["win_rate_no_ties"], 2), _pct(e["se"], 2), f"{e['p_value']:.3g}"]
                 for e in result["pairs"]
             ],
@@ -393,17 +445,12 @@ def format_text(result: dict) -> str:
     if warning:
         out.append(warning)
     out.append("rank: 1 + the number of models whose interval lies entirely above this one's (in the same group).")
-    headers = ["rank", "model", "score", f"{level} CI"] + (["group"] if len(components) > 1 else [])
-    out.append(
-        _table(
-            headers,
-            [
-                [str(r["rank"]), r["model"], _pct(r["score"], 0), f"{_pct(r['ci_low'], 0)}–{_pct(r['ci_high'], 0)}"]
-                + ([str(r["component"])] if len(components) > 1 else [])
-                for r in result["ranking"]
-            ],
-        )
-    )
+    out.append(_ranking_table(result["ranking"], components, level=level))
+    if result.get("weighted_ranking"):
+        out += ["", "Ranking weighted by routing probability (adaptive routing; unbiased where the plain one drifts):"]
+        out.append(_ranking_table(result["weighted_ranking"], components, level=level))
+    elif "weighted_ranking" in result:
+        out += ["", "No weighted ranking: some votes were served without adaptive routing (no routing probability)."]
     agreement = result["agreement"]
     alpha, kappa = agreement["krippendorff_alpha"], agreement["fleiss_kappa"]
     out += [

@@ -29,6 +29,10 @@ Optional columns (used when present, ignored otherwise):
 ``length_a``, ``length_b``
     lengths in characters of ``model_a``'s and ``model_b``'s responses (length bias); the campaign export gives
     the length of the canonical served text, what the rater read.
+``routing_probability``
+    the chance, in (0, 1], that the vote's pair had of being served under adaptive routing; empty for a vote
+    served without it. When present, ``analyze`` adds inverse-probability-weighted win rates and a weighted
+    ranking (``weighting``), which adaptive routing needs to stay unbiased.
 
 Other columns (``campaign``, ``submitted_at``, ``rationale``...) are carried along untouched.
 """
@@ -57,6 +61,7 @@ EXPORT_COLUMNS = (
     "length_b",
     "rationale",
     "identity_reported",
+    "routing_probability",
 )
 TIE = "tie"
 BOTH_BAD = "both_bad"
@@ -236,6 +241,17 @@ def votes_prepare(
     for col in ("seconds", "length_a", "length_b"):
         if col in df.columns:
             df[col] = _number(df, col, first_line)
+    if "routing_probability" in df.columns:
+        probability = _number(df, "routing_probability", first_line)
+        bad = np.flatnonzero(~np.isnan(probability) & ((probability <= 0) | (probability > 1)))
+        if bad.size:
+            pos = int(bad[0])
+            raise VoteTableError(
+                f"Bad vote at {_where(pos, first_line)}: column 'routing_probability' must be a probability "
+                f"above 0 and at most 1 (or empty for a vote served without adaptive routing), "
+                f"not {df['routing_probability'].iloc[pos]!r}."
+            )
+        df["routing_probability"] = probability
 
     n_input = len(df)
     keep = np.ones(n_input, dtype=bool)

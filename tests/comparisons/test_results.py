@@ -72,6 +72,7 @@ def test_analyst_sees_the_headline_in_plain_words(analyst_client, campaign):
     assert "0 still missing" not in page and "complete" in page
     assert "<svg" in page  # the forest plot, drawn on the server
     assert "Krippendorff" in page and "Bradley" in page
+    assert "routing-weighted" not in page  # a uniformly routed campaign needs no weights
 
 
 def test_page_is_reproducible_from_the_votes_export(analyst_client, campaign, tmp_path):

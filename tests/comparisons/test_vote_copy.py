@@ -47,6 +47,9 @@ USERNAMES = ["-mallory", "+bob", "@eve", "=carol", "dave", "erin"]
 # without microseconds.
 SECONDS = [2.9995, 3.0, 0.0005, 12.3456, 1e-7, 59.9999, 2.675, 1.0005]
 WHOLE_SECOND = datetime(2026, 3, 1, 12, 0, 0, tzinfo=UTC)
+# Routing probabilities whose text form is delicate (repeating binary fractions, the last digit, tiny), and
+# none (a vote served without adaptive routing).
+PROBABILITIES = [None, 1 / 3, 0.1, 1.0, 0.7000000000000001, 1e-5, None, 2 / 7]
 
 
 def _voted(rater: Rater, comparison: Comparison, choice: str, draw: random.Random, index: int) -> Vote:
@@ -62,6 +65,7 @@ def _voted(rater: Rater, comparison: Comparison, choice: str, draw: random.Rando
         status=Assignment.Status.VOTED,
         leased_until=at,
         closed_at=at,
+        routing_probability=PROBABILITIES[index % len(PROBABILITIES)],
     )
     left, right = (comparison.response_a, comparison.response_b)[:: 1 if left_is_a else -1]
     winner = {"left": left, "right": right}.get(choice)
@@ -131,6 +135,9 @@ def test_the_vote_table_holds_every_real_vote_as_cast(study):
     assert table["submitted_at"].str.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{6})?Z").all()
     assert set(table["seconds"]) <= {round(s, 3) for s in SECONDS} | {round(4.0 + i / 7, 3) for i in range(300)}
     assert table["identity_reported"].any()
+    stored = dict(real.values_list("pk", "assignment__routing_probability"))
+    assert table["routing_probability"].isna().sum() == sum(p is None for p in stored.values())
+    assert set(table["routing_probability"].dropna()) == {p for p in PROBABILITIES if p is not None}
 
 
 @needs_postgres
@@ -165,6 +172,8 @@ def test_the_export_reads_back_as_the_vote_table(study, tmp_path):
     for column in ("prompt_id", "category", "winner", "rater", "rationale", "submitted_at"):
         assert back[column].tolist() == table[column].tolist(), column
     assert back["seconds"].astype(float).tolist() == table["seconds"].tolist()
+    probability = pd.to_numeric(back["routing_probability"].replace("", None)).to_numpy(dtype=float)
+    np.testing.assert_array_equal(probability, table["routing_probability"].to_numpy())  # NaN where none
 
 
 @needs_postgres

@@ -55,10 +55,11 @@ def test_the_export_appends_served_lengths_and_rationales_after_the_old_columns(
     rows = list(csv.DictReader(out.open(encoding="utf-8", newline="")))
     assert (
         list(rows[0])
-        == [*OLD_COLUMNS, "length_a", "length_b", "rationale", "identity_reported"]
+        == [*OLD_COLUMNS, "length_a", "length_b", "rationale", "identity_reported", "routing_probability"]
         == list(EXPORT_COLUMNS)
     )
     assert len(rows) == 24
+    assert {row["routing_probability"] for row in rows} == {""}  # served without adaptive routing
     texts = {
         (c.prompt.external_id, c.response_a.model.name): (c.response_a.text, c.response_b.text)
         for c in Comparison.objects.filter(campaign=voted_campaign).select_related(
