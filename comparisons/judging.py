@@ -13,9 +13,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-from django.db.models import Count, F, Q
+from django.db.models import Count, F, Q, Sum
 
-from comparisons.models import Campaign, ContentReport, Judgment, Vote
+from comparisons.models import Campaign, Comparison, ContentReport, Judgment, Vote
 from comparisons.stats.flags import flag_rate
 from comparisons.stats.judges import FIRST, SECOND, TIE, disagreement, human_score, judge_pair_stats
 
@@ -92,23 +92,22 @@ def _vote_counts(campaign: Campaign) -> dict[int, tuple[int, int, int]]:
 
 
 def _judged(campaign: Campaign) -> dict[str, dict[tuple[str, str], _Judged]]:
+    judgments = Judgment.objects.filter(comparison__campaign=campaign, comparison__is_attention_check=False)
+    if not judgments.exists():
+        return {}  # no judge imported: the votes need not be counted (a million of them take a second)
     votes = _vote_counts(campaign)
     baseline = campaign.baseline.name if campaign.baseline is not None else None
     out: dict[str, dict[tuple[str, str], _Judged]] = defaultdict(dict)
-    rows = (
-        Judgment.objects.filter(comparison__campaign=campaign, comparison__is_attention_check=False)
-        .order_by("judge", "comparison__prompt__position", "comparison_id")
-        .values_list(
-            "judge",
-            "comparison_id",
-            "preference",
-            "comparison__prompt__external_id",
-            "comparison__prompt__category",
-            "comparison__prompt__position",
-            "comparison__prompt__instruction",
-            "comparison__response_a__model__name",
-            "comparison__response_b__model__name",
-        )
+    rows = judgments.order_by("judge", "comparison__prompt__position", "comparison_id").values_list(
+        "judge",
+        "comparison_id",
+        "preference",
+        "comparison__prompt__external_id",
+        "comparison__prompt__category",
+        "comparison__prompt__position",
+        "comparison__prompt__instruction",
+        "comparison__response_a__model__name",
+        "comparison__response_b__model__name",
     )
     for judge, comparison_id, preference, prompt_id, category, position, instruction, name_a, name_b in rows:
         model, against, model_is_a = _orient(name_a, name_b, baseline)
@@ -207,13 +206,13 @@ def judgment_rows(*, campaign: Campaign) -> Iterator[list[Any]]:
 def content_report_rates(*, campaign: Campaign, confidence: float = 0.95) -> list[dict[str, Any]]:
     """Per model of the campaign: how many votes showed one of its answers (attention checks left out), how many
     of those flagged that answer (any kind, and per kind), the rates in percent with Wilson intervals."""
-    votes = Vote.objects.filter(
-        assignment__comparison__campaign=campaign, assignment__comparison__is_attention_check=False
-    ).order_by()
+    # Every vote on a real comparison adds one to its `votes_count` in the vote's own statement, so the votes
+    # that showed a model's answers are summed over the campaign's comparisons, not counted over its votes.
+    comparisons = Comparison.objects.filter(campaign=campaign, is_attention_check=False).order_by()
     shown: dict[str, int] = defaultdict(int)
     for side in ("response_a", "response_b"):
-        for name, n in votes.values_list(f"assignment__comparison__{side}__model__name").annotate(n=Count("pk")):
-            shown[name] += n
+        for name, n in comparisons.values_list(f"{side}__model__name").annotate(n=Sum("votes_count")):
+            shown[name] += n or 0
     reports = ContentReport.objects.filter(
         vote__assignment__comparison__campaign=campaign, vote__assignment__comparison__is_attention_check=False
     ).order_by()

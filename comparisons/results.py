@@ -16,7 +16,8 @@ import pandas as pd
 from django.conf import settings
 from django.core.cache import cache
 from django.db import connection
-from django.db.models import Count, Exists, F, Max, OuterRef, Q
+from django.db.models import Count, Exists, F, Max, OuterRef, Q, Sum
+from django.db.models.functions import Coalesce
 
 from comparisons import vote_copy
 from comparisons.judging import (
@@ -28,7 +29,13 @@ from comparisons.judging import (
     judgment_rows,
 )
 from comparisons.models import Assignment, Campaign, Comparison, Rater, Vote
-from comparisons.selectors import VOTE_COLUMNS, attention_failed_raters, served_lengths, vote_rows, vote_table
+from comparisons.selectors import (
+    VOTE_COLUMNS,
+    analysis_table,
+    attention_failed_raters,
+    served_lengths,
+    vote_rows,
+)
 from comparisons.services import campaign_prompts
 from comparisons.stats import SUMMARY_COLUMNS, analyze, csv_lines, summary_rows
 from evalsite.cache import cache_call
@@ -61,16 +68,28 @@ ANALYSIS_CACHE_SECONDS = 3600
 def _analysis_cache_key(campaign: Campaign, options: dict[str, Any]) -> str:
     """A key naming the campaign's votes and flags as they are now, and the analysis options.
 
-    Votes are never edited, only added (or deleted by an admin): their count and highest id change
-    with every vote. The flagged raters who rated here are listed (flagging changes the analysis)."""
-    votes = Vote.objects.filter(assignment__comparison__campaign=campaign).aggregate(n=Count("pk"), last=Max("pk"))
+    Votes are never edited, only added, and each vote on a real comparison adds one to that comparison's
+    `votes_count` in the statement that writes it: their sum changes with every such vote, and is read from
+    the campaign's comparisons, not counted over a million votes (which took longer than the cached page).
+    Votes on attention checks (which decide `attention_failed`) are counted by their assignments. A rater
+    deleted with their votes changes the count of all raters (of every campaign: a small table, and a join
+    anywhere also raises the highest id). The flagged raters who rated here are listed (flagging changes the
+    analysis)."""
+    collected = Comparison.objects.filter(campaign=campaign, is_attention_check=False).aggregate(
+        n=Coalesce(Sum("votes_count"), 0)
+    )["n"]
+    gold_votes = Assignment.objects.filter(
+        comparison__campaign=campaign, comparison__is_attention_check=True, status=Assignment.Status.VOTED
+    ).count()
+    raters = Rater.objects.aggregate(n=Count("pk"), last=Max("pk"))
     rated_here = Assignment.objects.filter(rater=OuterRef("pk"), comparison__campaign=campaign)
     flagged = sorted(Rater.objects.filter(flagged=True).filter(Exists(rated_here)).values_list("pk", flat=True))
     state = {
         # The creation time tells this campaign from one that reuses its id in a re-created database.
         "campaign": [campaign.pk, campaign.created_at.isoformat()],
         "baseline": campaign.baseline_id,
-        "votes": [votes["n"], votes["last"]],
+        "votes": [collected, gold_votes],
+        "raters": [raters["n"], raters["last"]],
         "flagged": flagged,
         "min_seconds": settings.MIN_SECONDS_PER_VOTE,
         **options,
@@ -126,7 +145,7 @@ def _analysis(
     ci: str,
     exclude_identity_reports: bool = False,
 ) -> dict[str, Any] | None:
-    frame = vote_table(campaign=campaign)
+    frame = analysis_table(campaign=campaign)
     if frame.empty:
         return None
     flagged = set(

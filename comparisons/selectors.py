@@ -32,6 +32,8 @@ from generation.models import ModelEntry, Prompt, Response
 
 # The one vote schema: the export, `analyze` and the results page all read it.
 VOTE_COLUMNS = list(EXPORT_COLUMNS)
+# What `stats.analyze` reads of them: all but the campaign, the time and the rationale.
+ANALYSIS_COLUMNS = [name for name in VOTE_COLUMNS if name not in ("campaign", "submitted_at", "rationale")]
 
 
 class Progress(TypedDict):
@@ -196,17 +198,17 @@ def _iso(value: datetime) -> str:
     return value.isoformat().replace("+00:00", "Z")
 
 
-_BOOLEAN_COLUMNS = ("attention_failed", "identity_reported")
+_BOOLEAN_TYPES: dict[str, Any] = {"attention_failed": bool, "identity_reported": bool}
 _NUMBER_COLUMNS = {"seconds": "float64", "length_a": "int64", "length_b": "int64", "routing_probability": "float64"}
 
 
-def _vote_frame(data: Any) -> pd.DataFrame:
-    """A DataFrame with exactly VOTE_COLUMNS from rows or from columns, each column of one fixed type:
+def _vote_frame(data: Any, columns: list[str] = VOTE_COLUMNS) -> pd.DataFrame:
+    """A DataFrame with exactly ``columns`` from rows or from columns, each column of one fixed type:
     text as pandas strings, booleans, ``seconds`` and ``routing_probability`` as floats (NaN: none), lengths as
     integers."""
-    frame = pd.DataFrame(data, columns=VOTE_COLUMNS)
-    types: dict[str, Any] = {name: "str" for name in VOTE_COLUMNS}
-    types |= {name: bool for name in _BOOLEAN_COLUMNS} | _NUMBER_COLUMNS
+    frame = pd.DataFrame(data, columns=columns)
+    types: dict[str, Any] = {name: "str" for name in columns}
+    types |= {name: kind for name, kind in (_BOOLEAN_TYPES | _NUMBER_COLUMNS).items() if name in columns}
     return frame.astype(types)
 
 
@@ -222,6 +224,18 @@ def vote_table(*, campaign: Campaign, use_copy: bool | None = None) -> pd.DataFr
         columns = vote_copy.vote_columns(campaign=campaign, failed=failed, lengths=lengths)
         return _vote_frame(columns if columns is not None else [])
     return _vote_frame(list(vote_rows(campaign=campaign)))
+
+
+def analysis_table(*, campaign: Campaign, use_copy: bool | None = None) -> pd.DataFrame:
+    """The campaign's votes with the ANALYSIS_COLUMNS of `vote_table`, the same values in the same order: what
+    the results page analyses. PostgreSQL reads them with a leaner COPY (`vote_copy.analysis_columns`)."""
+    if use_copy is None:
+        use_copy = connection.vendor == "postgresql"
+    if use_copy:
+        failed, lengths = attention_failed_raters(campaign=campaign), served_lengths(campaign=campaign)
+        columns = vote_copy.analysis_columns(campaign=campaign, failed=failed, lengths=lengths)
+        return _vote_frame(columns if columns is not None else [], ANALYSIS_COLUMNS)
+    return vote_table(campaign=campaign, use_copy=False)[ANALYSIS_COLUMNS]
 
 
 # ---------------------------------------------------------------- blinding audit

@@ -21,7 +21,7 @@ from django.db import connection
 from comparisons import results, services, vote_copy
 from comparisons.models import Assignment, Comparison, Rater, Vote
 from comparisons.results import VotesCsv, campaign_analysis
-from comparisons.selectors import VOTE_COLUMNS, vote_table
+from comparisons.selectors import ANALYSIS_COLUMNS, VOTE_COLUMNS, analysis_table, vote_table
 from comparisons.stats import read_votes_csv
 from tests.comparisons.factories import build_campaign
 
@@ -151,6 +151,13 @@ def test_copy_and_orm_give_the_same_vote_table(study):
 
 
 @needs_postgres
+def test_the_analysis_reads_the_vote_tables_columns_in_its_order_either_way(study):
+    full = vote_table(campaign=study, use_copy=False)[ANALYSIS_COLUMNS]
+    pd.testing.assert_frame_equal(analysis_table(campaign=study, use_copy=True), full)
+    pd.testing.assert_frame_equal(analysis_table(campaign=study, use_copy=False), full)
+
+
+@needs_postgres
 def test_copy_and_orm_write_the_same_votes_export(study, monkeypatch):
     """Byte for byte, in several pieces, with the rows counted; and the file reads back as the vote table."""
     monkeypatch.setattr(vote_copy, "CHUNK_VOTES", 16)
@@ -182,7 +189,7 @@ def test_the_results_page_analysis_is_the_same_both_ways(study, monkeypatch, opt
     """What the page leaves out (raters who failed a check or are flagged, too-fast votes, reported pairs)
     is decided on the same table, so the figures and the "left out" counts agree."""
     by_copy = campaign_analysis(campaign=study, n_boot=50, use_cache=False, **options)
-    monkeypatch.setattr(results, "vote_table", lambda campaign: vote_table(campaign=campaign, use_copy=False))
+    monkeypatch.setattr(results, "analysis_table", lambda campaign: analysis_table(campaign=campaign, use_copy=False))
     by_orm = campaign_analysis(campaign=study, n_boot=50, use_cache=False, **options)
     assert by_copy == by_orm
     if options.get("exclude_flagged"):
@@ -211,6 +218,8 @@ def test_an_empty_campaign_gives_an_empty_table_and_a_header(monkeypatch):
     pd.testing.assert_frame_equal(by_copy, vote_table(campaign=campaign, use_copy=False))
     assert by_copy.empty and list(by_copy.columns) == VOTE_COLUMNS
     assert "".join(VotesCsv(campaign=campaign, use_copy=True)) == ",".join(VOTE_COLUMNS) + "\n"
+    lean = analysis_table(campaign=campaign, use_copy=True)
+    assert lean.empty and list(lean.columns) == ANALYSIS_COLUMNS
 
 
 def test_round3_rounds_as_python_does():

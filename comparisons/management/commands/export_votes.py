@@ -1,8 +1,8 @@
 """python manage.py export_votes SLUG OUT.csv: one row per vote, streamed (bounded memory).
 
 Columns: campaign, prompt_id, category, model_a, model_b, left_model, winner, rater, attention_failed,
-submitted_at, seconds, length_a, length_b, rationale, identity_reported, routing_probability. `winner` is a model name, `tie` or
-`both_bad`; `length_a`/`length_b` count the characters of the canonical served texts.
+submitted_at, seconds, length_a, length_b, rationale, identity_reported, routing_probability. `winner` is a
+model name, `tie` or `both_bad`; `length_a`/`length_b` count the characters of the canonical served texts.
 Use `-` as OUT.csv to write to standard output.
 """
 
