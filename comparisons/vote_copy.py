@@ -372,62 +372,90 @@ def _chunks(
         source.close()
 
 
-# The analysis reads fewer columns, all but the choice numbers (see `_analysis_statement`), and how pandas reads
-# them. The order of the votes is the export's, sorted here from the time (in microseconds) and the id.
-_ANALYSIS_DTYPES = {
-    "comparison_id": "int64",
-    "left_is_a": "bool",
-    "choice": "category",
-    "winner_model_id": "int64",
-    "rater_id": "int64",
-    "seconds": "float64",
-    "identity_reported": "bool",
-    "routing_probability": "float64",
-    "submitted_us": "int64",
-    "vote_id": "int64",
-}
+# The analysis read (`_analysis_statement`) is a binary COPY whose every field has a fixed width (no NULL, no
+# text), so its rows are one numpy record type: a 16-bit field count, then per field a 32-bit length and the
+# value, big-endian. Times are PostgreSQL's: microseconds since 2000-01-01 UTC.
+_ANALYSIS_FIELDS = [
+    ("comparison_id", ">i8"),
+    ("left_is_a", "?"),
+    ("choice", ">i2"),
+    ("winner_model_id", ">i8"),
+    ("rater_id", ">i8"),
+    ("seconds", ">f8"),
+    ("identity_reported", "?"),
+    ("routing_probability", ">f8"),
+    ("submitted_at", ">i8"),
+    ("vote_id", ">i8"),
+]
+_ANALYSIS_ROW = np.dtype(
+    [("fields", ">i2")]
+    + [item for i, (name, kind) in enumerate(_ANALYSIS_FIELDS) for item in ((f"size{i}", ">i4"), (name, kind))]
+)
+_BINARY_SIGNATURE = b"PGCOPY\n\xff\r\n\x00"
+# The choices as numbers in the analysis read, in this order.
+_CHOICES = [Vote.Choice.LEFT.value, Vote.Choice.RIGHT.value, Vote.Choice.TIE.value, Vote.Choice.BOTH_BAD.value]
 # Memory PostgreSQL may use for the analysis read's join of votes and assignments (its default of 4 MB makes
 # it spill a million-vote join to disk), for that transaction only.
 ANALYSIS_WORK_MEM = "256MB"
 
 
 def _analysis_statement() -> str:
-    """One vote per line, as CSV, for the analysis: the export's rows less the text PostgreSQL would have to
-    format and sort (names, times, rationales) and the joins that fetch them.
+    """One vote per row, in PostgreSQL's binary format, for the analysis: the export's rows less the text
+    PostgreSQL would have to format and sort (names, times, rationales) and the joins that fetch them.
 
     It stands for::
 
         Vote.objects.filter(
             assignment__comparison__campaign=campaign, assignment__comparison__is_attention_check=False
         ).values_list(
-            "assignment__comparison_id", "assignment__left_is_a", "choice", "winner_model_id",
-            "assignment__rater_id", "seconds", "identity_reported", "assignment__routing_probability",
-            <submitted_at in microseconds since 1970>, "pk",
+            "assignment__comparison_id", "assignment__left_is_a", <the choice's index in _CHOICES>,
+            "winner_model_id", "assignment__rater_id", "seconds", "identity_reported",
+            "assignment__routing_probability", "submitted_at", "pk",
         )
 
     with a missing winner (tie, both bad) and a missing probability as `_NO_WINNER` and `_NO_PROBABILITY`, in
-    no particular order. Bound values (`_analysis_params`): those two stand-ins, then the campaign's id.
+    no particular order. Bound values (`_analysis_params`): the four choices, the two stand-ins, then the
+    campaign's id.
     """
+    choice = f"v.{_name(Vote, 'choice')}"
     columns = [
-        f"a.{_name(Assignment, 'comparison')}",
+        f"a.{_name(Assignment, 'comparison')}::int8",
         f"a.{_name(Assignment, 'left_is_a')}",
-        f"v.{_name(Vote, 'choice')}",
-        f"COALESCE(v.{_name(Vote, 'winner_model')}, %s)",
-        f"a.{_name(Assignment, 'rater')}",
-        f"v.{_name(Vote, 'seconds')}",
+        f"(CASE {choice} WHEN %s THEN 0 WHEN %s THEN 1 WHEN %s THEN 2 WHEN %s THEN 3 END)::int2",
+        f"COALESCE(v.{_name(Vote, 'winner_model')}, %s)::int8",
+        f"a.{_name(Assignment, 'rater')}::int8",
+        f"v.{_name(Vote, 'seconds')}::float8",
         f"v.{_name(Vote, 'identity_reported')}",
-        f"COALESCE(a.{_name(Assignment, 'routing_probability')}, %s)",
-        f"(EXTRACT(EPOCH FROM v.{_name(Vote, 'submitted_at')}) * 1000000)::bigint",
-        f"v.{_name(Vote, 'id')}",
+        f"COALESCE(a.{_name(Assignment, 'routing_probability')}, %s)::float8",
+        f"v.{_name(Vote, 'submitted_at')}",
+        f"v.{_name(Vote, 'id')}::int8",
     ]
-    return f"COPY (SELECT {', '.join(columns)} {_campaign_votes()}) TO STDOUT (FORMAT csv)"  # noqa: S608 - see there
+    return f"COPY (SELECT {', '.join(columns)} {_campaign_votes()}) TO STDOUT (FORMAT binary)"  # noqa: S608 - see there
 
 
 _NO_WINNER = -1
 
 
 def _analysis_params(campaign: Campaign) -> list[Any]:
-    return [_NO_WINNER, _NO_PROBABILITY, campaign.pk]
+    return [*_CHOICES, _NO_WINNER, _NO_PROBABILITY, campaign.pk]
+
+
+def _binary_rows(data: bytes) -> np.ndarray:
+    """The rows of a binary COPY of `_analysis_statement` as records of `_ANALYSIS_ROW`."""
+    if not data:
+        return np.zeros(0, dtype=_ANALYSIS_ROW)
+    signature = len(_BINARY_SIGNATURE)
+    if data[:signature] != _BINARY_SIGNATURE:
+        raise RuntimeError("The analysis read did not return PostgreSQL's binary COPY format.")
+    start = signature + 8 + int.from_bytes(data[signature + 4 : signature + 8], "big")  # flags, extension
+    body = memoryview(data)[start:-2]  # the trailer is a field count of -1
+    if len(body) % _ANALYSIS_ROW.itemsize:
+        raise RuntimeError("The analysis read returned a row of another shape (a NULL or a wider value).")
+    rows = np.frombuffer(body, dtype=_ANALYSIS_ROW)
+    sizes = [np.dtype(kind).itemsize for _, kind in _ANALYSIS_FIELDS]
+    if (rows["fields"] != len(sizes)).any() or any((rows[f"size{i}"] != n).any() for i, n in enumerate(sizes)):
+        raise RuntimeError("The analysis read returned a row of another shape (a NULL or a wider value).")
+    return rows
 
 
 def analysis_columns(*, campaign: Campaign, failed: set[int], lengths: dict[int, int]) -> dict[str, Any] | None:
@@ -438,52 +466,61 @@ def analysis_columns(*, campaign: Campaign, failed: set[int], lengths: dict[int,
     with `ANALYSIS_WORK_MEM`: a million votes in about a second and a half of PostgreSQL's time instead of the
     export's four."""
     lookups = _Lookups.read(campaign, failed=failed, lengths=lengths, for_csv=False)
-    options: dict[str, Any] = {
-        "header": None,
-        "names": list(_ANALYSIS_DTYPES),
-        "dtype": _ANALYSIS_DTYPES,
-        "true_values": ["t"],
-        "false_values": ["f"],
-        "na_filter": False,
-        "encoding": "utf-8",
-    }
     with transaction.atomic():
         with connection.cursor() as cursor:
             cursor.execute("SELECT set_config('work_mem', %s, true)", [ANALYSIS_WORK_MEM])
-        blocks = _copy_out(_analysis_statement(), _analysis_params(campaign))
-        source = io.BufferedReader(_BlockReader(blocks), COPY_BLOCK_BYTES)
-        try:
-            chunk = pd.read_csv(source, **options)
-        except pd.errors.EmptyDataError:
-            return None  # no vote: the COPY wrote nothing at all
-        finally:
-            source.close()
+        chunk = _binary_rows(b"".join(_copy_out(_analysis_statement(), _analysis_params(campaign))))
     if not len(chunk):
         return None
-    chunk = chunk.iloc[np.lexsort((chunk["vote_id"].to_numpy(), chunk["submitted_us"].to_numpy()))]
-    comparison = chunk["comparison_id"].to_numpy()
-    at = _comparison_rows(comparison, lookups)
-    left_is_a = chunk["left_is_a"].to_numpy(dtype=bool)
-    winner_id = chunk["winner_model_id"].to_numpy()
-    winner = chunk["choice"].to_numpy(dtype=object)
+    chunk = chunk[np.lexsort((chunk["vote_id"], chunk["submitted_at"]))]
+    at = _comparison_rows(chunk["comparison_id"].astype(np.int64), lookups)
+    # Names as categories: each distinct name is made once, each vote holds a code.
+    models, model_codes = _vocabulary(np.concatenate([lookups.model_a, lookups.model_b]))
+    code_a, code_b = np.split(model_codes, 2)
+    left_is_a = chunk["left_is_a"]
+    a_at, b_at = code_a[at], code_b[at]
+    winner_id = chunk["winner_model_id"].astype(np.int64)
     decisive = winner_id != _NO_WINNER
-    picked = [int(pk) for pk in np.unique(winner_id[decisive])]
-    names = dict(ModelEntry.objects.filter(pk__in=picked).values_list("pk", "name"))
-    winner[decisive] = _objects([names[int(pk)] for pk in winner_id[decisive]]) if decisive.any() else []
-    rater_codes, rater_ids = pd.factorize(chunk["rater_id"].to_numpy())
+    model_of = dict(ModelEntry.objects.filter(name__in=list(models)).values_list("pk", "name"))
+    position = {name: i for i, name in enumerate(models)}
+    ids = np.unique(winner_id[decisive])
+    by_id = np.array([position[model_of[int(pk)]] for pk in ids], dtype=np.int64)
+    # A tie or both bad is its choice (the decisive choices, left and right, are never the winner's name).
+    verdicts = [choice for choice in _CHOICES if choice not in position]
+    verdict_code = np.array([position[c] if c in position else len(models) + verdicts.index(c) for c in _CHOICES])
+    winner_names = np.concatenate([models, _objects(verdicts)])
+    picked = by_id[np.searchsorted(ids, winner_id)] if len(ids) else 0
+    winner_code = np.where(decisive, picked, verdict_code[chunk["choice"]])
+    rater_codes, rater_ids = pd.factorize(chunk["rater_id"].astype(np.int64))
     usernames = dict(Rater.objects.filter(pk__in=[int(pk) for pk in rater_ids]).values_list("pk", "user__username"))
-    probability = chunk["routing_probability"].to_numpy(dtype=float)
+    probability = chunk["routing_probability"].astype(float)
     return {
-        **lookups.pair_columns(at, left_is_a),
-        "winner": winner,
-        "rater": _objects([usernames[int(pk)] for pk in rater_ids])[rater_codes],
+        "prompt_id": _categorical(lookups.prompt_id, at),
+        "category": _categorical(lookups.category, at),
+        "model_a": pd.Categorical.from_codes(a_at, models),
+        "model_b": pd.Categorical.from_codes(b_at, models),
+        "left_model": pd.Categorical.from_codes(np.where(left_is_a, a_at, b_at), models),
+        "winner": pd.Categorical.from_codes(winner_code, winner_names),
+        "rater": pd.Categorical.from_codes(rater_codes, _objects([usernames[int(pk)] for pk in rater_ids])),
         "attention_failed": np.array([int(pk) in lookups.failed for pk in rater_ids], dtype=bool)[rater_codes],
-        "seconds": round3(chunk["seconds"].to_numpy(dtype=float)),
+        "seconds": round3(chunk["seconds"].astype(float)),
         "length_a": lookups.length_a[at],
         "length_b": lookups.length_b[at],
-        "identity_reported": chunk["identity_reported"].to_numpy(dtype=bool),
+        "identity_reported": chunk["identity_reported"].copy(),
         "routing_probability": np.where(probability == _NO_PROBABILITY, np.nan, probability),
     }
+
+
+def _vocabulary(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The distinct values of a (short, per comparison) array and each value's code among them."""
+    codes, distinct = pd.factorize(values)
+    return _objects(distinct), codes
+
+
+def _categorical(per_comparison: np.ndarray, at: np.ndarray) -> pd.Categorical:
+    """Per vote, the value of its comparison (row ``at``) as a categorical."""
+    distinct, codes = _vocabulary(per_comparison)
+    return pd.Categorical.from_codes(codes[at], distinct)
 
 
 def _comparison_rows(comparison: np.ndarray, lookups: _Lookups) -> np.ndarray:

@@ -104,14 +104,17 @@ def _categories(
     if "category" not in votes.frame.columns:
         return []
     codes, labels = pd.factorize(votes.frame["category"].replace("", NO_CATEGORY).to_numpy(dtype=object), sort=True)
+    # Each category's votes, in table order, as one slice of a stable sort (not one mask per category).
+    order = np.argsort(codes, kind="stable")
+    bounds = np.searchsorted(codes[order], np.arange(len(labels) + 1))
     out = []
     for index, category in enumerate(labels):
-        mask = codes == index
-        prompt_codes, prompt_ids = pd.factorize(votes.prompt[mask], sort=True)
+        rows = order[bounds[index] : bounds[index + 1]]
+        prompt_codes, prompt_ids = pd.factorize(votes.prompt[rows], sort=True)
         cells = cells_build(
-            first=votes.first[mask],
-            second=votes.second[mask],
-            outcome=votes.outcome[mask],
+            first=votes.first[rows],
+            second=votes.second[rows],
+            outcome=votes.outcome[rows],
             prompt=prompt_codes.astype(np.int64),
             n_models=len(votes.models),
             n_prompts=len(prompt_ids),

@@ -120,12 +120,21 @@ def _fail_row(mask: np.ndarray, frame: pd.DataFrame, first_line: int | None, pro
         raise VoteTableError(f"Bad vote at {_where(pos, first_line)}: {problem} ({values}){more}.")
 
 
-def _text(frame: pd.DataFrame, column: str) -> np.ndarray:
-    """The column as stripped Python strings (missing = ""), stripping each distinct value once."""
-    # Plain object arrays factorize several times faster than pandas' string dtypes.
-    codes, uniques = pd.factorize(frame[column].to_numpy(dtype=object), use_na_sentinel=True)
-    cleaned = np.array([str(u).strip() for u in uniques] + [""], dtype=object)
-    return cleaned[codes]  # code -1 (missing) picks the trailing ""
+def _text(frame: pd.DataFrame, column: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The column as stripped Python strings (missing = ""), and the same as codes into its distinct stripped
+    values: (strings, codes, values). Each distinct value is stripped once; a categorical column (the results
+    page's vote table) is not factorized again."""
+    raw = frame[column]
+    if isinstance(raw.dtype, pd.CategoricalDtype):
+        codes, uniques = raw.cat.codes.to_numpy(), raw.cat.categories.to_numpy(dtype=object)
+    else:
+        # Plain object arrays factorize several times faster than pandas' string dtypes.
+        codes, uniques = pd.factorize(raw.to_numpy(dtype=object), use_na_sentinel=True)
+    # Values that differ only in surrounding spaces become one; missing (code -1) becomes "".
+    merged, values = pd.factorize(np.array([str(u).strip() for u in uniques] + [""], dtype=object))
+    codes = merged[np.where(codes < 0, len(uniques), codes)]
+    values = np.asarray(values, dtype=object)
+    return values[codes], codes, values
 
 
 def _boolean(frame: pd.DataFrame, column: str, first_line: int | None) -> np.ndarray:
@@ -197,13 +206,17 @@ def votes_prepare(
 
     df = frame.reset_index(drop=True).copy()
     name_columns = ["model_a", "model_b", "winner"] + (["left_model"] if "left_model" in df.columns else [])
+    texts: dict[str, list[np.ndarray]] = {}
     for col in ("prompt_id", *name_columns, *(c for c in ("category", "rater") if c in df.columns)):
-        df[col] = _text(df, col)
+        df[col], *texts[col] = _text(df, col)
     for col in REQUIRED_COLUMNS:
-        _fail_row(df[col].to_numpy() == "", df, first_line, f"{col} is empty")
-    # Compare names as integer codes in one shared vocabulary: far faster than string comparisons.
-    codes, vocab = pd.factorize(np.concatenate([df[col].to_numpy() for col in name_columns]))
-    code = dict(zip(name_columns, codes.reshape(len(name_columns), len(df)), strict=True))
+        codes, values = texts[col]
+        _fail_row(np.isin(codes, np.flatnonzero(values == "")), df, first_line, f"{col} is empty")
+    # Compare names as integer codes in one shared vocabulary: far faster than string comparisons. The columns'
+    # own distinct values are few, so the vocabulary is made of them, not of every row.
+    shared, vocab = pd.factorize(np.concatenate([texts[col][1] for col in name_columns]))
+    offsets = np.cumsum([0] + [len(texts[col][1]) for col in name_columns])
+    code = {col: shared[offsets[i] + texts[col][0]] for i, col in enumerate(name_columns)}
     lookup = {str(name): i for i, name in enumerate(vocab)}
     code_a, code_b, code_w = code["model_a"], code["model_b"], code["winner"]
     for reserved in (TIE, BOTH_BAD):
