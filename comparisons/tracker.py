@@ -16,6 +16,7 @@ import numpy as np
 
 from comparisons.models import Campaign, Comparison, Vote
 from comparisons.stats.precision import about, precision_project, precision_sentence
+from comparisons.stats.routing import ipw_totals
 from comparisons.stats.sequential import DEFAULT_ALPHA, confidence_sequence
 from generation.models import ModelEntry
 
@@ -117,7 +118,13 @@ def campaign_precision(*, campaign: Campaign) -> CampaignTracker:
         if seen[row] == k:
             done_at[row] = position
     probability = np.array([np.nan if p is None else p for _, _, p in votes], dtype=float)
-    weighted = ~np.isnan(probability)
+    # Weighted win rates as the analysis gives them (stats.weighting): only for a pair whose every vote was routed.
+    vote_pair = comparison_pair[vote_row]
+    routed = ~np.isnan(probability)
+    unrouted = np.bincount(vote_pair[~routed], minlength=n_pairs) > 0
+    weighted_score, weights = ipw_totals(
+        pair=vote_pair[routed], score=score[routed], probability=probability[routed], n_pairs=n_pairs
+    )
 
     capacity_per_pair = np.bincount(comparison_pair, minlength=n_pairs) * k
     pairs: list[PairTracker] = []
@@ -125,11 +132,9 @@ def campaign_precision(*, campaign: Campaign) -> CampaignTracker:
         complete = np.flatnonzero((comparison_pair == index) & (done_at >= 0))
         units = cell_score[complete[np.argsort(done_at[complete])]] / k
         sequence = confidence_sequence(units, alpha=DEFAULT_ALPHA)
-        mine = comparison_pair[vote_row] == index
         weighted_rate = None
-        if weighted[mine].any():
-            w = 1.0 / probability[mine & weighted]
-            weighted_rate = _num(100.0 * float((w * score[mine & weighted]).sum() / w.sum()))
+        if weights[index] > 0 and not unrouted[index]:
+            weighted_rate = _num(100.0 * weighted_score[index] / weights[index])
         half = _num(projected.half_width[index])
         more = None if np.isnan(projected.votes_more[index]) else int(projected.votes_more[index])
         votes_here = int(projected.votes[index])

@@ -95,6 +95,17 @@ def test_the_results_page_analyze_and_the_exports_weight_the_votes_of_an_adaptiv
     page = client.get(reverse("comparisons:results", args=[campaign.slug])).content.decode()
     assert "routing-weighted %" in page and "Ranking weighted by routing probability" in page
 
+    # A vote served before routing was switched on has no probability: its pair gets no weighted figures,
+    # in the tracker as in the analysis, and there is no weighted ranking.
+    unrouted = stored.select_related("comparison__response_a__model", "comparison__response_b__model").first()
+    Assignment.objects.filter(pk=unrouted.pk).update(routing_probability=None)
+    pair = {unrouted.comparison.response_a.model.name, unrouted.comparison.response_b.model.name}
+    (tracker,) = [p for p in campaign_precision(campaign=campaign).pairs if {p.model_a, p.model_b} == pair]
+    assert tracker.weighted_win_rate is None
+    mixed = campaign_analysis(campaign=campaign, use_cache=False)
+    (entry,) = [e for e in mixed["pairs"] if {e["model"], e["baseline"]} == pair]
+    assert entry["weighted_win_rate"] is None and mixed["weighted_ranking"] == []
+
 
 def test_uniform_campaigns_record_no_probability_and_an_adaptive_one_runs_out_cleanly():
     uniform = build_campaign(slug="uni", n_prompts=3, k=1)
