@@ -231,7 +231,7 @@ def test_simulated_raters_finish_a_campaign_and_the_export_credits_the_picked_mo
     assert list(rows[0]) == [
         "campaign", "prompt_id", "category", "model_a", "model_b", "left_model",
         "winner", "rater", "attention_failed", "submitted_at", "seconds", "length_a", "length_b", "rationale",
-        "identity_reported",
+        "identity_reported", "routing_probability",
     ]  # fmt: skip
     assert len(rows) == 15 * k
     instruction_of = {c.prompt.external_id: c.prompt.instruction for c in comparisons}

@@ -75,7 +75,7 @@ def test_the_export_appends_identity_reported_and_the_page_leaves_reported_pairs
     out = tmp_path / "votes.csv"
     call_command("export_votes", campaign.slug, str(out), stdout=io.StringIO())
     rows = list(csv.DictReader(out.open()))
-    assert list(rows[0])[-1] == "identity_reported"
+    assert list(rows[0])[-2:] == ["identity_reported", "routing_probability"]
     assert sorted(r["identity_reported"] for r in rows) == ["false"] * 7 + ["true"]
 
     analyst = make_user("ana")
