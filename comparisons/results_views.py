@@ -103,11 +103,23 @@ def results(request: HttpRequest, slug: str) -> HttpResponse:
                 for b in length["buckets"]
             ],
             agreement=analysis["agreement"],
+            raters_shown=_raters_shown(analysis["agreement"]["raters"]),
             level=level,
             command=_command(analysis, slug=campaign.slug),
             left_out=analysis.get("left_out"),
         )
     return render(request, "comparisons/results/page.html", context)
+
+
+# A study of thousands of raters would make thousands of rows (rendering them took longer than the rest of
+# the cached page): the page lists those who agree least with the others, the analysis has them all.
+RATERS_SHOWN = 50
+
+
+def _raters_shown(raters: list[dict]) -> dict:
+    """The raters the page lists, lowest agreement first (none yet last), and how many more there are."""
+    ordered = sorted(raters, key=lambda r: (r["agreement"] is None, r["agreement"] or 0.0, r["rater"]))
+    return {"rows": ordered[:RATERS_SHOWN], "more": max(0, len(ordered) - RATERS_SHOWN)}
 
 
 def _judges_reports_snapshots(campaign: Campaign) -> dict:

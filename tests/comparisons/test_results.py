@@ -255,3 +255,15 @@ def test_page_shows_the_length_controlled_win_rate_beside_the_raw_one(analyst_cl
     page = analyst_client.get(results_url(campaign)).content.decode()
     assert "<th>length-controlled %</th>" in page
     assert f'<td class="num">{pair["lc_win_rate"]:.1f}</td>' in page
+
+
+def test_the_page_lists_the_raters_who_agree_least_and_counts_the_others():
+    from comparisons.results_views import RATERS_SHOWN, _raters_shown
+
+    raters = [{"rater": f"r{i:03d}", "votes": 5, "units": 5, "agreement": 100.0 - i % 90} for i in range(120)]
+    raters.append({"rater": "newcomer", "votes": 1, "units": 0, "agreement": None})
+    shown = _raters_shown(raters)
+    agreements = [r["agreement"] for r in shown["rows"]]
+    assert len(shown["rows"]) == RATERS_SHOWN and shown["more"] == len(raters) - RATERS_SHOWN
+    assert agreements == sorted(agreements) and agreements[0] == 11.0  # the least agreeing first
+    assert _raters_shown(raters[:3])["rows"][-1]["rater"] == "r000" and _raters_shown(raters[:3])["more"] == 0
