@@ -157,7 +157,7 @@ def _analysis(
     # Too fast to have read both answers (settings.MIN_SECONDS_PER_VOTE): kept, but left out with the flagged.
     min_seconds = float(settings.MIN_SECONDS_PER_VOTE) if exclude_flagged else None
     baseline = campaign.baseline.name if campaign.baseline is not None else None
-    if baseline is not None and baseline not in set(frame["model_a"]) | set(frame["model_b"]):
+    if baseline is not None and baseline not in set(frame["model_a"].unique()) | set(frame["model_b"].unique()):
         baseline = None
     analysis = analyze(
         frame, baseline=baseline, n_boot=n_boot, seed=seed, ci=ci, exclude_flagged=exclude_flagged,
