@@ -106,9 +106,10 @@ def weighted_estimates(
 
     ranking = None
     if not unrouted.any():
-        # Each pair keeps its number of votes and takes the weighted share of wins.
+        # Each pair keeps its number of votes and takes the weighted share of wins (a pair without a counted
+        # vote, all both bad and left out, has no share and no games).
         games, replicate_games = total[2 * n_pairs :], replicates[:, 2 * n_pairs :]
-        first, replicate_first = games * share, replicate_games * np.nan_to_num(replicate_share)
+        first, replicate_first = games * np.nan_to_num(share), replicate_games * np.nan_to_num(replicate_share)
         ranking = ranking_compute(
             models=votes.models,
             pair_first=cells.pair_first,

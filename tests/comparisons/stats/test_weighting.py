@@ -173,3 +173,19 @@ def test_the_weighted_win_rates_and_ranking_of_routed_campaigns_average_to_the_t
     assert np.abs(z(plain, truth)).max() > 5
     assert np.abs(z(weighted_gap, np.array([100.0, 50.0]))).max() < 3.5
     assert np.abs(z(plain_gap, np.array([100.0, 50.0]))).max() > 5
+
+
+def test_a_pair_whose_votes_were_all_left_out_as_both_bad_does_not_spoil_the_weighted_ranking():
+    frame = pd.DataFrame(
+        {
+            "prompt_id": ["p1", "p2", "p1", "p2", "p3"],
+            "model_a": [A, A, A, A, B],
+            "model_b": [B, B, C, C, C],
+            "winner": ["both_bad", "both_bad", A, C, B],
+            "routing_probability": [0.5, 0.5, 0.2, 0.4, 1.0],
+        }
+    )
+    result = analyze(frame, both_bad="exclude", n_boot=20)
+    (met_only_in_both_bad,) = [e for e in result["pairs"] if {e["model"], e["baseline"]} == {A, B}]
+    assert met_only_in_both_bad["weighted_win_rate"] is None  # A and B met only in votes left out
+    assert all(r["score"] is not None for r in result["weighted_ranking"])
