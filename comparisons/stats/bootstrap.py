@@ -230,3 +230,11 @@ def ratio_intervals(
 def num(x: float) -> float | None:
     """A float for JSON: None for NaN."""
     return None if np.isnan(x) else float(x)
+
+
+def rate_fields(prefix: str, rate: float, low: float, high: float, *, flip: bool) -> dict[str, float | None]:
+    """``{prefix}win_rate``, ``{prefix}ci_low``, ``{prefix}ci_high`` (percent) of a pair's first model, or with
+    ``flip`` of its second (100 minus the rate, the bounds swapped); None for NaN."""
+    if flip:
+        rate, low, high = 100.0 - rate, 100.0 - high, 100.0 - low
+    return {f"{prefix}win_rate": num(rate), f"{prefix}ci_low": num(low), f"{prefix}ci_high": num(high)}

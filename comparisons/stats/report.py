@@ -12,7 +12,7 @@ from scipy import sparse
 
 from .agreement import agreement_summary
 from .bias import length_bias, position_bias
-from .bootstrap import CI_METHODS, num, replicate_sums
+from .bootstrap import CI_METHODS, rate_fields, replicate_sums
 from .length_control import LengthControlled, length_controlled
 from .pairs import Cells, PairStats, cells_build, pair_stats
 from .ranking import ELO_BASE, ranking_compute, winrate_matrix
@@ -50,13 +50,6 @@ def _pair_columns_with_second(cells: Cells) -> sparse.csr_matrix:
     ).tocsr()
 
 
-def _lc_fields(lc: LengthControlled, k: int, *, flip: bool) -> dict:
-    values = (lc.win_rate[k], lc.ci_low[k], lc.ci_high[k])
-    if flip:
-        values = (100.0 - values[0], 100.0 - values[2], 100.0 - values[1])
-    return dict(zip(("lc_win_rate", "lc_ci_low", "lc_ci_high"), (num(v) for v in values), strict=True))
-
-
 def _pair_entries(
     stats: PairStats,
     models: list[str],
@@ -73,7 +66,7 @@ def _pair_entries(
         entry = {"model": second, "baseline": first} if flip else {"model": first, "baseline": second}
         entry.update(stats.entry(k, flip=flip))
         if lc is not None:
-            entry.update(_lc_fields(lc, k, flip=flip))
+            entry.update(rate_fields("lc_", lc.win_rate[k], lc.ci_low[k], lc.ci_high[k], flip=flip))
         if weighted is not None:
             entry.update(weighted.fields(k, flip=flip))
         entries.append(entry)

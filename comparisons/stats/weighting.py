@@ -21,7 +21,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import sparse
 
-from .bootstrap import percentile_bounds, replicate_sums
+from .bootstrap import percentile_bounds, rate_fields, replicate_sums
 from .pairs import Cells
 from .ranking import Ranking, ranking_compute
 from .table import FIRST_WINS, SECOND_WINS, TIED, Votes
@@ -42,13 +42,7 @@ class Weighted:
     def fields(self, k: int, *, flip: bool) -> dict[str, float | None]:
         """Pair ``k``'s ``weighted_win_rate``, ``weighted_ci_low``, ``weighted_ci_high``, for its second model
         with ``flip``."""
-        values = (self.win_rate[k], self.ci_low[k], self.ci_high[k])
-        if flip:
-            values = (100.0 - values[0], 100.0 - values[2], 100.0 - values[1])
-        return {
-            name: None if np.isnan(value) else float(value)
-            for name, value in zip(("weighted_win_rate", "weighted_ci_low", "weighted_ci_high"), values, strict=True)
-        }
+        return rate_fields("weighted_", self.win_rate[k], self.ci_low[k], self.ci_high[k], flip=flip)
 
 
 def routing_probabilities(votes: Votes) -> np.ndarray | None:
