@@ -126,3 +126,37 @@ def test_answers_reach_the_callback_in_groups_as_they_end_and_stop_drops_the_res
     )
     assert [len(g) for g in stopped] == [3]
     assert partial == stopped[0]
+
+
+def test_cpu_weights_are_packed_for_onednn_only_when_the_copy_fits_and_answers_do_not_change(
+    tiny_checkpoint, monkeypatch
+):
+    from generation import continuous
+
+    prompts = items(6)
+    settings = GenerationSettings(max_new_tokens=12, batch_size=4)
+    packed = load_model(tiny_checkpoint("llama"))
+    assert continuous_decoder(packed).linear.packed
+    # Little memory left: the decoder keeps the model's own matrices (no second copy) and plain F.linear.
+    monkeypatch.setattr(continuous, "_available_bytes", lambda: 1024)
+    plain = load_model(tiny_checkpoint("llama"))
+    assert not continuous_decoder(plain).linear.packed
+    q_proj = plain.model.model.layers[0].self_attn.q_proj
+    assert continuous_decoder(plain).layers[0].qkv.data_ptr() == q_proj.weight.data_ptr()
+    on_packed = {r.key: r.text for r in generate_batched(packed, prompts, template="alpaca", settings=settings)}
+    on_plain = {r.key: r.text for r in generate_batched(plain, prompts, template="alpaca", settings=settings)}
+    assert on_packed == on_plain
+
+
+def test_a_packed_row_is_computed_bit_for_bit_alike_whatever_rows_sit_beside_it(tiny_checkpoint):
+    loaded = load_model(tiny_checkpoint("llama"))
+    decoder = continuous_decoder(loaded)
+    prompts = build_prompts(loaded, items(5), "alpaca")
+    width = max(len(p) for p in prompts) + 2
+    cache = decoder.new_cache(5, width)
+    with torch.inference_mode():
+        first = [decoder.prefill(ids, cache, slot).argmax() for slot, ids in enumerate(prompts)]
+        positions = torch.tensor([len(ids) for ids in prompts])
+        together = decoder.step(torch.stack(first), positions, cache)
+        alone = decoder.step(torch.stack(first[:1]), positions[:1], cache)
+    assert torch.equal(together[0], alone[0])
