@@ -40,6 +40,18 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 
+def _peak_mib() -> float:
+    """This process's peak resident memory. Not ru_maxrss: that survives exec, so a spawned phase would report
+    its parent's peak (the GGUF conversion's, on a first run) when it is the larger."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
 def _phase(kind: str, model_dir: str, n_prompts: int, batch_size: int, max_new_tokens: int, queue) -> None:
     import torch
 
@@ -71,8 +83,7 @@ def _phase(kind: str, model_dir: str, n_prompts: int, batch_size: int, max_new_t
             eos = set(loaded.eos_token_ids)
             tokens += next((i for i, t in enumerate(new) if t in eos), len(new))
     seconds = time.perf_counter() - began
-    peak_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    queue.put({"kind": kind, "tokens": tokens, "seconds": seconds, "peak_mib": peak_kib / 1024})
+    queue.put({"kind": kind, "tokens": tokens, "seconds": seconds, "peak_mib": _peak_mib()})
 
 
 def run_phase(kind: str, *args, target=_phase) -> dict:
@@ -175,7 +186,7 @@ def _real_phase(kind: str, spec: dict, queue) -> None:
             "seconds": seconds,
             "gflops": flops / seconds / 1e9,
             "matmul_peak_gflops": peak,
-            "peak_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+            "peak_mib": _peak_mib(),
             "answers": answers,
         }
     )

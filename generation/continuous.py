@@ -244,25 +244,32 @@ class LlamaDecoder:
         rows = tokens.shape[0]
         width = int(positions.max()) + 1
         x = F.embedding(tokens, self.embed)[:, None]  # [rows, 1, hidden]
-        cos, sin = self.rotary(x, positions[:, None])
-        cos, sin = cos[:, None], sin[:, None]
-        # A row sees its own columns 0..position; columns beyond belong to nobody yet (or to a longer row).
+        cos, sin = self.rotary(x, positions[:, None])  # [rows, 1, head_dim]: broadcast over heads
+        # A row sees its own columns 0..position; columns beyond belong to nobody yet (or to a longer row). The
+        # mask is added to the scores of every key head's query group: [rows x key heads, 1, width].
         hidden_cols = torch.arange(width, device=self.device)[None] > positions[:, None]
-        bias = torch.zeros((rows, 1, 1, width), dtype=torch.float32, device=self.device)
-        bias.masked_fill_(hidden_cols[:, None, None], float("-inf"))
+        bias = torch.zeros((rows, 1, width), dtype=torch.float32, device=self.device)
+        bias.masked_fill_(hidden_cols[:, None], float("-inf"))
+        bias = bias.repeat_interleave(self.n_kv, dim=0)
         row_ids = torch.arange(rows, device=self.device)
         group = self.n_heads // self.n_kv
+        n_rotated = self.n_heads + self.n_kv
         for layer, (keys, values) in zip(self.layers, cache, strict=True):
-            q, k, v = self.linear(_rms(x, layer.ln1, self.eps), layer.qkv).split(self._split, dim=-1)
-            q = _rotate(q.view(rows, 1, self.n_heads, self.head_dim).transpose(1, 2), cos, sin)
-            k = _rotate(k.view(rows, 1, self.n_kv, self.head_dim).transpose(1, 2), cos, sin)
-            keys[row_ids, :, positions] = k[:, :, 0].to(self.cache_dtype)
-            values[row_ids, :, positions] = v.view(rows, self.n_kv, self.head_dim).to(self.cache_dtype)
+            qkv = self.linear(_rms(x, layer.ln1, self.eps), layer.qkv)
+            # Queries and keys side by side in qkv: one rotation for both.
+            qk = qkv[..., : n_rotated * self.head_dim].view(rows, n_rotated, self.head_dim)
+            qk = _rotate(qk, cos, sin)
+            q, k = qk.split((self.n_heads, self.n_kv), dim=1)
+            v = qkv[..., n_rotated * self.head_dim :].view(rows, self.n_kv, self.head_dim)
+            keys[row_ids, :, positions] = k.to(self.cache_dtype)
+            values[row_ids, :, positions] = v.to(self.cache_dtype)
             # Grouped-query attention without copying keys: query heads of one key head share a matmul.
-            q = q.reshape(rows, self.n_kv, group, self.head_dim).to(self.cache_dtype)
-            scores = torch.matmul(q, keys[:rows, :, :width].transpose(-1, -2)).float() * self.scale + bias
+            q = q.reshape(rows * self.n_kv, group, self.head_dim).to(self.cache_dtype)
+            visible_keys = keys[:rows, :, :width].reshape(rows * self.n_kv, width, self.head_dim)
+            scores = torch.add(bias, torch.bmm(q, visible_keys.transpose(1, 2)).float(), alpha=self.scale)
             weights = torch.softmax(scores, dim=-1).to(self.cache_dtype)
-            attn = torch.matmul(weights, values[:rows, :, :width])  # [rows, kv, group, head_dim]
+            visible_values = values[:rows, :, :width].reshape(rows * self.n_kv, width, self.head_dim)
+            attn = torch.bmm(weights, visible_values)  # [rows x key heads, group, head_dim]
             x = x + self.linear(attn.reshape(rows, 1, -1).to(self.dtype), layer.o)
             gate, up = self.linear(_rms(x, layer.ln2, self.eps), layer.gate_up).chunk(2, dim=-1)
             x = x + self.linear(F.silu(gate) * up, layer.down)
