@@ -272,7 +272,7 @@ def main_real(args: argparse.Namespace) -> None:
     print(f"float32 matmul peak (1024^3, median of each phase's own measurement): {peak:.1f} GFLOP/s "
           f"(range {min(peaks):.1f}-{max(peaks):.1f})")  # fmt: skip
     print(f"{len(runs)} run(s); min-median-max where more than one")
-    header = f"{'':18}{'tokens':>8}{'tokens/s':>20}{'x per-prompt':>18}{'% of peak':>16}{'peak RSS MiB':>14}"
+    header = f"{'':18}{'tokens':>8}{'tokens/s':>20}{'x per-prompt':>18}{'% of peak':>16}{'peak RSS MiB':>16}"
     print(header)
     baseline = runs[0]["per-prompt"]
     summary = {}
@@ -285,7 +285,7 @@ def main_real(args: argparse.Namespace) -> None:
         rss = [p["peak_mib"] for p in per_run]
         print(
             f"{name:18}{per_run[0]['tokens']:>8}{_spread(rates):>20}{_spread(ratios, '{:.2f}'):>18}"
-            f"{_spread(fractions):>16}{_spread(rss, '{:.0f}'):>14}"
+            f"{_spread(fractions):>16}{_spread(rss, '{:.0f}'):>16}"
         )
         summary[name] = {"tokens_per_s": rates, "ratio": ratios, "percent_of_peak": fractions, "peak_mib": rss}
     # Greedy answers of the batched generator against the per-prompt loop, prompt by prompt.
@@ -354,7 +354,7 @@ def main() -> None:
         batched = run_phase("batched", *common)
     print(f"model: LLaMA architecture, {params / 1e6:.1f}M parameters, float32, CPU threads {torch.get_num_threads()}")
     print(f"prompts: {args.prompts} (Alpaca template), max_new_tokens {args.max_new_tokens}, greedy")
-    print(f"{'':26}{'tokens':>8}{'seconds':>10}{'tokens/s':>11}{'peak RSS MiB':>14}")
+    print(f"{'':26}{'tokens':>8}{'seconds':>10}{'tokens/s':>11}{'peak RSS MiB':>16}")
     for name, r in (("per-prompt generate loop", loop), (f"batched (batch {args.batch_size})", batched)):
         print(
             f"{name:26}{r['tokens']:>8}{r['seconds']:>10.1f}{r['tokens'] / r['seconds']:>11.1f}{r['peak_mib']:>14.0f}"
