@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
@@ -19,7 +20,7 @@ from django.db import connection
 from django.db.models import Count, Exists, F, Max, OuterRef, Q, Sum
 from django.db.models.functions import Coalesce
 
-from comparisons import vote_copy
+from comparisons import plots, vote_copy
 from comparisons.judging import (
     CONTENT_REPORT_COLUMNS,
     JUDGE_COLUMNS,
@@ -134,6 +135,31 @@ def campaign_analysis(
     if reachable:  # one failed call is enough: do not wait on an unreachable cache twice
         cache_call(cache, "set", key, {"analysis": analysis}, ANALYSIS_CACHE_SECONDS, what="Analysis")
     return analysis
+
+
+# The drawing code is part of what a cached figure depends on: a change to it draws the figures anew.
+_FIGURES_CODE = hashlib.sha256(Path(plots.__file__).read_bytes()).hexdigest()[:16]
+
+
+def results_figures(analysis: dict[str, Any]) -> dict[str, str]:
+    """The results page's two figures (pairs' win rates, the ranking) as inline SVG.
+
+    Drawing them took longer than the rest of a cached results page, so they are cached under a digest of
+    everything they are drawn from (the pairs, the ranking, the confidence level and the drawing code)."""
+    confidence = analysis["settings"]["confidence"]
+    drawn_from = {"pairs": analysis["pairs"], "ranking": analysis["ranking"], "confidence": confidence}
+    digest = hashlib.sha256(json.dumps(drawn_from, sort_keys=True, default=str).encode()).hexdigest()
+    key = f"blindeval:figures:{_FIGURES_CODE}:{digest}"
+    reachable, cached = cache_call(cache, "get", key, what="Figures")
+    if cached is not None:
+        return cached
+    figures = {
+        "forest_svg": plots.forest_plot_svg(analysis["pairs"], confidence=confidence),
+        "ranking_svg": plots.ranking_plot_svg(analysis["ranking"], confidence=confidence),
+    }
+    if reachable:
+        cache_call(cache, "set", key, figures, ANALYSIS_CACHE_SECONDS, what="Figures")
+    return figures
 
 
 def _analysis(

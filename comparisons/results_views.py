@@ -13,13 +13,13 @@ from comparisons import services
 from comparisons.access import analyst_required
 from comparisons.judging import content_report_rates, judge_comparison
 from comparisons.models import Campaign, ResultSnapshot
-from comparisons.plots import forest_plot_svg, ranking_plot_svg
 from comparisons.results import (
     EXPORT_KINDS,
     campaign_analysis,
     export_stream,
     identity_leak_rates,
     identity_reports_count,
+    results_figures,
 )
 from comparisons.selectors import campaign_vote_totals
 from comparisons.stats import components_words, format_p, headline, interval_words
@@ -85,8 +85,7 @@ def results(request: HttpRequest, slug: str) -> HttpResponse:
             length_controlled=any(pair.get("lc_win_rate") is not None for pair in analysis["pairs"]),
             routed="weighted_ranking" in analysis,
             components_warning=components_words(analysis["ranking_components"]),
-            forest_svg=forest_plot_svg(analysis["pairs"], confidence=confidence),
-            ranking_svg=ranking_plot_svg(analysis["ranking"], confidence=confidence),
+            **results_figures(analysis),
             matrix=[
                 {"model": model, "cells": [_pct(value) for value in row]}
                 for model, row in zip(models, analysis["win_rate_matrix"]["values"], strict=True)

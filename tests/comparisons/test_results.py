@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import secrets
 
 import pytest
 from django.core.management import CommandError, call_command
@@ -267,3 +268,32 @@ def test_the_page_lists_the_raters_who_agree_least_and_counts_the_others():
     assert len(shown["rows"]) == RATERS_SHOWN and shown["more"] == len(raters) - RATERS_SHOWN
     assert agreements == sorted(agreements) and agreements[0] == 11.0  # the least agreeing first
     assert _raters_shown(raters[:3])["rows"][-1]["rater"] == "r000" and _raters_shown(raters[:3])["more"] == 0
+
+
+def test_the_page_draws_its_figures_once_until_the_numbers_change(analyst_client, settings, monkeypatch):
+    from comparisons import plots, results
+
+    settings.MIN_SECONDS_PER_VOTE = 0
+    # Keys of their own: an earlier test's identical figures may sit in a shared cache.
+    monkeypatch.setattr(results, "_FIGURES_CODE", secrets.token_hex(8))
+    drawn: list[int] = []
+    draw = plots.forest_plot_svg
+    monkeypatch.setattr(plots, "forest_plot_svg", lambda pairs, **kw: drawn.append(len(pairs)) or draw(pairs, **kw))
+    campaign = build_campaign(slug="figures-study", n_prompts=6, k=2)
+    vote_as_planned(campaign, invite_rater(campaign), PLAN)
+
+    def forest() -> str:
+        page = analyst_client.get(results_url(campaign)).content.decode()
+        start = page.index("<svg")
+        return page[start : page.index("</svg>", start)]
+
+    first = forest()
+    assert "75.0%" in first or "25.0%" in first  # zebra: 4 wins, a tie and a loss in 6
+    assert forest() == first
+    assert drawn == [1]
+    # A new vote changes the numbers: the figure is drawn anew, never served stale.
+    rater = invite_rater(campaign)
+    assignment = services.assignment_next(rater=rater, campaign=campaign)
+    services.vote_cast(rater=rater, token=assignment.token, choice="tie")
+    assert forest() != first
+    assert drawn == [1, 1]
