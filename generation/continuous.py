@@ -88,6 +88,16 @@ def _available_bytes() -> int:
         return 0
 
 
+def _packing_works() -> bool:
+    """Whether this torch build packs and runs a linear through oneDNN (builds for other CPUs may lack it)."""
+    try:
+        packed = torch.ops.mkldnn._reorder_linear_weight(torch.ones(2, 2), _PACKED_FOR_ROWS)
+        out = torch.ops.mkldnn._linear_pointwise(torch.ones(1, 2), packed, None, "none", [], "")
+    except (AttributeError, RuntimeError, NotImplementedError):
+        return False
+    return bool(torch.equal(out, torch.full((1, 2), 2.0)))
+
+
 class _Linears:
     """``x @ weight.T`` for the decoder's weight matrices: oneDNN on packed weights where that pays, else F.linear."""
 
@@ -98,8 +108,8 @@ class _Linears:
             first.device.type == "cpu"
             and first.dtype == torch.float32
             and torch.backends.mkldnn.is_available()
-            and hasattr(torch.ops.mkldnn, "_linear_pointwise")
             and extra <= _PACKED_SHARE_OF_AVAILABLE * _available_bytes()
+            and _packing_works()
         )
 
     def prepare(self, weight: torch.Tensor) -> torch.Tensor:
