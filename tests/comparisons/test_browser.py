@@ -8,7 +8,7 @@ from __future__ import annotations
 from urllib.parse import urlsplit
 
 from comparisons.models import Comparison, Rater, Vote
-from tests.browser import ARTIFACTS, BROWSER_TEST_MARKS, CHROMIUM, LAUNCH_ARGS
+from tests.browser import ARTIFACTS, BROWSER_TEST_MARKS, chromium_page
 from tests.comparisons.factories import build_campaign
 
 pytestmark = BROWSER_TEST_MARKS
@@ -31,17 +31,11 @@ def speedup(before, after):
 
 
 def rate_in_the_browser(base_url: str, invite_token: str, slug: str) -> dict:
-    """Everything the browser does, with no database access: Playwright's sync API runs an event loop in
-    this thread, and ORM calls made inside it would open a connection of their own that is never closed."""
-    from playwright.sync_api import expect, sync_playwright
+    """Everything the browser does, with no database access (see `tests.browser.chromium_page`)."""
+    from playwright.sync_api import expect
 
     seen: dict = {"errors": [], "api": []}
-    expect.set_options(timeout=20_000)  # the CI machine may be busy: wait longer than the default 5 s
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=LAUNCH_ARGS)
-        page = browser.new_page(viewport={"width": 1280, "height": 900})
-        page.on("pageerror", lambda exc: seen["errors"].append(str(exc)))
-        page.on("console", lambda msg: seen["errors"].append(msg.text) if msg.type == "error" else None)
+    with chromium_page(seen, console=True) as page:
         page.on(
             "request",
             lambda request: (
@@ -81,7 +75,6 @@ def rate_in_the_browser(base_url: str, invite_token: str, slug: str) -> dict:
         page.wait_for_url(f"**/rate/{slug}/done")
         page.screenshot(path=str(ARTIFACTS / "rater-end-page.png"), full_page=True)
         seen["code"] = page.locator("#completion-code").inner_text()
-        browser.close()
     return seen
 
 
@@ -90,7 +83,6 @@ def test_join_vote_with_the_keyboard_and_reach_the_end_page(live_server):
     first = Comparison.objects.filter(campaign=campaign).order_by("pk").first()
     first.response_a.text = RICH_ANSWER
     first.response_a.save()
-    ARTIFACTS.mkdir(exist_ok=True)
 
     seen = rate_in_the_browser(live_server.url, campaign.invite_token, campaign.slug)
 

@@ -5,24 +5,18 @@ from __future__ import annotations
 from django.core.cache import cache
 
 from comparisons.models import Vote
-from tests.browser import ARTIFACTS, BROWSER_TEST_MARKS, CHROMIUM, LAUNCH_ARGS
+from tests.browser import ARTIFACTS, BROWSER_TEST_MARKS, chromium_page, join_by_invite
 from tests.comparisons.factories import build_campaign
 
 pytestmark = BROWSER_TEST_MARKS
 
 
 def vote_twice_quickly(base_url: str, invite_token: str, slug: str) -> dict:
-    from playwright.sync_api import expect, sync_playwright
+    from playwright.sync_api import expect
 
     seen: dict = {"errors": []}
-    expect.set_options(timeout=20_000)
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=LAUNCH_ARGS)
-        page = browser.new_page(viewport={"width": 1280, "height": 800})
-        page.on("pageerror", lambda exc: seen["errors"].append(str(exc)))
-        page.goto(f"{base_url}/join/{invite_token}")
-        page.get_by_role("button", name="Start rating").click()
-        page.wait_for_url(f"**/rate/{slug}/")
+    with chromium_page(seen, height=800) as page:
+        join_by_invite(page, base_url, invite_token, slug)
         bar = page.locator("#progress")
         page.keyboard.press("1")
         expect(bar).to_have_attribute("aria-valuenow", "1")
@@ -35,7 +29,6 @@ def vote_twice_quickly(base_url: str, invite_token: str, slug: str) -> dict:
         seen["status_box"], seen["buttons_box"] = status.bounding_box(), buttons.bounding_box()
         seen["progress"] = bar.get_attribute("aria-valuenow")
         page.screenshot(path=str(ARTIFACTS / "rater-page-slow-down.png"))
-        browser.close()
     return seen
 
 
@@ -44,7 +37,6 @@ def test_a_rater_over_the_vote_limit_is_told_to_slow_down_next_to_the_buttons(li
     settings.RATE_LIMITS = {"comparisons:api_vote": "1/60"}
     cache.clear()
     campaign = build_campaign(n_prompts=3, k=1)
-    ARTIFACTS.mkdir(exist_ok=True)
 
     seen = vote_twice_quickly(live_server.url, campaign.invite_token, campaign.slug)
 

@@ -4,7 +4,7 @@ and the checkboxes are cleared for the next pair."""
 from __future__ import annotations
 
 from comparisons.models import Assignment, ContentReport, Vote
-from tests.browser import BROWSER_TEST_MARKS, CHROMIUM, LAUNCH_ARGS
+from tests.browser import BROWSER_TEST_MARKS, chromium_page, join_by_invite
 from tests.comparisons.factories import build_campaign
 from tests.comparisons.test_content_reports import shown
 
@@ -14,17 +14,11 @@ pytestmark = BROWSER_TEST_MARKS
 def report_in_the_browser(base_url: str, invite_token: str, slug: str) -> dict:
     """Open *Report an answer*, tick "Response B is harmful", vote A; then vote on the next pair without a report.
     No database access in here (Playwright's event loop runs in this thread)."""
-    from playwright.sync_api import expect, sync_playwright
+    from playwright.sync_api import expect
 
     seen: dict = {"errors": []}
-    expect.set_options(timeout=20_000)
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=LAUNCH_ARGS)
-        page = browser.new_page(viewport={"width": 1280, "height": 900})
-        page.on("pageerror", lambda exc: seen["errors"].append(str(exc)))
-        page.goto(f"{base_url}/join/{invite_token}")
-        page.get_by_role("button", name="Start rating").click()
-        page.wait_for_url(f"**/rate/{slug}/")
+    with chromium_page(seen) as page:
+        join_by_invite(page, base_url, invite_token, slug)
         seen["first"] = page.locator("#assignment").input_value()
         page.get_by_text("Report an answer").click()
         page.locator('input[value="B:harmful"]').check()
@@ -34,7 +28,6 @@ def report_in_the_browser(base_url: str, invite_token: str, slug: str) -> dict:
         seen["second"] = page.locator("#assignment").input_value()
         page.get_by_role("button", name="B is better").click()
         page.wait_for_url(f"**/rate/{slug}/done")
-        browser.close()
     return seen
 
 

@@ -18,7 +18,7 @@ from comparisons import services
 from comparisons.models import Vote
 from comparisons.results import campaign_analysis
 from comparisons.stats import VoteTableError, analyze, read_votes_csv, votes_prepare
-from tests.browser import ARTIFACTS, BROWSER_TEST_MARKS, CHROMIUM, LAUNCH_ARGS
+from tests.browser import ARTIFACTS, BROWSER_TEST_MARKS, chromium_page, join_by_invite
 from tests.comparisons.factories import build_campaign, make_user
 
 
@@ -152,24 +152,17 @@ def test_a_bad_identity_reported_value_names_its_line(tmp_path):
 
 def report_in_the_browser(base_url: str, invite_token: str, slug: str) -> dict:
     """Tick the report, vote with the keyboard, and check the next pair starts unticked (no database access here)."""
-    from playwright.sync_api import expect, sync_playwright
+    from playwright.sync_api import expect
 
     seen: dict = {"errors": []}
-    expect.set_options(timeout=20_000)
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=LAUNCH_ARGS)
-        page = browser.new_page(viewport={"width": 1280, "height": 900})
-        page.on("pageerror", lambda exc: seen["errors"].append(str(exc)))
-        page.goto(f"{base_url}/join/{invite_token}")
-        page.get_by_role("button", name="Start rating").click()
-        page.wait_for_url(f"**/rate/{slug}/")
+    with chromium_page(seen) as page:
+        join_by_invite(page, base_url, invite_token, slug)
         page.get_by_label("This reveals who wrote it").check()
         page.screenshot(path=str(ARTIFACTS / "rater-page-identity-report.png"), full_page=True)
         seen["token"] = page.locator("#assignment").input_value()
         page.keyboard.press("2")  # a shortcut still works while the checkbox has the focus
         expect(page.locator("#progress")).to_have_attribute("aria-valuenow", "1")
         seen["checked_after"] = page.get_by_label("This reveals who wrote it").is_checked()
-        browser.close()
     return seen
 
 
@@ -182,7 +175,6 @@ def browser_test(test):
 @browser_test
 def test_the_rater_page_sends_the_report_with_the_vote(live_server):
     campaign = build_campaign(n_prompts=2, k=1)
-    ARTIFACTS.mkdir(exist_ok=True)
     seen = report_in_the_browser(live_server.url, campaign.invite_token, campaign.slug)
     assert seen["errors"] == []
     vote = Vote.objects.get(assignment__token=seen["token"])

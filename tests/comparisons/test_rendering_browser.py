@@ -5,7 +5,7 @@ canonical served text) is one click away. Screenshots land in test-artifacts/.""
 from __future__ import annotations
 
 from comparisons.served_text import served_text
-from tests.browser import ARTIFACTS, BROWSER_TEST_MARKS, CHROMIUM, LAUNCH_ARGS
+from tests.browser import ARTIFACTS, BROWSER_TEST_MARKS, chromium_page, join_by_invite
 from tests.comparisons.factories import build_campaign
 from tests.comparisons.test_markdown import UNFENCED_PYTHON
 from tests.comparisons.test_rendering import HEADINGS, set_texts
@@ -15,16 +15,9 @@ pytestmark = BROWSER_TEST_MARKS
 
 def look_in_the_browser(base_url: str, invite_token: str, slug: str) -> dict:
     """Open the rater page at desktop and phone widths; measure heading sizes; show and hide the raw text."""
-    from playwright.sync_api import sync_playwright
-
     seen: dict = {"errors": []}
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=LAUNCH_ARGS)
-        page = browser.new_page(viewport={"width": 1280, "height": 900})
-        page.on("pageerror", lambda exc: seen["errors"].append(str(exc)))
-        page.goto(f"{base_url}/join/{invite_token}")
-        page.get_by_role("button", name="Start rating").click()
-        page.wait_for_url(f"**/rate/{slug}/")
+    with chromium_page(seen) as page:
+        join_by_invite(page, base_url, invite_token, slug)
 
         def font_size(selector: str) -> float:
             return float(page.locator(selector).first.evaluate("e => parseFloat(getComputedStyle(e).fontSize)"))
@@ -48,14 +41,12 @@ def look_in_the_browser(base_url: str, invite_token: str, slug: str) -> dict:
         page.locator("#progress[aria-valuenow='1']").wait_for(state="attached")
         seen["raw_open_after_next"] = page.locator(f"#raw-toggle-{side}").evaluate("e => e.open")
         seen["raw_after_next"] = {s: page.locator(f"#raw-{s}").text_content() for s in "ab"}
-        browser.close()
     return seen
 
 
 def test_headings_stay_small_code_keeps_its_indentation_and_raw_text_is_one_click_away(live_server):
     campaign = build_campaign(n_prompts=2, k=1)
     set_texts(campaign, HEADINGS, UNFENCED_PYTHON)
-    ARTIFACTS.mkdir(exist_ok=True)
     seen = look_in_the_browser(live_server.url, campaign.invite_token, campaign.slug)
     assert seen["errors"] == []
     for name in ("desktop", "phone"):

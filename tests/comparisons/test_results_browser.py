@@ -10,7 +10,7 @@ from django.core.cache import cache
 from django.test import Client
 
 from comparisons import services
-from tests.browser import ARTIFACTS, BROWSER_TEST_MARKS, CHROMIUM, LAUNCH_ARGS
+from tests.browser import ARTIFACTS, BROWSER_TEST_MARKS, chromium_page
 from tests.comparisons.factories import build_campaign, invite_rater, make_user
 from tests.comparisons.test_results import PLAN, vote_as_planned
 
@@ -19,16 +19,9 @@ pytestmark = BROWSER_TEST_MARKS
 
 def look_at_results(base_url: str, session_id: str, slug: str, screenshot: str = "results-page.png") -> dict:
     """Only the browser here: no ORM calls inside Playwright's event loop."""
-    from playwright.sync_api import sync_playwright
-
     seen: dict = {"errors": []}
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=LAUNCH_ARGS)
-        context = browser.new_context(viewport={"width": 1200, "height": 900})
-        context.add_cookies([{"name": settings.SESSION_COOKIE_NAME, "value": session_id, "url": base_url}])
-        page = context.new_page()
-        page.on("pageerror", lambda exc: seen["errors"].append(str(exc)))
-        page.on("console", lambda msg: seen["errors"].append(msg.text) if msg.type == "error" else None)
+    session = [{"name": settings.SESSION_COOKIE_NAME, "value": session_id, "url": base_url}]
+    with chromium_page(seen, width=1200, cookies=session, console=True) as page:
         response = page.goto(f"{base_url}/campaigns/{slug}/results/")
         seen["status"] = response.status if response else None
         seen["headline"] = page.locator(".headlines li").first.inner_text()
@@ -37,7 +30,6 @@ def look_at_results(base_url: str, session_id: str, slug: str, screenshot: str =
         seen["headers"] = page.locator("th").all_inner_texts()
         seen["subheadings"] = page.locator("h3").all_inner_texts()
         page.screenshot(path=str(ARTIFACTS / screenshot), full_page=True)
-        browser.close()
     return seen
 
 
@@ -48,7 +40,6 @@ def test_results_page_renders_in_chromium(live_server):
     services.user_make_analyst(user=analyst)
     client = Client()
     client.force_login(analyst)
-    ARTIFACTS.mkdir(exist_ok=True)
 
     seen = look_at_results(live_server.url, client.cookies[settings.SESSION_COOKIE_NAME].value, campaign.slug)
 
@@ -73,7 +64,6 @@ def test_an_adaptive_campaigns_page_shows_the_routing_weighted_figures_in_chromi
     services.user_make_analyst(user=analyst)
     client = Client()
     client.force_login(analyst)
-    ARTIFACTS.mkdir(exist_ok=True)
 
     seen = look_at_results(
         live_server.url, client.cookies[settings.SESSION_COOKIE_NAME].value, campaign.slug, "results-page-adaptive.png"
