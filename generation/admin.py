@@ -51,6 +51,11 @@ class PromptAdmin(admin.ModelAdmin):
         return bool(obj.input)
 
 
+# A model's name and generation settings: given when it is added, and all an existing entry's change form may
+# change (the rest is what its intake found).
+SETTINGS_FIELDS = ["name", "description", "template", "max_new_tokens", "temperature", "top_p", "seed", "dtype"]
+
+
 class CheckpointAddForm(forms.ModelForm):
     """A new checkpoint: a browser upload (streamed to disk) or a directory/archive already on the server."""
 
@@ -67,7 +72,7 @@ class CheckpointAddForm(forms.ModelForm):
 
     class Meta:
         model = ModelEntry
-        fields = ["name", "description", "template", "max_new_tokens", "temperature", "top_p", "seed", "dtype"]
+        fields = SETTINGS_FIELDS
 
     def clean(self) -> dict[str, Any]:
         data = super().clean() or {}
@@ -83,6 +88,28 @@ class CheckpointAddForm(forms.ModelForm):
         return data
 
 
+class ModelSettingsForm(forms.ModelForm):
+    """An existing entry's name and generation settings, checked by `services.model_settings_check`."""
+
+    class Meta:
+        model = ModelEntry
+        fields = SETTINGS_FIELDS
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean() or {}
+        if self.errors:
+            return data
+        try:
+            data["name"] = services.model_settings_check(
+                model=self.instance, name=data["name"], template=data["template"],
+                max_new_tokens=data["max_new_tokens"], temperature=data["temperature"], top_p=data["top_p"],
+                dtype=data["dtype"],
+            )  # fmt: skip
+        except InputError as exc:
+            raise forms.ValidationError(str(exc)) from exc
+        return data
+
+
 @admin.register(ModelEntry)
 class ModelEntryAdmin(admin.ModelAdmin):
     list_display = ["name", "kind", "status", "architecture", "parameters", "template", "max_new_tokens", "created_at"]
@@ -95,15 +122,13 @@ class ModelEntryAdmin(admin.ModelAdmin):
     ]  # fmt: skip
 
     def get_form(self, request: HttpRequest, obj: Any = None, change: bool = False, **kwargs: Any):
-        if obj is None:
-            kwargs["form"] = CheckpointAddForm
+        kwargs["form"] = CheckpointAddForm if obj is None else ModelSettingsForm
         return super().get_form(request, obj, change=change, **kwargs)
 
     def get_fields(self, request: HttpRequest, obj: Any = None):
         if obj is None:
-            return [*CheckpointAddForm.Meta.fields, "checkpoint_file", "server_path"]
-        return ["name", "description", "template", "max_new_tokens", "temperature", "top_p", "seed", "dtype",
-                *self.intake_fields]  # fmt: skip
+            return [*SETTINGS_FIELDS, "checkpoint_file", "server_path"]
+        return [*SETTINGS_FIELDS, *self.intake_fields]
 
     def get_readonly_fields(self, request: HttpRequest, obj: Any = None):
         return self.intake_fields if obj is not None else []
@@ -126,10 +151,10 @@ class ModelEntryAdmin(admin.ModelAdmin):
         return self.admin_site.admin_view(self.add_view)(request, form_url, extra_context)
 
     def save_model(self, request: HttpRequest, obj: ModelEntry, form: forms.ModelForm, change: bool) -> None:
-        if change:
-            super().save_model(request, obj, form, change)
-            return
         data = form.cleaned_data
+        if change:
+            services.model_settings_update(model=obj, **{field: data[field] for field in SETTINGS_FIELDS})
+            return
         try:
             entry = services.model_add(
                 name=data["name"],
@@ -329,6 +354,12 @@ class SelfIdentifiesFilter(admin.SimpleListFilter):
         return queryset
 
 
+RESPONSE_FIELDS = (
+    "prompt", "model", "run", "text", "finish_reason", "prompt_tokens", "completion_tokens", "seconds",
+    "self_identification", "provenance",
+)  # fmt: skip
+
+
 @admin.register(Response)
 class ResponseAdmin(admin.ModelAdmin):
     list_display = [
@@ -338,13 +369,15 @@ class ResponseAdmin(admin.ModelAdmin):
     list_filter = [SelfIdentifiesFilter, "model", "finish_reason", "prompt__eval_set"]
     search_fields = ["text", "prompt__external_id", "prompt__instruction", "model__name"]
     list_select_related = ["prompt", "model"]
-    raw_id_fields = ["prompt", "run"]
-    readonly_fields = ["self_identification", "provenance"]
-    exclude = ["identity_matches", "generator_config"]
+    # Only the text may be corrected: a response is one model's answer to one prompt, made as its provenance says.
+    fields = RESPONSE_FIELDS
+    readonly_fields = tuple(field for field in RESPONSE_FIELDS if field != "text")
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False  # responses come from generation runs and imports (with their provenance)
 
     def save_model(self, request: HttpRequest, obj: Response, form: forms.ModelForm, change: bool) -> None:
-        super().save_model(request, obj, form, change)
-        services.responses_scan_identity(responses=Response.objects.filter(pk=obj.pk))  # the text may have changed
+        services.response_text_update(response=obj, text=form.cleaned_data["text"])
 
     @admin.display(description="self-identifies")
     def self_identification(self, obj: Response) -> str:

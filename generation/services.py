@@ -87,6 +87,15 @@ def _check_generation_settings(
         raise InputError(f"Unknown dtype {dtype!r}; choose one of {', '.join(DType.values)}.")
 
 
+def _checked_name(name: str) -> str:
+    name = name.strip()
+    if not name or len(name) > MAX_NAME_LENGTH:
+        raise InputError(f"A model name must have 1 to {MAX_NAME_LENGTH} characters.")
+    if problem := name_start_problem(name):
+        raise InputError(f"The model name {name!r} is refused. {problem}")
+    return name
+
+
 @transaction.atomic
 def model_add(
     *,
@@ -105,11 +114,7 @@ def model_add(
     An entry of the same name that never became ready (pending or invalid) is
     replaced, so fixing a refused upload and adding it again just works.
     """
-    name = name.strip()
-    if not name or len(name) > MAX_NAME_LENGTH:
-        raise InputError(f"A model name must have 1 to {MAX_NAME_LENGTH} characters.")
-    if problem := name_start_problem(name):
-        raise InputError(f"The model name {name!r} is refused. {problem}")
+    name = _checked_name(name)
     _check_generation_settings(
         template=template, max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p, dtype=dtype
     )
@@ -147,6 +152,71 @@ def model_add(
         dtype=dtype,
         description=description,
     )
+
+
+def model_settings_check(
+    *, model: ModelEntry, name: str, template: str, max_new_tokens: int, temperature: float, top_p: float, dtype: str
+) -> str:
+    """`model_settings_update`'s checks alone (for a form to show under its fields): the name as it will be stored,
+    or InputError."""
+    name = _checked_name(name)
+    _check_generation_settings(
+        template=template, max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p, dtype=dtype
+    )
+    if ModelEntry.objects.filter(name=name).exclude(pk=model.pk).exists():
+        raise InputError(f"A model named {name!r} already exists; choose another name.")
+    return name
+
+
+@transaction.atomic
+def model_settings_update(
+    *,
+    model: ModelEntry,
+    name: str,
+    description: str,
+    template: str,
+    max_new_tokens: int,
+    temperature: float,
+    top_p: float,
+    seed: int,
+    dtype: str,
+) -> ModelEntry:
+    """Change a model entry's name, description or generation settings (the admin's change form).
+
+    Checked as `model_add` checks them. Responses already generated keep the settings they were made with
+    (their provenance); the next run uses the new ones. A new name is checked like a new entry's, and every
+    response is scanned again for self-identification: the detector looks for the models' names, so a response
+    that names the new one is flagged now, and one that only named the old one no longer is.
+    """
+    name = model_settings_check(
+        model=model, name=name, template=template, max_new_tokens=max_new_tokens, temperature=temperature,
+        top_p=top_p, dtype=dtype,
+    )  # fmt: skip
+    renamed = ModelEntry.objects.filter(pk=model.pk).exclude(name=name).exists()
+    model.name, model.description, model.template = name, description, template
+    model.max_new_tokens, model.temperature, model.top_p, model.seed, model.dtype = (
+        max_new_tokens, temperature, top_p, seed, dtype,
+    )  # fmt: skip
+    model.save(
+        update_fields=["name", "description", "template", "max_new_tokens", "temperature", "top_p", "seed", "dtype"]
+    )
+    if renamed:
+        responses_scan_identity()
+    return model
+
+
+@transaction.atomic
+def response_text_update(*, response: Response, text: str) -> Response:
+    """Correct a response's text (the admin's change form) and scan it again for self-identification, in one
+    transaction. Its prompt, model, run and provenance stay what they were: a response is one model's answer
+    to one prompt."""
+    if not text.strip():
+        raise InputError("A response's text cannot be empty.")
+    response.text = text
+    response.save(update_fields=["text"])
+    responses_scan_identity(responses=Response.objects.filter(pk=response.pk))
+    response.refresh_from_db(fields=["identity_matches"])
+    return response
 
 
 def _safe_filename(name: str) -> str:

@@ -137,3 +137,43 @@ def test_editing_a_response_in_the_admin_scans_its_new_text(admin_client):
     response.refresh_from_db()
     assert response.text == "Hello! I am Bard."
     assert [m["phrase"] for m in response.identity_matches] == ["I am Bard"]
+
+
+def test_the_admin_corrects_only_a_response_text_and_adds_none(admin_client):
+    response = ResponseFactory(text="A short answer.", finish_reason="stop")
+    other = ModelEntryFactory(name="other-model")
+    form = {"prompt": response.prompt_id + 1, "model": other.pk, "text": "A shorter answer.", "finish_reason": "length"}
+    reply = admin_client.post(f"/admin/generation/response/{response.pk}/change/", form)
+    assert reply.status_code == 302, reply.content.decode()[:3000]
+    response.refresh_from_db()
+    assert response.text == "A shorter answer."
+    # One model's answer to one prompt, made as recorded: those fields are shown, not editable.
+    assert (response.model_id, response.finish_reason) != (other.pk, "length")
+    assert admin_client.get("/admin/generation/response/add/").status_code == 403
+    # An empty text is refused under the field; nothing changes.
+    refused = admin_client.post(f"/admin/generation/response/{response.pk}/change/", {"text": "  "})
+    assert refused.status_code == 200 and "This field is required." in refused.content.decode()
+    response.refresh_from_db()
+    assert response.text == "A shorter answer."
+
+
+def test_renaming_a_model_in_the_admin_scans_every_response_for_the_new_name(admin_client):
+    older = ResponseFactory(text="Compared with Zebra 7B, this answer is short.")
+    renamed = ModelEntryFactory(name="placeholder-model")
+    assert older.identity_matches == []
+    settings = {"template": "alpaca", "max_new_tokens": 64, "temperature": 0, "top_p": 1, "seed": 0, "dtype": "auto"}
+    url = f"/admin/generation/modelentry/{renamed.pk}/change/"
+
+    refused = admin_client.post(url, {"name": "zebra-7b", "description": "", **settings, "max_new_tokens": 0})
+    assert refused.status_code == 200 and "--max-new-tokens must be at least 1" in refused.content.decode()
+    taken = admin_client.post(url, {"name": older.model.name, "description": "", **settings})
+    assert taken.status_code == 200 and "already exists" in taken.content.decode()
+    renamed.refresh_from_db()
+    assert renamed.name == "placeholder-model"
+
+    reply = admin_client.post(url, {"name": "zebra-7b", "description": "renamed", **settings})
+    assert reply.status_code == 302, reply.content.decode()[:3000]
+    renamed.refresh_from_db()
+    assert (renamed.name, renamed.max_new_tokens, renamed.description) == ("zebra-7b", 64, "renamed")
+    older.refresh_from_db()
+    assert [m["phrase"] for m in older.identity_matches] == ["Zebra 7B"]

@@ -92,6 +92,7 @@ ACCESS: list[tuple[str, dict[str, str]]] = [
     ("admin:comparisons_assignment_delete", dict.fromkeys(ROLES, D)),
     ("admin:comparisons_vote_delete", dict.fromkeys(ROLES, D)),
     ("admin:generation_generationchunk_add", dict.fromkeys(ROLES, D)),
+    ("admin:generation_response_add", dict.fromkeys(ROLES, D)),  # responses come from runs and imports
     ("admin:autocomplete", dict.fromkeys(ROLES, D)),
     ("admin:view_on_site", dict.fromkeys(ROLES, D)),
     ("admin:<unnamed>:catch_all", {"anonymous": D, "rater": D, "other_rater": D, "analyst": D, "admin": D}),
