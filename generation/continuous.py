@@ -35,6 +35,7 @@ import time
 from collections import deque
 from collections.abc import Generator, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -74,6 +75,9 @@ class _Layer:
     down: torch.Tensor
 
 
+# Where Linux tells the memory available, and the container's limit (cgroup v2).
+_MEMINFO = Path("/proc/meminfo")
+_CGROUP = Path("/sys/fs/cgroup")
 # The packed copy may take at most this share of the memory available when the decoder is built.
 _PACKED_SHARE_OF_AVAILABLE = 0.25
 # The number of rows oneDNN lays the packed weights out for. Fixed, so the layout (and every rounding) is the
@@ -82,10 +86,29 @@ _PACKED_FOR_ROWS = 16
 
 
 def _available_bytes() -> int:
+    """Memory this process may still take: the kernel's estimate of available memory (free memory plus what it
+    can reclaim), within the container's limit when one is set (cgroup v2); 0 when unknown (then nothing is
+    packed)."""
+    available = 0
     try:
-        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-    except (ValueError, OSError):  # not on this platform: do not pack
-        return 0
+        for line in _MEMINFO.read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                available = int(line.split()[1]) * 1024
+    except (OSError, ValueError):
+        pass
+    if not available:
+        try:
+            available = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+        except (ValueError, OSError):
+            return 0
+    try:
+        limit = (_CGROUP / "memory.max").read_text().strip()
+        used = int((_CGROUP / "memory.current").read_text())
+        if limit != "max":
+            available = min(available, max(0, int(limit) - used))
+    except (OSError, ValueError):
+        pass
+    return available
 
 
 def _packing_works() -> bool:

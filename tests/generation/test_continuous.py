@@ -160,3 +160,22 @@ def test_a_packed_row_is_computed_bit_for_bit_alike_whatever_rows_sit_beside_it(
         together = decoder.step(torch.stack(first), positions, cache)
         alone = decoder.step(torch.stack(first[:1]), positions[:1], cache)
     assert torch.equal(together[0], alone[0])
+
+
+def test_the_memory_left_for_a_packed_copy_is_the_kernels_estimate_within_the_containers_limit(tmp_path, monkeypatch):
+    from generation import continuous
+
+    meminfo, cgroup = tmp_path / "meminfo", tmp_path / "cgroup"
+    meminfo.write_text("MemTotal:       16777216 kB\nMemFree:          524288 kB\nMemAvailable:    8388608 kB\n")
+    cgroup.mkdir()
+    monkeypatch.setattr(continuous, "_MEMINFO", meminfo)
+    monkeypatch.setattr(continuous, "_CGROUP", cgroup)
+    # No cgroup files (not in a container): what the kernel can give, page cache included, not only free pages.
+    assert continuous._available_bytes() == 8 * 2**30
+    (cgroup / "memory.max").write_text("max\n")
+    (cgroup / "memory.current").write_text(str(2**30))
+    assert continuous._available_bytes() == 8 * 2**30
+    # A container limited to 2 GiB that uses 1.5 GiB has half a GiB left, whatever the host has.
+    (cgroup / "memory.max").write_text(str(2 * 2**30))
+    (cgroup / "memory.current").write_text(str(3 * 2**29))
+    assert continuous._available_bytes() == 2**29
