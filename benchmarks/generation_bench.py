@@ -357,7 +357,7 @@ def main() -> None:
     print(f"{'':26}{'tokens':>8}{'seconds':>10}{'tokens/s':>11}{'peak RSS MiB':>16}")
     for name, r in (("per-prompt generate loop", loop), (f"batched (batch {args.batch_size})", batched)):
         print(
-            f"{name:26}{r['tokens']:>8}{r['seconds']:>10.1f}{r['tokens'] / r['seconds']:>11.1f}{r['peak_mib']:>14.0f}"
+            f"{name:26}{r['tokens']:>8}{r['seconds']:>10.1f}{r['tokens'] / r['seconds']:>11.1f}{r['peak_mib']:>16.0f}"
         )
     ratio = (batched["tokens"] / batched["seconds"]) / (loop["tokens"] / loop["seconds"])
     print(f"speed-up: {ratio:.1f}x (goal: at least 4x)")
