@@ -39,7 +39,7 @@ from comparisons.selectors import (
 )
 from comparisons.services import campaign_prompts
 from comparisons.stats import SUMMARY_COLUMNS, analyze, csv_lines, summary_rows
-from evalsite.cache import cache_call
+from evalsite.cache import cached
 from generation.models import Response
 from generation.prompting import compose_instruction
 
@@ -128,13 +128,12 @@ def campaign_analysis(
     if not use_cache:
         return _analysis(campaign=campaign, **options)
     key = _analysis_cache_key(campaign, options)
-    reachable, cached = cache_call(cache, "get", key, what="Analysis")
-    if cached is not None:
-        return cached["analysis"]
-    analysis = _analysis(campaign=campaign, **options)
-    if reachable:  # one failed call is enough: do not wait on an unreachable cache twice
-        cache_call(cache, "set", key, {"analysis": analysis}, ANALYSIS_CACHE_SECONDS, what="Analysis")
-    return analysis
+    # Wrapped: a campaign without votes has no analysis (None), which is worth keeping too.
+    stored = cached(
+        cache, key, lambda: {"analysis": _analysis(campaign=campaign, **options)}, ANALYSIS_CACHE_SECONDS,
+        what="Analysis",
+    )  # fmt: skip
+    return stored["analysis"]
 
 
 # The drawing code is part of what a cached figure depends on: a change to it draws the figures anew.
@@ -150,16 +149,16 @@ def results_figures(analysis: dict[str, Any]) -> dict[str, str]:
     drawn_from = {"pairs": analysis["pairs"], "ranking": analysis["ranking"], "confidence": confidence}
     digest = hashlib.sha256(json.dumps(drawn_from, sort_keys=True, default=str).encode()).hexdigest()
     key = f"blindeval:figures:{_FIGURES_CODE}:{digest}"
-    reachable, cached = cache_call(cache, "get", key, what="Figures")
-    if cached is not None:
-        return cached
-    figures = {
-        "forest_svg": plots.forest_plot_svg(analysis["pairs"], confidence=confidence),
-        "ranking_svg": plots.ranking_plot_svg(analysis["ranking"], confidence=confidence),
-    }
-    if reachable:
-        cache_call(cache, "set", key, figures, ANALYSIS_CACHE_SECONDS, what="Figures")
-    return figures
+    return cached(
+        cache,
+        key,
+        lambda: {
+            "forest_svg": plots.forest_plot_svg(analysis["pairs"], confidence=confidence),
+            "ranking_svg": plots.ranking_plot_svg(analysis["ranking"], confidence=confidence),
+        },
+        ANALYSIS_CACHE_SECONDS,
+        what="Figures",
+    )
 
 
 def _analysis(

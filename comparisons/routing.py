@@ -18,7 +18,7 @@ from django.db.models import Count, F, Q
 
 from comparisons.models import Campaign, Comparison, Vote
 from comparisons.stats import routing as stats_routing
-from evalsite.cache import cache_call
+from evalsite.cache import cached
 
 ROUTING_CACHE_SECONDS = 10
 
@@ -79,13 +79,13 @@ def routing_plan_compute(*, campaign: Campaign) -> RoutingPlan:
 def routing_plan(*, campaign: Campaign) -> RoutingPlan:
     """The campaign's plan, from the shared cache when one was made in the last ROUTING_CACHE_SECONDS."""
     key = f"blindeval:routing:{campaign.pk}:{campaign.created_at.timestamp()}"
-    reachable, cached = cache_call(cache, "get", key, what="Routing plan")
-    if cached is not None:
-        return RoutingPlan(pairs=[tuple(p) for p in cached[0]], probability=list(cached[1]))  # type: ignore[misc]
-    plan = routing_plan_compute(campaign=campaign)
-    if reachable:
-        cache_call(cache, "set", key, (plan.pairs, plan.probability), ROUTING_CACHE_SECONDS, what="Routing plan")
-    return plan
+
+    def compute() -> tuple[list, list]:
+        plan = routing_plan_compute(campaign=campaign)
+        return plan.pairs, plan.probability
+
+    pairs, probability = cached(cache, key, compute, ROUTING_CACHE_SECONDS, what="Routing plan")
+    return RoutingPlan(pairs=[tuple(p) for p in pairs], probability=list(probability))  # type: ignore[misc]
 
 
 def routing_draw(

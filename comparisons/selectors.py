@@ -27,7 +27,7 @@ from comparisons.markdown import render_text
 from comparisons.models import Assignment, Campaign, Comparison, Rater, Vote
 from comparisons.served_text import served_text
 from comparisons.stats.table import EXPORT_COLUMNS
-from evalsite.cache import cache_call
+from evalsite.cache import cached
 from generation.models import ModelEntry, Prompt, Response
 
 # The one vote schema: the export, `analyze` and the results page all read it.
@@ -355,13 +355,10 @@ def campaign_blinding_audit_cached(*, campaign: Campaign) -> dict[str, Any] | No
     if not stats["n"]:
         return None
     key = f"blindeval:blinding-audit:{campaign.pk}:{campaign.created_at.timestamp()}:{stats['n']}:{stats['last']}"
-    reachable, cached = cache_call(cache, "get", key, what="Blinding audit")
-    if cached is not None:
-        return cached
-    audit = campaign_blinding_audit(campaign=campaign)
-    if reachable:
-        cache_call(cache, "set", key, audit, BLINDING_AUDIT_CACHE_SECONDS, what="Blinding audit")
-    return audit
+    return cached(
+        cache, key, lambda: campaign_blinding_audit(campaign=campaign), BLINDING_AUDIT_CACHE_SECONDS,
+        what="Blinding audit",
+    )  # fmt: skip
 
 
 # ---------------------------------------------------------------- admin progress

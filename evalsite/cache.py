@@ -6,13 +6,15 @@ dispatcher), more than the round trip to Redis. Sessions and rate limits hit the
 every rater request, so the client is made once per pool here. A `redis.Redis` over a
 connection pool is safe to share between threads.
 
-`cache_call` is how sessions and cached analyses use a cache they can do without.
+`cache_call` is how sessions and cached analyses use a cache they can do without; `cached` is the
+look-up-else-compute-and-store that the cached analyses, figures, routing plans and audits share.
 """
 
 from __future__ import annotations
 
 import logging
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import redis
 from django.core.cache.backends.base import BaseCache
@@ -20,6 +22,8 @@ from django.core.cache.backends.redis import RedisCache as DjangoRedisCache
 from django.core.cache.backends.redis import RedisCacheClient as DjangoRedisCacheClient
 
 logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 
 class RedisCacheClient(DjangoRedisCacheClient):
@@ -49,3 +53,16 @@ def cache_call(cache: BaseCache, action: str, *args: Any, what: str) -> tuple[bo
     except Exception:  # noqa: BLE001 - an unreachable cache must not cost the request
         logger.warning("%s cache unavailable (%s); carrying on without it.", what, action, exc_info=True)
         return False, None
+
+
+def cached(cache: BaseCache, key: str, compute: Callable[[], T], seconds: int, *, what: str) -> T:
+    """The value stored under ``key``, else ``compute()``, stored for ``seconds``. A cache that cannot be reached
+    costs the computation, not the request, and is not asked twice (its first failure is enough). ``compute``
+    must not return None, which reads as "not stored": wrap a result that may be None."""
+    reachable, stored = cache_call(cache, "get", key, what=what)
+    if stored is not None:
+        return stored
+    value = compute()
+    if reachable:
+        cache_call(cache, "set", key, value, seconds, what=what)
+    return value
