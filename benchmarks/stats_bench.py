@@ -126,7 +126,7 @@ def database_campaign(slug: str, n_boot: int) -> None:
     from comparisons.results import campaign_analysis, export_stream
 
     campaign = Campaign.objects.get(slug=slug)
-    n_votes = Vote.objects.filter(assignment__comparison__campaign=campaign).count()
+    n_votes = Vote.objects.filter(comparison__campaign=campaign).count()
     print(f"command: {' '.join([os.path.relpath(sys.executable), *sys.argv])}")
     print(f"campaign {slug!r}: {n_votes:,} votes in {connection.vendor}")
     rss_start = rss_mib()

@@ -382,5 +382,5 @@ class VoteAdmin(ReadOnlyAdmin):
         "pk", "assignment", "choice", "winner_model", "seconds", "attention_failed", "identity_reported",
         "submitted_at",
     ]  # fmt: skip
-    list_filter = ["choice", "attention_failed", "identity_reported", "assignment__comparison__campaign"]
+    list_filter = ["choice", "attention_failed", "identity_reported", "comparison__campaign"]
     list_select_related = ["assignment", "winner_model"]

@@ -79,16 +79,16 @@ def _orient(model_a: str, model_b: str, baseline: str | None) -> tuple[str, str,
 def _vote_counts(campaign: Campaign) -> dict[int, tuple[int, int, int]]:
     """Per real comparison: the raters' votes for response A, for response B, and ties ("both bad" included)."""
     rows = (
-        Vote.objects.filter(assignment__comparison__campaign=campaign, assignment__comparison__is_attention_check=False)
-        .values("assignment__comparison_id")
+        Vote.objects.filter(comparison__campaign=campaign, comparison__is_attention_check=False)
+        .values("comparison_id")
         .annotate(
-            a=Count("pk", filter=Q(winner_response=F("assignment__comparison__response_a"))),
-            b=Count("pk", filter=Q(winner_response=F("assignment__comparison__response_b"))),
+            a=Count("pk", filter=Q(winner_response=F("comparison__response_a"))),
+            b=Count("pk", filter=Q(winner_response=F("comparison__response_b"))),
             tie=Count("pk", filter=Q(winner_response__isnull=True)),
         )
         .order_by()
     )
-    return {row["assignment__comparison_id"]: (row["a"], row["b"], row["tie"]) for row in rows}
+    return {row["comparison_id"]: (row["a"], row["b"], row["tie"]) for row in rows}
 
 
 def _judged(campaign: Campaign) -> dict[str, dict[tuple[str, str], _Judged]]:
@@ -214,7 +214,7 @@ def content_report_rates(*, campaign: Campaign, confidence: float = 0.95) -> lis
         for name, n in comparisons.values_list(f"{side}__model__name").annotate(n=Sum("votes_count")):
             shown[name] += n or 0
     reports = ContentReport.objects.filter(
-        vote__assignment__comparison__campaign=campaign, vote__assignment__comparison__is_attention_check=False
+        vote__comparison__campaign=campaign, vote__comparison__is_attention_check=False
     ).order_by()
     any_kind = dict(reports.values_list("response__model__name").annotate(n=Count("vote", distinct=True)))
     by_kind: dict[tuple[str, str], int] = {

@@ -294,6 +294,13 @@ class Assignment(models.Model):
 
 
 class Vote(models.Model):
+    """A rater's verdict on one assignment.
+
+    ``comparison``, ``rater``, ``left_is_a`` and ``routing_probability`` are the assignment's, copied by the
+    database in the statement that writes the vote (`rating_queries.write_vote`) and never changed after: the
+    results page and the export read a campaign's million votes from this one table instead of joining each
+    to its assignment (the join was most of PostgreSQL's time on a cold results page)."""
+
     class Choice(models.TextChoices):
         LEFT = "left", "Left (shown as A)"
         RIGHT = "right", "Right (shown as B)"
@@ -301,6 +308,10 @@ class Vote(models.Model):
         BOTH_BAD = "both_bad", "Both are bad"
 
     assignment = models.OneToOneField(Assignment, on_delete=models.CASCADE, related_name="vote")
+    comparison = models.ForeignKey(Comparison, on_delete=models.CASCADE, related_name="+", editable=False)
+    rater = models.ForeignKey(Rater, on_delete=models.CASCADE, related_name="+", editable=False)
+    left_is_a = models.BooleanField(editable=False)
+    routing_probability = models.FloatField(null=True, blank=True, editable=False)
     choice = models.CharField(max_length=20, choices=Choice.choices, help_text="Relative to the rater's screen.")
     winner_response = models.ForeignKey(
         Response, on_delete=models.PROTECT, null=True, blank=True, related_name="+", help_text="Empty for tie/both bad."

@@ -483,11 +483,18 @@ def vote_target(*, token: str, rater_id: int) -> VoteTarget | None:
 
 _VOTE_VALUES = ("assignment", "choice", "winner_response", "winner_model", "rationale", "seconds", "submitted_at",
                 "attention_failed", "identity_reported")  # fmt: skip
-# ORM: Vote.objects.create(assignment_id=…, choice=…, winner_response_id=…, winner_model_id=…, rationale=…,
-#                          seconds=…, submitted_at=now, attention_failed=…, identity_reported=…)
+# What a vote copies from its assignment (see `Vote`): taken from the assignment's row by the INSERT itself.
+_VOTE_COPIED = ("comparison", "rater", "left_is_a", "routing_probability")
+# ORM: assignment = Assignment.objects.get(pk=assignment_id)
+#      Vote.objects.create(assignment_id=…, choice=…, winner_response_id=…, winner_model_id=…, rationale=…,
+#                          seconds=…, submitted_at=now, attention_failed=…, identity_reported=…,
+#                          comparison_id=assignment.comparison_id, rater_id=assignment.rater_id,
+#                          left_is_a=assignment.left_is_a, routing_probability=assignment.routing_probability)
 _SQL_VOTE_INSERT = (
-    f"INSERT INTO {V} ({', '.join(getattr(V, f) for f in _VOTE_VALUES)}) "  # noqa: S608
-    f"VALUES ({', '.join(f'%({f})s' for f in _VOTE_VALUES)}) RETURNING {V.id}"
+    f"INSERT INTO {V} ({', '.join(getattr(V, f) for f in _VOTE_VALUES + _VOTE_COPIED)}) "  # noqa: S608
+    f"SELECT {', '.join(f'%({f})s' for f in _VOTE_VALUES)}, {', '.join(f'a.{getattr(A, f)}' for f in _VOTE_COPIED)} "
+    f"FROM {A} a WHERE a.{A.id} = %(assignment)s "
+    f"RETURNING {V.id}, {', '.join(getattr(V, f) for f in _VOTE_COPIED)}"
 )
 # ORM: Assignment.objects.filter(pk=assignment_id).update(status=VOTED, closed_at=now)
 _SQL_VOTED = f"UPDATE {A} SET {A.status} = %(voted)s, {A.closed_at} = %(submitted_at)s WHERE {A.id} = %(assignment)s"  # noqa: S608
@@ -496,7 +503,7 @@ _SQL_COUNT_VOTE = f"UPDATE {C} SET {C.votes_count} = {C.votes_count} + %(counted
 # PostgreSQL makes the three writes of a vote in one statement (one round trip instead of three).
 _SQL_VOTE_WRITE = (
     f"WITH vote AS ({_SQL_VOTE_INSERT}), voted AS ({_SQL_VOTED}), counted AS ({_SQL_COUNT_VOTE}) "  # noqa: S608
-    f"SELECT {V.id} FROM vote"
+    f"SELECT {V.id}, {', '.join(getattr(V, f) for f in _VOTE_COPIED)} FROM vote"
 )
 
 
@@ -507,9 +514,9 @@ def _attname(model: type[models.Model], name: str) -> str:
 
 
 def write_vote(*, values: dict[str, Any], comparison_id: int, counted: int) -> Vote:
-    """Store a vote (`values`: {attname: value} of every Vote field but the id), mark its assignment VOTED
-    at `submitted_at`, and add `counted` (0 for an attention check, else 1) to its comparison's votes.
-    The three writes belong in the caller's transaction."""
+    """Store a vote (`values`: {attname: value} of every Vote field but the id and those it copies from its
+    assignment), mark its assignment VOTED at `submitted_at`, and add `counted` (0 for an attention check,
+    else 1) to its comparison's votes. The three writes belong in the caller's transaction."""
     params = {
         **{f: values[_attname(Vote, f)] for f in _VOTE_VALUES},
         "voted": _VOTED, "counted": counted, "comparison": comparison_id,
@@ -518,10 +525,11 @@ def write_vote(*, values: dict[str, Any], comparison_id: int, counted: int) -> V
     with connection.cursor() as cursor:
         if _postgres():
             cursor.execute(_SQL_VOTE_WRITE, params)
-            vote_id = cursor.fetchone()[0]
+            written = cursor.fetchone()
         else:
             cursor.execute(_SQL_VOTE_INSERT, params)
-            vote_id = cursor.fetchone()[0]
+            written = cursor.fetchone()
             cursor.execute(_SQL_VOTED, params)
             cursor.execute(_SQL_COUNT_VOTE, params)
-    return rows.instance(Vote, {**values, "id": vote_id})
+    copied = {_attname(Vote, f): value for f, value in zip(_VOTE_COPIED, written[1:], strict=True)}
+    return rows.instance(Vote, {**values, "id": written[0], **copied})

@@ -234,8 +234,8 @@ def identity_leak_rates(*, campaign: Campaign) -> list[dict[str, Any]]:
 def identity_reports_count(*, campaign: Campaign) -> int:
     """Votes whose rater reported that an answer of the pair reveals who wrote it (attention checks left out)."""
     return Vote.objects.filter(
-        assignment__comparison__campaign=campaign,
-        assignment__comparison__is_attention_check=False,
+        comparison__campaign=campaign,
+        comparison__is_attention_check=False,
         identity_reported=True,
     ).count()
 
@@ -310,23 +310,23 @@ def annotation_items(*, campaign: Campaign, chunk_size: int = 500) -> Iterator[d
     """
     baseline_id = campaign.baseline_id
     qs = (
-        Vote.objects.filter(assignment__comparison__campaign=campaign, assignment__comparison__is_attention_check=False)
-        .order_by("assignment__comparison__prompt__position", "assignment__comparison_id", "submitted_at", "pk")
+        Vote.objects.filter(comparison__campaign=campaign, comparison__is_attention_check=False)
+        .order_by("comparison__prompt__position", "comparison_id", "submitted_at", "pk")
         .values_list(
-            "assignment__comparison__prompt__external_id",
-            "assignment__comparison__prompt__category",
-            "assignment__comparison__prompt__instruction",
-            "assignment__comparison__prompt__input",
-            "assignment__comparison__response_a_id",
-            "assignment__comparison__response_a__model_id",
-            "assignment__comparison__response_a__model__name",
-            "assignment__comparison__response_a__text",
-            "assignment__comparison__response_b_id",
-            "assignment__comparison__response_b__model_id",
-            "assignment__comparison__response_b__model__name",
-            "assignment__comparison__response_b__text",
+            "comparison__prompt__external_id",
+            "comparison__prompt__category",
+            "comparison__prompt__instruction",
+            "comparison__prompt__input",
+            "comparison__response_a_id",
+            "comparison__response_a__model_id",
+            "comparison__response_a__model__name",
+            "comparison__response_a__text",
+            "comparison__response_b_id",
+            "comparison__response_b__model_id",
+            "comparison__response_b__model__name",
+            "comparison__response_b__text",
             "winner_response_id",
-            "assignment__rater__user__username",
+            "rater__user__username",
         )
     )
     for row in qs.iterator(chunk_size=chunk_size):

@@ -49,14 +49,14 @@ def routing_plan_compute(*, campaign: Campaign) -> RoutingPlan:
     tallies = {
         (a, b): (n, wins_a, wins_b)
         for a, b, n, wins_a, wins_b in Vote.objects.filter(
-            assignment__comparison__campaign=campaign, assignment__comparison__is_attention_check=False
+            comparison__campaign=campaign, comparison__is_attention_check=False
         )
         .order_by()
-        .values_list("assignment__comparison__response_a__model_id", "assignment__comparison__response_b__model_id")
+        .values_list("comparison__response_a__model_id", "comparison__response_b__model_id")
         .annotate(
             n=Count("pk"),
-            wins_a=Count("pk", filter=Q(winner_model_id=F("assignment__comparison__response_a__model_id"))),
-            wins_b=Count("pk", filter=Q(winner_model_id=F("assignment__comparison__response_b__model_id"))),
+            wins_a=Count("pk", filter=Q(winner_model_id=F("comparison__response_a__model_id"))),
+            wins_b=Count("pk", filter=Q(winner_model_id=F("comparison__response_b__model_id"))),
         )
     }
     games = np.array([tallies.get(pair, (0, 0, 0))[0] for pair in pairs], dtype=float)

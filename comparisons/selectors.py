@@ -115,22 +115,22 @@ def vote_public(vote: Vote) -> dict[str, Any]:
 
 
 _VOTE_FIELDS = [
-    "assignment__comparison__prompt__external_id",
-    "assignment__comparison__prompt__category",
-    "assignment__comparison__response_a__model__name",
-    "assignment__comparison__response_b__model__name",
-    "assignment__left_is_a",
+    "comparison__prompt__external_id",
+    "comparison__prompt__category",
+    "comparison__response_a__model__name",
+    "comparison__response_b__model__name",
+    "left_is_a",
     "choice",
     "winner_model__name",
-    "assignment__rater__user__username",
-    "assignment__rater_id",
+    "rater__user__username",
+    "rater_id",
     "submitted_at",
     "seconds",
-    "assignment__comparison__response_a_id",
-    "assignment__comparison__response_b_id",
+    "comparison__response_a_id",
+    "comparison__response_b_id",
     "rationale",
     "identity_reported",
-    "assignment__routing_probability",
+    "routing_probability",
 ]
 
 
@@ -146,9 +146,7 @@ def served_lengths(*, campaign: Campaign, chunk_size: int = 500) -> dict[int, in
 def attention_failed_raters(*, campaign: Campaign) -> set[int]:
     """Ids of the raters who failed an attention check in this campaign (the export's ``attention_failed``)."""
     return set(
-        Vote.objects.filter(assignment__comparison__campaign=campaign, attention_failed=True).values_list(
-            "assignment__rater_id", flat=True
-        )
+        Vote.objects.filter(comparison__campaign=campaign, attention_failed=True).values_list("rater_id", flat=True)
     )
 
 
@@ -167,9 +165,9 @@ def vote_rows(*, campaign: Campaign, chunk_size: int = 2000) -> Iterator[list[An
     # subquery per vote row: the export of a million votes depends on it.
     failed_raters = attention_failed_raters(campaign=campaign)
     lengths = served_lengths(campaign=campaign)
-    qs = Vote.objects.filter(
-        assignment__comparison__campaign=campaign, assignment__comparison__is_attention_check=False
-    ).order_by("submitted_at", "pk")
+    qs = Vote.objects.filter(comparison__campaign=campaign, comparison__is_attention_check=False).order_by(
+        "submitted_at", "pk"
+    )
     for row in qs.values_list(*_VOTE_FIELDS).iterator(chunk_size=chunk_size):
         (prompt_id, category, model_a, model_b, left_is_a, choice, winner_name, rater, rater_id, at, secs,
          response_a_id, response_b_id, rationale, reported, probability) = row  # fmt: skip
@@ -436,8 +434,8 @@ def campaign_progress(*, campaign: Campaign) -> CampaignProgress:
     )
     seconds: dict[int, list[float]] = defaultdict(list)
     failures: dict[int, int] = defaultdict(int)
-    for rater_id, vote_seconds, failed in Vote.objects.filter(assignment__comparison__campaign=campaign).values_list(
-        "assignment__rater_id", "seconds", "attention_failed"
+    for rater_id, vote_seconds, failed in Vote.objects.filter(comparison__campaign=campaign).values_list(
+        "rater_id", "seconds", "attention_failed"
     ):
         seconds[rater_id].append(vote_seconds)
         failures[rater_id] += int(failed)

@@ -83,9 +83,9 @@ def campaign_precision(*, campaign: Campaign) -> CampaignTracker:
         .values_list("pk", "prompt_id", "response_a__model_id", "response_b__model_id")
     )
     votes = list(
-        Vote.objects.filter(assignment__comparison__campaign=campaign, assignment__comparison__is_attention_check=False)
+        Vote.objects.filter(comparison__campaign=campaign, comparison__is_attention_check=False)
         .order_by("submitted_at", "pk")
-        .values_list("assignment__comparison_id", "winner_model_id", "assignment__routing_probability")
+        .values_list("comparison_id", "winner_model_id", "routing_probability")
     )
     pair_keys = sorted({(a, b) for _, _, a, b in comparisons})
     pair_index = {key: i for i, key in enumerate(pair_keys)}

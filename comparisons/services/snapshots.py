@@ -100,10 +100,9 @@ def _options(campaign: Campaign, *, exclude_flagged: bool, exclude_identity_repo
     if (
         campaign.baseline is not None
         and Vote.objects.filter(
-            Q(assignment__comparison__response_a__model=campaign.baseline)
-            | Q(assignment__comparison__response_b__model=campaign.baseline),
-            assignment__comparison__campaign=campaign,
-            assignment__comparison__is_attention_check=False,
+            Q(comparison__response_a__model=campaign.baseline) | Q(comparison__response_b__model=campaign.baseline),
+            comparison__campaign=campaign,
+            comparison__is_attention_check=False,
         ).exists()
     ):
         options["baseline"] = campaign.baseline.name
@@ -121,7 +120,7 @@ def _rows_with_ids(campaign: Campaign) -> tuple[list[list[Any]], list[int], list
 
     rows = list(vote_csv_rows(campaign))
     ids_choices = list(
-        Vote.objects.filter(assignment__comparison__campaign=campaign, assignment__comparison__is_attention_check=False)
+        Vote.objects.filter(comparison__campaign=campaign, comparison__is_attention_check=False)
         .order_by("submitted_at", "pk")
         .values_list("pk", "choice")
     )

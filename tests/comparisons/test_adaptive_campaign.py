@@ -13,7 +13,7 @@ from django.core.cache import cache
 from django.urls import reverse
 
 from comparisons import services
-from comparisons.models import Assignment, Comparison
+from comparisons.models import Assignment, Comparison, Vote
 from comparisons.results import campaign_analysis, export_stream
 from comparisons.stats import analyze, read_votes_csv
 from comparisons.tracker import campaign_precision
@@ -103,6 +103,7 @@ def test_the_results_page_analyze_and_the_exports_weight_the_votes_of_an_adaptiv
     # in the tracker as in the analysis, and there is no weighted ranking.
     unrouted = stored.select_related("comparison__response_a__model", "comparison__response_b__model").first()
     Assignment.objects.filter(pk=unrouted.pk).update(routing_probability=None)
+    Vote.objects.filter(assignment_id=unrouted.pk).update(routing_probability=None)  # the vote's copy of it
     pair = {unrouted.comparison.response_a.model.name, unrouted.comparison.response_b.model.name}
     (tracker,) = [p for p in campaign_precision(campaign=campaign).pairs if {p.model_a, p.model_b} == pair]
     assert tracker.weighted_win_rate is None

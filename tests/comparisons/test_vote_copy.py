@@ -71,6 +71,10 @@ def _voted(rater: Rater, comparison: Comparison, choice: str, draw: random.Rando
     winner = {"left": left, "right": right}.get(choice)
     return Vote(
         assignment=assignment,
+        comparison=comparison,
+        rater=rater,
+        left_is_a=left_is_a,
+        routing_probability=assignment.routing_probability,
         choice=choice,
         winner_response=winner,
         winner_model_id=winner.model_id if winner else None,
