@@ -463,14 +463,20 @@ def analysis_columns(*, campaign: Campaign, failed: set[int], lengths: dict[int,
     chunk = _binary_rows(b"".join(_copy_out(_analysis_statement(), _analysis_params(campaign))))
     if not len(chunk):
         return None
-    chunk = chunk[np.lexsort((chunk["vote_id"], chunk["submitted_at"]))]
-    at = _comparison_rows(chunk["comparison_id"].astype(np.int64), lookups)
+    # Each field is made native and put in order on its own: gathering the big-endian records whole (100 bytes
+    # a vote) took longer than the sort.
+    order = np.lexsort((chunk["vote_id"].astype(np.int64), chunk["submitted_at"].astype(np.int64)))
+
+    def field(name: str, kind: Any) -> np.ndarray:
+        return chunk[name].astype(kind)[order]
+
+    at = _comparison_rows(field("comparison_id", np.int64), lookups)
     # Names as categories: each distinct name is made once, each vote holds a code.
     models, model_codes = _vocabulary(np.concatenate([lookups.model_a, lookups.model_b]))
     code_a, code_b = np.split(model_codes, 2)
-    left_is_a = chunk["left_is_a"]
+    left_is_a = field("left_is_a", bool)
     a_at, b_at = code_a[at], code_b[at]
-    winner_id = chunk["winner_model_id"].astype(np.int64)
+    winner_id = field("winner_model_id", np.int64)
     decisive = winner_id != _NO_WINNER
     model_of = dict(ModelEntry.objects.filter(name__in=list(models)).values_list("pk", "name"))
     position = {name: i for i, name in enumerate(models)}
@@ -481,10 +487,10 @@ def analysis_columns(*, campaign: Campaign, failed: set[int], lengths: dict[int,
     verdict_code = np.array([position[c] if c in position else len(models) + verdicts.index(c) for c in _CHOICES])
     winner_names = np.concatenate([models, _objects(verdicts)])
     picked = by_id[np.searchsorted(ids, winner_id)] if len(ids) else 0
-    winner_code = np.where(decisive, picked, verdict_code[chunk["choice"]])
-    rater_codes, rater_ids = pd.factorize(chunk["rater_id"].astype(np.int64))
+    winner_code = np.where(decisive, picked, verdict_code[field("choice", np.int64)])
+    rater_codes, rater_ids = pd.factorize(field("rater_id", np.int64))
     usernames = dict(Rater.objects.filter(pk__in=[int(pk) for pk in rater_ids]).values_list("pk", "user__username"))
-    probability = chunk["routing_probability"].astype(float)
+    probability = field("routing_probability", float)
     return {
         "prompt_id": _categorical(lookups.prompt_id, at),
         "category": _categorical(lookups.category, at),
@@ -494,10 +500,10 @@ def analysis_columns(*, campaign: Campaign, failed: set[int], lengths: dict[int,
         "winner": pd.Categorical.from_codes(winner_code, winner_names),
         "rater": pd.Categorical.from_codes(rater_codes, _objects([usernames[int(pk)] for pk in rater_ids])),
         "attention_failed": np.array([int(pk) in lookups.failed for pk in rater_ids], dtype=bool)[rater_codes],
-        "seconds": round3(chunk["seconds"].astype(float)),
+        "seconds": round3(field("seconds", float)),
         "length_a": lookups.length_a[at],
         "length_b": lookups.length_b[at],
-        "identity_reported": chunk["identity_reported"].copy(),
+        "identity_reported": field("identity_reported", bool),
         "routing_probability": np.where(probability == _NO_PROBABILITY, np.nan, probability),
     }
 
