@@ -177,3 +177,23 @@ def test_a_pick_ranks_a_window_in_vote_order_and_widens_it_when_a_lighter_pair_m
         assignment = services.assignment_next(rater=rater, campaign=campaign)
         assert assignment.comparison_id == free
         services.assignment_skip(rater=rater, token=assignment.token)
+
+
+@pytest.mark.parametrize("start", [0.0, 0.5, 0.999])
+def test_a_pick_wraps_around_among_the_fewest_votes_then_reaches_pairs_with_more(monkeypatch, start):
+    # The window reads the pairs with the campaign's fewest votes from a random point, wrapping around, then
+    # those with more: wherever the point falls, a pair at the fewest votes comes first while the rater has one
+    # left, and once the rater has seen them all the pairs with more votes are still served.
+    monkeypatch.setattr(rating, "CANDIDATE_WINDOW", 2)
+    monkeypatch.setattr(rating.random, "random", lambda: start)
+    campaign = build_campaign(n_prompts=8, k=3)
+    comparisons = list(Comparison.objects.filter(campaign=campaign).order_by("pk"))
+    lightest = {comparisons[0].pk, comparisons[1].pk}  # the lowest ids: below any high point, so found by wrapping
+    Comparison.objects.filter(campaign=campaign).exclude(pk__in=lightest).update(votes_count=1)
+    rater = invite_rater(campaign)
+    served = []
+    while (assignment := services.assignment_next(rater=rater, campaign=campaign)) is not None:
+        served.append(assignment.comparison_id)
+        services.assignment_skip(rater=rater, token=assignment.token)
+    assert set(served[:2]) == lightest
+    assert sorted(served) == sorted(c.pk for c in comparisons)  # every pair, each once
