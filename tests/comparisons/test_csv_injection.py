@@ -79,7 +79,9 @@ def test_the_votes_export_reads_back_exactly_and_analyze_reads_it(hostile_campai
 def test_values_round_trip_through_the_csv_writer_and_reader(tmp_path):
     from comparisons.stats import csv_lines
 
-    values = ["-mallory", "=1+1", "'=already quoted", "''-two", "-1.5", "+3", "'", "", "\tx", "\rx", "@x", "plain"]
+    distinct = ["-mallory", "=1+1", "'=already quoted", "''-two", "-1.5", "+3", "'", "", "\tx", "\rx", "@x", "plain"]
+    # Each value several times over, in a different order each time: the reader looks at each distinct one once.
+    values = [distinct[(i * 5 + i // len(distinct)) % len(distinct)] for i in range(4 * len(distinct))]
     path = tmp_path / "t.csv"
     path.write_text("".join(csv_lines(["value"], [[v] for v in values])))
     assert list(read_votes_csv(path)["value"]) == values
