@@ -162,6 +162,19 @@ def database_campaign(slug: str, n_boot: int) -> None:
     print(f"results page analysis: first view {filled:.1f} s (computes, caches), next views {again:.2f} s")
 
 
+# `manage.py` run so that it writes its own peak memory (VmHWM) to stderr as it ends. Not RUSAGE_CHILDREN's
+# ru_maxrss: that survives exec, so a child spawned from this process (which holds the generated votes) would
+# report this process's peak whenever it is the larger.
+_WITH_PEAK = (
+    "import runpy, sys\n"
+    "sys.argv = ['manage.py', *sys.argv[1:]]\n"
+    "try:\n"
+    "    runpy.run_path('manage.py', run_name='__main__')\n"
+    "finally:\n"
+    "    sys.stderr.write(next(l for l in open('/proc/self/status') if l.startswith('VmHWM:')))\n"
+)
+
+
 def scale_case(args: argparse.Namespace) -> None:
     """A leaderboard of many models: the whole ``manage.py analyze`` in a child process, then in-process."""
     import resource
@@ -174,7 +187,7 @@ def scale_case(args: argparse.Namespace) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "votes.csv"
         frame.to_csv(path, index=False)
-        command = [sys.executable, "manage.py", "analyze", str(path), "--json", "--bootstrap", str(args.bootstrap)]
+        command = [sys.executable, "-c", _WITH_PEAK, "analyze", str(path), "--json", "--bootstrap", str(args.bootstrap)]
         if baseline is not None:
             command += ["--baseline", baseline]
         root = Path(__file__).resolve().parent.parent
@@ -182,7 +195,7 @@ def scale_case(args: argparse.Namespace) -> None:
         started = time.perf_counter()
         done = subprocess.run(command, cwd=root, env=env, capture_output=True, text=True, check=True)
         wall = time.perf_counter() - started
-        child_peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+        child_peak = int(done.stderr.rsplit("VmHWM:", 1)[1].split()[0]) / 1024
     result = json.loads(done.stdout)
     print(
         f"{args.shape}: {args.votes:,} votes, {args.models} models, {len(result['pairs'])} pairs, "
