@@ -220,13 +220,15 @@ def _window_part(part: int, where: str, order: str, tried: str, limit: str) -> s
     )
 
 
-# The fewest votes of any comparison of the campaign under k (one probe of the vote-order index), and the random
-# point among the campaign's ids where a pick starts reading the comparisons that have that many.
+# The fewest votes of any comparison of the campaign under k (one probe of the vote-order index): computed once,
+# in `span`, beside the id range.
 _FLOOR = (
     f"(SELECT f.{C.votes_count} FROM {C} f WHERE f.{C.campaign} = %(campaign)s "  # noqa: S608
     f"AND f.{C.is_attention_check} = %(gold)s AND f.{C.votes_count} < %(k)s ORDER BY f.{C.votes_count} LIMIT 1)"
 )
+# The random point among the campaign's ids where a pick starts reading the comparisons with the fewest votes.
 _PIVOT = "(SELECT lo + CAST(%(start)s * (hi - lo + 1) AS BIGINT) FROM span)"
+_FEWEST = "(SELECT fewest FROM span)"
 
 
 # Adaptive routing: only the comparisons of one pair of models (the models of responses A and B).
@@ -242,14 +244,15 @@ def _rank_sql(n_tried: int, windowed: bool, one_pair: bool = False) -> str:
     limit = " LIMIT %(window)s" if windowed else ""
     # With the number of votes fixed, the index seeks straight to the pivot; over a range of numbers it would
     # read every entry below the pivot first (most of a 30,000-pair campaign when the pivot is high).
-    fewest = f"c.{C.votes_count} = {_FLOOR}"
+    fewest = f"c.{C.votes_count} = {_FEWEST}"
     return (
-        # The campaign's id range: two probes of the (campaign, id) index.
-        f"WITH span AS (SELECT MIN({C.id}) AS lo, MAX({C.id}) AS hi FROM {C} WHERE {C.campaign} = %(campaign)s) "  # noqa: S608
+        # The campaign's id range (two probes of the (campaign, id) index) and its fewest votes.
+        f"WITH span AS (SELECT MIN({C.id}) AS lo, MAX({C.id}) AS hi, {_FLOOR} AS fewest FROM {C} "  # noqa: S608
+        f"WHERE {C.campaign} = %(campaign)s) "
         f"SELECT w.{C.id}, {_load('w')} AS load, w.{C.votes_count} FROM ("
         f"{_window_part(0, fewest + f' AND c.{C.id} >= {_PIVOT}', f'c.{C.id}', tried, limit)} UNION ALL "
         f"{_window_part(1, fewest + f' AND c.{C.id} < {_PIVOT}', f'c.{C.id}', tried, limit)} UNION ALL "
-        f"{_window_part(2, f'c.{C.votes_count} > {_FLOOR}', f'c.{C.votes_count}, c.{C.id}', tried, limit)} "
+        f"{_window_part(2, f'c.{C.votes_count} > {_FEWEST}', f'c.{C.votes_count}, c.{C.id}', tried, limit)} "
         f"ORDER BY 2, 3, 1{limit}) w ORDER BY load, RANDOM()"
     )
 
