@@ -345,6 +345,31 @@ class Vote(models.Model):
         return f"vote {self.pk}"
 
 
+class VoteBlock(models.Model):
+    """A sealed run of a campaign's votes in the form the results page's analysis reads them (`vote_copy`):
+    BLOCK_VOTES consecutive votes by id, as one array of fixed-width records. Votes are never changed once
+    written, so a block stays true until a vote in it is deleted (with its rater), which the read notices;
+    it is derived data, rebuilt from the votes whenever it is missing, stale or of another ``layout``."""
+
+    campaign = models.ForeignKey(Campaign, on_delete=models.CASCADE, related_name="+")
+    first_vote_id = models.BigIntegerField()
+    last_vote_id = models.BigIntegerField()
+    votes = models.PositiveIntegerField()
+    layout = models.CharField(max_length=32, help_text="Digest of the record type the data is written in.")
+    data = models.BinaryField()
+    sealed_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["campaign", "first_vote_id"], name="vote_block_unique_start"),
+            models.CheckConstraint(condition=Q(last_vote_id__gte=models.F("first_vote_id")), name="vote_block_range"),
+            models.CheckConstraint(condition=Q(votes__gte=1), name="vote_block_not_empty"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.campaign_id}: votes {self.first_vote_id}-{self.last_vote_id}"
+
+
 class ContentReport(models.Model):
     """A rater's flag on one answer of the pair they voted on: harmful, false or offensive.
 

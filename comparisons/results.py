@@ -173,11 +173,11 @@ def _analysis(
     frame = analysis_table(campaign=campaign)
     if frame.empty:
         return None
-    flagged = set(
-        Rater.objects.filter(flagged=True, assignments__comparison__campaign=campaign).values_list(
-            "user__username", flat=True
-        )
-    )
+    # The flagged raters (few) who voted here, each found by one probe of the votes' rater index: joining the
+    # campaign's assignments to find them took a tenth of a second on a million votes.
+    voted_here = Vote.objects.filter(rater=OuterRef("pk"), comparison__campaign=campaign)
+    flagged_here = Rater.objects.filter(flagged=True).filter(Exists(voted_here))
+    flagged = set(flagged_here.values_list("user__username", flat=True))
     frame["flagged"] = frame["rater"].isin(flagged)
     # Too fast to have read both answers (settings.MIN_SECONDS_PER_VOTE): kept, but left out with the flagged.
     min_seconds = float(settings.MIN_SECONDS_PER_VOTE) if exclude_flagged else None

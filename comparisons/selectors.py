@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, TypedDict
 
+import numpy as np
 import pandas as pd
 from django.core.cache import cache
 from django.db import connection
@@ -238,9 +239,22 @@ def analysis_table(*, campaign: Campaign, use_copy: bool | None = None) -> pd.Da
     # Names repeat over a million votes: as categories (their values sorted, only those that occur) the
     # analysis codes each distinct name once instead of every row.
     for name in _TEXT_ANALYSIS_COLUMNS:
-        values = frame[name].astype("category").cat.remove_unused_categories()
-        frame[name] = values.cat.reorder_categories(sorted(values.cat.categories))
+        frame[name] = _used_categories_sorted(frame[name])
     return frame
+
+
+def _used_categories_sorted(values: pd.Series) -> pd.Categorical:
+    """The column as a categorical of only the values that occur, sorted. The COPY's columns are categoricals
+    already: the used ones are found by counting codes (pandas' own way hashes a million codes per column)."""
+    if not isinstance(values.dtype, pd.CategoricalDtype) or (values.cat.codes.to_numpy() < 0).any():
+        used = values.astype("category").cat.remove_unused_categories()
+        return used.cat.reorder_categories(sorted(used.cat.categories)).array
+    codes, categories = values.cat.codes.to_numpy(), values.cat.categories
+    present = np.flatnonzero(np.bincount(codes, minlength=len(categories)))
+    order = sorted(range(len(present)), key=lambda i: categories[present[i]])
+    position = np.empty(len(categories), dtype=np.int64)
+    position[present[order]] = np.arange(len(order))
+    return pd.Categorical.from_codes(position[codes], categories.take(present[order]))
 
 
 _TEXT_ANALYSIS_COLUMNS = ("prompt_id", "category", "model_a", "model_b", "left_model", "winner", "rater")
