@@ -340,6 +340,10 @@ class Vote(models.Model):
             ),
             models.CheckConstraint(condition=Q(seconds__gte=0), name="vote_seconds_non_negative"),
         ]
+        # The few votes that failed an attention check, found without scanning a campaign's million votes.
+        indexes = [
+            models.Index(fields=["comparison"], condition=Q(attention_failed=True), name="vote_attention_failed")
+        ]
 
     def __str__(self) -> str:
         return f"vote {self.pk}"
@@ -347,7 +351,7 @@ class Vote(models.Model):
 
 class VoteBlock(models.Model):
     """A sealed run of a campaign's votes in the form the results page's analysis reads them (`vote_copy`):
-    BLOCK_VOTES consecutive votes by id, as one array of fixed-width records. Votes are never changed once
+    BLOCK_VOTES consecutive votes by id, each field's values in one array. Votes are never changed once
     written, so a block stays true until a vote in it is deleted (with its rater), which the read notices;
     it is derived data, rebuilt from the votes whenever it is missing, stale or of another ``layout``."""
 

@@ -465,15 +465,13 @@ def analysis_columns(*, campaign: Campaign, failed: set[int], lengths: dict[int,
     Names are looked up here (the models and prompts per comparison, the raters by id): PostgreSQL scans the
     vote table alone, a million votes in about a second of its time."""
     lookups = _Lookups.read(campaign, failed=failed, lengths=lengths, for_csv=False)
-    chunk, from_blocks = _analysis_votes(campaign)
-    if not len(chunk):
+    votes, from_blocks = _analysis_votes(campaign)
+    if not len(votes["vote_id"]):
         return None
-    # Each field is made native and put in order on its own: gathering the big-endian records whole (100 bytes
-    # a vote) took longer than the sort.
-    order = np.lexsort((chunk["vote_id"].astype(np.int64), chunk["submitted_at"].astype(np.int64)))
+    order = _by_time_then_id(votes["submitted_at"])
 
     def field(name: str, kind: Any) -> np.ndarray:
-        return chunk[name].astype(kind)[order]
+        return votes[name].astype(kind, copy=False)[order]
 
     at = _comparison_rows(field("comparison_id", np.int64), lookups)
     # Names as categories: each distinct name is made once, each vote holds a code.
@@ -522,25 +520,37 @@ def analysis_columns(*, campaign: Campaign, failed: set[int], lengths: dict[int,
 # ---------------------------------------------------------------- sealed blocks of votes
 
 # Votes are only ever added (and deleted with their rater): the analysis read keeps the votes it reads as sealed
-# blocks (`VoteBlock`) of BLOCK_VOTES consecutive votes in these native records, and reads by COPY only the
-# votes after the last block. A block is one value PostgreSQL hands over as it is stored; the COPY has PostgreSQL
-# write every field of every row (a million votes: about a second of its time, a block of them 0.1 s).
+# blocks (`VoteBlock`) of BLOCK_VOTES consecutive votes, and reads by COPY only the votes after the last block.
+# A block is one value that PostgreSQL hands over as it is stored, where the COPY has it write every field of
+# every row (a million votes: about a second of its time; their blocks, a tenth). A block holds each field's
+# values one after the other in native byte order, field after field, in the order of `_ANALYSIS_FIELDS`: each
+# field then comes out as one contiguous array.
 BLOCK_VOTES = 100_000
-_BLOCK_ROW = np.dtype([(name, np.dtype(kind).newbyteorder("=")) for name, kind in _ANALYSIS_FIELDS])
-BLOCK_LAYOUT = hashlib.sha256(repr(_BLOCK_ROW.descr).encode()).hexdigest()[:32]
+_BLOCK_FIELDS = [(name, np.dtype(kind).newbyteorder("=")) for name, kind in _ANALYSIS_FIELDS]
+_BLOCK_VOTE_BYTES = sum(kind.itemsize for _, kind in _BLOCK_FIELDS)
+BLOCK_LAYOUT = hashlib.sha256(repr(["by field", *[(n, k.str) for n, k in _BLOCK_FIELDS]]).encode()).hexdigest()[:32]
+
+# The analysis' votes: one array per field of `_ANALYSIS_FIELDS`, all of one length.
+VoteArrays = dict[str, np.ndarray]
 
 
-def _native(rows: np.ndarray) -> np.ndarray:
-    """Records of `_binary_rows` as `_BLOCK_ROW` records (native byte order, no field sizes)."""
-    native = np.empty(len(rows), dtype=_BLOCK_ROW)
-    for name, _ in _ANALYSIS_FIELDS:
-        native[name] = rows[name]
-    return native
+def _votes_after(campaign: Campaign, after: int) -> VoteArrays:
+    """The campaign's votes with an id above ``after``, read by COPY, in id order."""
+    rows = _binary_rows(b"".join(_copy_out(_analysis_statement(), _analysis_params(campaign, after))))
+    order = np.argsort(rows["vote_id"], kind="stable")
+    return {name: rows[name].astype(kind)[order] for name, kind in _BLOCK_FIELDS}
 
 
-def _votes_after(campaign: Campaign, after: int) -> np.ndarray:
-    """The campaign's votes with an id above ``after``, read by COPY, as `_BLOCK_ROW` records."""
-    return _native(_binary_rows(b"".join(_copy_out(_analysis_statement(), _analysis_params(campaign, after)))))
+def _block_data(votes: VoteArrays) -> bytes:
+    return b"".join(np.ascontiguousarray(votes[name], dtype=kind).tobytes() for name, kind in _BLOCK_FIELDS)
+
+
+def _block_votes(data: bytes, count: int) -> VoteArrays:
+    votes, offset = {}, 0
+    for name, kind in _BLOCK_FIELDS:
+        votes[name] = np.frombuffer(data, dtype=kind, count=count, offset=offset)
+        offset += count * kind.itemsize
+    return votes
 
 
 def _blocks_statement() -> str:
@@ -559,18 +569,19 @@ def _blocks_statement() -> str:
     )
 
 
-def _sealed_blocks(campaign: Campaign) -> list[np.ndarray]:
-    """The campaign's sealed blocks, in order of their votes' ids, as `_BLOCK_ROW` records; none (and the blocks
-    discarded) when one is of another layout, does not hold as many votes as it says, or overlaps another."""
+def _sealed_blocks(campaign: Campaign) -> list[VoteArrays]:
+    """The campaign's sealed blocks in order of their votes' ids; none (and the blocks discarded) when one is of
+    another layout, does not hold as many votes as it says, or does not start after the one before it ends."""
     connection.ensure_connection()
     with psycopg.Cursor(connection.connection) as cursor, connection.wrap_database_errors:
         rows = cursor.execute(_blocks_statement(), [campaign.pk], binary=True).fetchall()
-    blocks, last = [], 0
-    for first, last_id, votes, layout, data in rows:
-        if layout != BLOCK_LAYOUT or len(data) != votes * _BLOCK_ROW.itemsize or first <= last:
+    blocks: list[VoteArrays] = []
+    last = 0
+    for first, last_id, count, layout, data in rows:
+        if layout != BLOCK_LAYOUT or len(data) != count * _BLOCK_VOTE_BYTES or first <= last:
             discard_vote_blocks(campaign=campaign)
             return []
-        block = np.frombuffer(data, dtype=_BLOCK_ROW)
+        block = _block_votes(data, count)
         if block["vote_id"][0] != first or block["vote_id"][-1] != last_id:
             discard_vote_blocks(campaign=campaign)
             return []
@@ -602,28 +613,26 @@ def _settled_vote_id() -> int:
         return int(cursor.fetchone()[0])
 
 
-def _seal(campaign: Campaign, votes: np.ndarray, settled: int) -> None:
-    """Seal the first whole blocks of ``votes`` (all the campaign's votes after its last block, read after
-    ``settled`` was taken) among those at or below ``settled``.
+def _seal(campaign: Campaign, votes: VoteArrays, settled: int) -> None:
+    """Seal the first whole blocks of ``votes`` (all the campaign's votes after its last block, in id order,
+    read after ``settled`` was taken) among those at or below ``settled``.
 
     A block is the BLOCK_VOTES lowest ids after the block before it, so two views sealing at once write the
     same blocks: the second is refused by the unique start and changes nothing."""
-    ready = votes[votes["vote_id"] <= settled]
-    ready = ready[np.argsort(ready["vote_id"], kind="stable")]
-    parts = [ready[start : start + BLOCK_VOTES] for start in range(0, len(ready) - BLOCK_VOTES + 1, BLOCK_VOTES)]
-    if not parts:
-        return
+    ready = int(np.searchsorted(votes["vote_id"], settled, side="right"))
     blocks = [
         VoteBlock(
             campaign=campaign,
-            first_vote_id=int(part["vote_id"][0]),
-            last_vote_id=int(part["vote_id"][-1]),
-            votes=len(part),
+            first_vote_id=int(votes["vote_id"][start]),
+            last_vote_id=int(votes["vote_id"][start + BLOCK_VOTES - 1]),
+            votes=BLOCK_VOTES,
             layout=BLOCK_LAYOUT,
-            data=part.tobytes(),
+            data=_block_data({name: values[start : start + BLOCK_VOTES] for name, values in votes.items()}),
         )
-        for part in parts
+        for start in range(0, ready - BLOCK_VOTES + 1, BLOCK_VOTES)
     ]
+    if not blocks:
+        return
     try:
         with transaction.atomic():
             VoteBlock.objects.bulk_create(blocks)
@@ -631,9 +640,8 @@ def _seal(campaign: Campaign, votes: np.ndarray, settled: int) -> None:
         pass  # another view sealed the same votes first
 
 
-def _analysis_votes(campaign: Campaign) -> tuple[np.ndarray, bool]:
-    """Every vote of the campaign on its real comparisons as `_BLOCK_ROW` records, in no particular order, and
-    whether some came from sealed blocks.
+def _analysis_votes(campaign: Campaign) -> tuple[VoteArrays, bool]:
+    """Every vote of the campaign on its real comparisons, in id order, and whether some came from sealed blocks.
 
     The sealed blocks are read whole, the votes after them by COPY. When those are at least a block's worth by
     the comparisons' vote counts, the settled id is taken before the COPY, so that every vote up to it is in
@@ -641,12 +649,14 @@ def _analysis_votes(campaign: Campaign) -> tuple[np.ndarray, bool]:
     the lock would last as long as the transaction."""
     blocks = _sealed_blocks(campaign)
     after = int(blocks[-1]["vote_id"][-1]) if blocks else 0
-    unsealed = _real_votes(campaign) - sum(len(block) for block in blocks)
+    unsealed = _real_votes(campaign) - sum(len(block["vote_id"]) for block in blocks)
     settled = _settled_vote_id() if unsealed >= BLOCK_VOTES and not connection.in_atomic_block else None
     tail = _votes_after(campaign, after)
     if settled is not None:
         _seal(campaign, tail, settled)
-    return (np.concatenate([*blocks, tail]) if blocks else tail), bool(blocks)
+    if not blocks:
+        return tail, False
+    return {name: np.concatenate([block[name] for block in (*blocks, tail)]) for name, _ in _BLOCK_FIELDS}, True
 
 
 def _real_votes(campaign: Campaign) -> int:
@@ -654,6 +664,22 @@ def _real_votes(campaign: Campaign) -> int:
     return Comparison.objects.filter(campaign=campaign, is_attention_check=False).aggregate(
         n=Coalesce(Sum("votes_count"), 0)
     )["n"]
+
+
+def _by_time_then_id(times: np.ndarray) -> np.ndarray:
+    """The order of votes given in id order by time, then id (the export's order). Votes rarely share a time to
+    the microsecond: a plain sort, then each run of equal times put back in id order, is about three times
+    faster than a sort on both keys."""
+    order = np.argsort(times)
+    ordered = times[order]
+    tied = np.flatnonzero(ordered[1:] == ordered[:-1])
+    if len(tied) > 1000:
+        return np.lexsort((np.arange(len(times)), times))
+    run_start = 0
+    for position in tied:
+        run_start = run_start if position and ordered[position] == ordered[position - 1] else position
+        order[run_start : position + 2].sort()
+    return order
 
 
 def _vocabulary(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

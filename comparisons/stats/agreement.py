@@ -56,11 +56,15 @@ def fleiss_kappa(counts: np.ndarray) -> float | None:
     return float((p_bar - p_expected) / (1.0 - p_expected))
 
 
-def rater_majority_agreement(unit: np.ndarray, value: np.ndarray, rater: np.ndarray, n_categories: int) -> pd.DataFrame:
+def rater_majority_agreement(
+    unit: np.ndarray, value: np.ndarray, rater: np.ndarray | pd.Categorical, n_categories: int
+) -> pd.DataFrame:
     """For each rater, how often their verdict matches the majority of the *other* raters of the same unit.
 
     Only units where the others have a strict majority count (a split among the others says nothing).
-    Returns columns rater, units (how many such units), agreement (share in percent, None without any).
+    Returns columns rater, units (how many such units), agreement (share in percent, None without any), one
+    row per rater who voted, in the order of their names. ``rater`` may be a categorical (the vote table's):
+    its codes are counted as they are, instead of hashing a million names.
     """
     counts = unit_counts(unit, value, n_categories)
     others = counts[unit].copy()
@@ -69,13 +73,23 @@ def rater_majority_agreement(unit: np.ndarray, value: np.ndarray, rater: np.ndar
     strict = (others == top[:, None]).sum(axis=1) == 1
     usable = strict & (top > 0)
     agree = usable & (others[np.arange(len(value)), value] == top)
-    frame = pd.DataFrame({"rater": rater, "usable": usable, "agree": agree})
-    grouped = frame.groupby("rater", sort=True).agg(
-        units=("usable", "sum"), agreed=("agree", "sum"), votes=("usable", "size")
+    if isinstance(rater, pd.Categorical):
+        codes, names = rater.codes, np.asarray(rater.categories, dtype=object)
+    else:
+        codes, names = pd.factorize(np.asarray(rater, dtype=object))
+    votes = np.bincount(codes, minlength=len(names))
+    units = np.bincount(codes, weights=usable, minlength=len(names)).astype(np.int64)
+    agreed = np.bincount(codes, weights=agree, minlength=len(names)).astype(np.int64)
+    voted = sorted(np.flatnonzero(votes).tolist(), key=lambda i: str(names[i]))
+    units, agreed = units[voted], agreed[voted]
+    return pd.DataFrame(
+        {
+            "rater": names[voted],
+            "votes": votes[voted],
+            "units": units,
+            "agreement": np.where(units > 0, 100.0 * agreed / np.maximum(units, 1), np.nan),
+        }
     )
-    units = grouped["units"].to_numpy()
-    grouped["agreement"] = np.where(units > 0, 100.0 * grouped["agreed"].to_numpy() / np.maximum(units, 1), np.nan)
-    return grouped.reset_index()[["rater", "votes", "units", "agreement"]]
 
 
 def unit_counts(unit: np.ndarray, value: np.ndarray, n_categories: int) -> np.ndarray:
@@ -83,7 +97,9 @@ def unit_counts(unit: np.ndarray, value: np.ndarray, n_categories: int) -> np.nd
     return np.bincount(unit * n_categories + value, minlength=n_units * n_categories).reshape(n_units, n_categories)
 
 
-def agreement_summary(*, unit: np.ndarray, value: np.ndarray, rater: np.ndarray | None, n_categories: int = 4) -> dict:
+def agreement_summary(
+    *, unit: np.ndarray, value: np.ndarray, rater: np.ndarray | pd.Categorical | None, n_categories: int = 4
+) -> dict:
     """Alpha, kappa and per-rater agreement for votes given as (unit, value[, rater]) arrays."""
     counts = unit_counts(unit, value, n_categories)
     per_unit = counts.sum(axis=1)

@@ -219,7 +219,7 @@ def analyze(
     )
 
     unit = np.unique((votes.first * n_models + votes.second) * n_prompts + votes.prompt, return_inverse=True)[1]
-    rater = votes.frame["rater"].to_numpy() if "rater" in votes.frame.columns else None
+    rater = votes.frame["rater"].array if "rater" in votes.frame.columns else None
     agreement = agreement_summary(unit=unit.astype(np.int64), value=votes.outcome.astype(np.int64), rater=rater)
 
     lc = _length_controlled(votes, cells, both_bad=both_bad, n_boot=n_boot, seed=seed, confidence=confidence)

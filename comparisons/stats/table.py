@@ -120,10 +120,11 @@ def _fail_row(mask: np.ndarray, frame: pd.DataFrame, first_line: int | None, pro
         raise VoteTableError(f"Bad vote at {_where(pos, first_line)}: {problem} ({values}){more}.")
 
 
-def _text(frame: pd.DataFrame, column: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """The column as stripped Python strings (missing = ""), and the same as codes into its distinct stripped
-    values: (strings, codes, values). Each distinct value is stripped once; a categorical column (the results
-    page's vote table) is not factorized again."""
+def _text(frame: pd.DataFrame, column: str) -> tuple[pd.Categorical, np.ndarray, np.ndarray]:
+    """The column as a categorical of its stripped strings (missing = ""), and the same as codes into its
+    distinct stripped values: (column, codes, values). Each distinct value is stripped once; a categorical
+    column (the results page's vote table) is not factorized again. A categorical and not a million Python
+    strings: pandas would look at each to infer its string type, and hash them all again to factorize."""
     raw = frame[column]
     if isinstance(raw.dtype, pd.CategoricalDtype):
         codes, uniques = raw.cat.codes.to_numpy(), raw.cat.categories.to_numpy(dtype=object)
@@ -134,7 +135,18 @@ def _text(frame: pd.DataFrame, column: str) -> tuple[np.ndarray, np.ndarray, np.
     merged, values = pd.factorize(np.array([str(u).strip() for u in uniques] + [""], dtype=object))
     codes = merged[np.where(codes < 0, len(uniques), codes)]
     values = np.asarray(values, dtype=object)
-    return values[codes], codes, values
+    return pd.Categorical.from_codes(codes, values), codes, values
+
+
+def _sorted_codes(column: pd.Categorical) -> tuple[np.ndarray, list[str]]:
+    """``pd.factorize(strings, sort=True)`` of a categorical's values: each row's index among the distinct values
+    that occur, those sorted. Found from the codes, so only the few distinct values are compared."""
+    present = np.flatnonzero(np.bincount(column.codes, minlength=len(column.categories)))
+    names = [str(column.categories[i]) for i in present]
+    order = sorted(range(len(names)), key=names.__getitem__)
+    rank = np.empty(len(column.categories), dtype=np.int64)
+    rank[present[order]] = np.arange(len(order))
+    return rank[column.codes], [names[i] for i in order]
 
 
 def _boolean(frame: pd.DataFrame, column: str, first_line: int | None) -> np.ndarray:
@@ -299,7 +311,7 @@ def votes_prepare(
     rank = np.full(len(vocab), -1, dtype=np.int64)
     rank[[lookup[m] for m in models]] = np.arange(len(models))
     model_a, model_b = rank[code_a], rank[code_b]
-    prompt_codes, prompts = pd.factorize(df["prompt_id"], sort=True)
+    prompt_codes, prompts = _sorted_codes(df["prompt_id"].array)
     first = np.minimum(model_a, model_b)
     second = np.maximum(model_a, model_b)
     a_is_first = model_a < model_b

@@ -153,6 +153,6 @@ def test_a_vote_being_written_while_blocks_are_sealed_is_neither_lost_nor_double
     blocks = _blocks(campaign)
     assert [votes for *_, votes in blocks] == [BLOCK, BLOCK]
     stored = VoteBlock.objects.filter(campaign=campaign).order_by("first_vote_id").values_list("data", flat=True)
-    sealed_ids = np.concatenate([np.frombuffer(bytes(data), dtype=vote_copy._BLOCK_ROW)["vote_id"] for data in stored])
+    sealed_ids = np.concatenate([vote_copy._block_votes(bytes(data), BLOCK)["vote_id"] for data in stored])
     lowest = sorted(Vote.objects.filter(comparison__campaign=campaign).values_list("pk", flat=True))[: 2 * BLOCK]
     assert sealed_ids.tolist() == lowest

@@ -239,3 +239,12 @@ def test_round3_rounds_as_python_does():
         ]
     )
     assert vote_copy.round3(values).tolist() == [round(v, 3) for v in values.tolist()]
+
+
+@pytest.mark.parametrize("spread", [10**12, 10**5, 7])  # no tie, a hundred or so, nearly all tied
+def test_votes_are_put_in_order_of_time_then_id_whatever_their_ties(spread):
+    """The analysis read sorts the votes (given in id order) by time and puts the few sharing a time back in id
+    order; its order is that of a sort on both keys."""
+    times = np.random.default_rng(spread).integers(0, spread, 5000)
+    expected = np.lexsort((np.arange(len(times)), times))
+    np.testing.assert_array_equal(vote_copy._by_time_then_id(times), expected)
