@@ -676,7 +676,7 @@ def _by_time_then_id(times: np.ndarray) -> np.ndarray:
     if len(tied) > 1000:
         return np.lexsort((np.arange(len(times)), times))
     run_start = 0
-    for position in tied:
+    for position in tied.tolist():
         run_start = run_start if position and ordered[position] == ordered[position - 1] else position
         order[run_start : position + 2].sort()
     return order
