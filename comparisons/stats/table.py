@@ -138,7 +138,7 @@ def _text(frame: pd.DataFrame, column: str) -> tuple[pd.Categorical, np.ndarray,
     return pd.Categorical.from_codes(codes, values), codes, values
 
 
-def _sorted_codes(column: pd.Categorical) -> tuple[np.ndarray, list[str]]:
+def sorted_codes(column: pd.Categorical) -> tuple[np.ndarray, list[str]]:
     """``pd.factorize(strings, sort=True)`` of a categorical's values: each row's index among the distinct values
     that occur, those sorted. Found from the codes, so only the few distinct values are compared."""
     present = np.flatnonzero(np.bincount(column.codes, minlength=len(column.categories)))
@@ -311,7 +311,7 @@ def votes_prepare(
     rank = np.full(len(vocab), -1, dtype=np.int64)
     rank[[lookup[m] for m in models]] = np.arange(len(models))
     model_a, model_b = rank[code_a], rank[code_b]
-    prompt_codes, prompts = _sorted_codes(df["prompt_id"].array)
+    prompt_codes, prompts = sorted_codes(df["prompt_id"].array)
     first = np.minimum(model_a, model_b)
     second = np.maximum(model_a, model_b)
     a_is_first = model_a < model_b
