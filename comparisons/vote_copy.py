@@ -25,7 +25,7 @@ import numpy as np
 import pandas as pd
 import psycopg
 from django.contrib.auth import get_user_model
-from django.db import IntegrityError, connection, transaction
+from django.db import IntegrityError, OperationalError, connection, transaction
 from django.db.models import Sum
 from django.db.models.functions import Coalesce
 from psycopg import pq
@@ -595,8 +595,14 @@ def discard_vote_blocks(*, campaign: Campaign) -> None:
     VoteBlock.objects.filter(campaign=campaign).delete()
 
 
-def _settled_vote_id() -> int:
-    """An id at or below which every vote ever to exist is already committed.
+# How long sealing waits for the transactions writing votes (each a few milliseconds): while it waits, new votes
+# queue behind it, so a long one (an import, a migration) makes this view read without sealing instead.
+SEAL_LOCK_TIMEOUT_MS = 200
+
+
+def _settled_vote_id() -> int | None:
+    """An id at or below which every vote ever to exist is already committed; None when the transactions
+    writing votes did not all end within SEAL_LOCK_TIMEOUT_MS.
 
     A vote's id is drawn when the statement writing it runs, and its transaction commits a moment later, so
     the highest id read at any moment may have lower ids still uncommitted beside it. A SHARE lock on the vote
@@ -604,13 +610,19 @@ def _settled_vote_id() -> int:
     does at once. It stands for::
 
         with transaction.atomic():
-            <LOCK TABLE vote IN SHARE MODE>
+            <SET LOCAL lock_timeout; LOCK TABLE vote IN SHARE MODE>
             Vote.objects.aggregate(m=Coalesce(Max("pk"), 0))["m"]
     """
-    with transaction.atomic(), connection.cursor() as cursor:
-        cursor.execute(f"LOCK TABLE {_name(Vote)} IN SHARE MODE")
-        cursor.execute(f"SELECT COALESCE(MAX({_name(Vote, 'id')}), 0) FROM {_name(Vote)}")  # noqa: S608 - _meta
-        return int(cursor.fetchone()[0])
+    try:
+        with transaction.atomic(), connection.cursor() as cursor:
+            cursor.execute("SELECT set_config('lock_timeout', %s, true)", [f"{SEAL_LOCK_TIMEOUT_MS}ms"])
+            cursor.execute(f"LOCK TABLE {_name(Vote)} IN SHARE MODE")
+            cursor.execute(f"SELECT COALESCE(MAX({_name(Vote, 'id')}), 0) FROM {_name(Vote)}")  # noqa: S608 - _meta
+            return int(cursor.fetchone()[0])
+    except OperationalError as error:
+        if not isinstance(error.__cause__, psycopg.errors.LockNotAvailable):
+            raise
+        return None
 
 
 def _seal(campaign: Campaign, votes: VoteArrays, settled: int) -> None:
@@ -645,8 +657,8 @@ def _analysis_votes(campaign: Campaign) -> tuple[VoteArrays, bool]:
 
     The sealed blocks are read whole, the votes after them by COPY. When those are at least a block's worth by
     the comparisons' vote counts, the settled id is taken before the COPY, so that every vote up to it is in
-    what the COPY reads, and the whole blocks among them are sealed. Inside a transaction nothing is sealed:
-    the lock would last as long as the transaction."""
+    what the COPY reads, and the whole blocks among them are sealed. Inside a transaction nothing is sealed
+    (the lock would last as long as the transaction), nor when the lock is not had within SEAL_LOCK_TIMEOUT_MS."""
     blocks = _sealed_blocks(campaign)
     after = int(blocks[-1]["vote_id"][-1]) if blocks else 0
     unsealed = _real_votes(campaign) - sum(len(block["vote_id"]) for block in blocks)

@@ -124,27 +124,39 @@ def test_nothing_is_sealed_inside_a_transaction(campaign):
     assert _blocks(campaign) == []
 
 
-def test_a_vote_being_written_while_blocks_are_sealed_is_neither_lost_nor_doubled():
-    """A vote's id is drawn before its transaction commits: sealing waits for such a transaction, so a vote
-    with a lower id than the sealed ones can never commit after them and be missed by every later read."""
-    campaign = build_campaign(slug="blocks-race", n_prompts=4, model_names=["m-one", "m-two", "m-three"], k=10)
+def _race(campaign_slug: str):
+    """A campaign with 19 votes and a rater about to cast the 20th."""
+    campaign = build_campaign(slug=campaign_slug, n_prompts=4, model_names=["m-one", "m-two", "m-three"], k=10)
     raters = [invite_rater(campaign, f"p{index}") for index in range(3)]
     _vote_all(campaign, raters[0])
     _vote_all(campaign, raters[1], limit=7)  # 12 + 7 votes: two blocks' worth once the next vote is in
-    pending = services.assignment_next(rater=raters[2], campaign=campaign)
-    written = threading.Event()
+    return campaign, raters[2], services.assignment_next(rater=raters[2], campaign=campaign)
 
-    def slow_vote() -> None:
+
+def _vote_slowly(rater, token: str, written: threading.Event, seconds: float) -> threading.Thread:
+    """Cast a vote in a transaction that stays open ``seconds`` after the vote has its id."""
+
+    def vote() -> None:
         try:
             with transaction.atomic():
-                services.vote_cast(rater=raters[2], token=pending.token, choice="A")
+                services.vote_cast(rater=rater, token=token, choice="A")
                 written.set()
-                time.sleep(1.0)  # the vote has its id but is not committed yet
+                time.sleep(seconds)
         finally:
             connections.close_all()
 
-    writer = threading.Thread(target=slow_vote)
-    writer.start()
+    thread = threading.Thread(target=vote)
+    thread.start()
+    return thread
+
+
+def test_a_vote_being_written_while_blocks_are_sealed_is_neither_lost_nor_doubled(monkeypatch):
+    """A vote's id is drawn before its transaction commits: sealing waits for such a transaction, so a vote
+    with a lower id than the sealed ones can never commit after them and be missed by every later read."""
+    monkeypatch.setattr(vote_copy, "SEAL_LOCK_TIMEOUT_MS", 10_000)
+    campaign, rater, pending = _race("blocks-race")
+    written = threading.Event()
+    writer = _vote_slowly(rater, pending.token, written, 1.0)
     assert written.wait(10)
     table = analysis_table(campaign=campaign, use_copy=True)  # waits for the vote's transaction to end
     writer.join()
@@ -156,3 +168,20 @@ def test_a_vote_being_written_while_blocks_are_sealed_is_neither_lost_nor_double
     sealed_ids = np.concatenate([vote_copy._block_votes(bytes(data), BLOCK)["vote_id"] for data in stored])
     lowest = sorted(Vote.objects.filter(comparison__campaign=campaign).values_list("pk", flat=True))[: 2 * BLOCK]
     assert sealed_ids.tolist() == lowest
+
+
+def test_a_long_transaction_writing_votes_makes_the_read_skip_sealing_not_wait(monkeypatch):
+    """New votes queue behind the sealing lock while it waits: past SEAL_LOCK_TIMEOUT_MS the read goes on
+    without sealing, and a later read seals what is committed by then."""
+    monkeypatch.setattr(vote_copy, "SEAL_LOCK_TIMEOUT_MS", 100)
+    campaign, rater, pending = _race("blocks-long-transaction")
+    written = threading.Event()
+    writer = _vote_slowly(rater, pending.token, written, 3.0)
+    assert written.wait(10)
+    started = time.monotonic()
+    table = analysis_table(campaign=campaign, use_copy=True)
+    assert time.monotonic() - started < 2.0
+    assert len(table) == 19 and _blocks(campaign) == []  # the vote in flight is not committed yet
+    writer.join()
+    assert len(_assert_same_as_orm(campaign)) == 20
+    assert [votes for *_, votes in _blocks(campaign)] == [BLOCK, BLOCK]
