@@ -30,9 +30,9 @@ SELECT md5(c.id::text || '-' || r.id::text), random() < 0.5, 'voted', now(), now
 FROM comparisons_comparison c JOIN comparisons_rater r ON r.campaign_id = c.campaign_id
 WHERE c.campaign_id = (SELECT id FROM comparisons_campaign WHERE slug='million') AND NOT c.is_attention_check;
 INSERT INTO comparisons_vote (choice, rationale, seconds, submitted_at, attention_failed, identity_reported, assignment_id,
-  comparison_id, rater_id, left_is_a, routing_probability, winner_model_id, winner_response_id)
+  comparison_id, rater_id, campaign_id, left_is_a, routing_probability, winner_model_id, winner_response_id)
 SELECT v.choice, '', round((random() * 60)::numeric, 1), now() - (random() * interval '10 days'), false, random() < 0.001, v.aid,
-  v.comparison_id, v.rater_id, v.left_is_a, v.routing_probability,
+  v.comparison_id, v.rater_id, c.campaign_id, v.left_is_a, v.routing_probability,
   CASE v.choice WHEN 'left' THEN (CASE WHEN v.left_is_a THEN ra.model_id ELSE rb.model_id END)
                 WHEN 'right' THEN (CASE WHEN v.left_is_a THEN rb.model_id ELSE ra.model_id END) END,
   CASE v.choice WHEN 'left' THEN (CASE WHEN v.left_is_a THEN ra.id ELSE rb.id END)

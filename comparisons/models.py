@@ -296,10 +296,11 @@ class Assignment(models.Model):
 class Vote(models.Model):
     """A rater's verdict on one assignment.
 
-    ``comparison``, ``rater``, ``left_is_a`` and ``routing_probability`` are the assignment's, copied by the
-    database in the statement that writes the vote (`rating_queries.write_vote`) and never changed after: the
-    results page and the export read a campaign's million votes from this one table instead of joining each
-    to its assignment (the join was most of PostgreSQL's time on a cold results page)."""
+    ``comparison``, ``rater``, ``left_is_a`` and ``routing_probability`` are the assignment's, and ``campaign``
+    its comparison's, copied by the database in the statement that writes the vote (`rating_queries.write_vote`)
+    and never changed after: the results page and the export read a campaign's million votes from this one table
+    instead of joining each to its assignment (the join was most of PostgreSQL's time on a cold results page), and
+    a rater's votes in a campaign are counted without visiting a comparison per vote."""
 
     class Choice(models.TextChoices):
         LEFT = "left", "Left (shown as A)"
@@ -310,6 +311,7 @@ class Vote(models.Model):
     assignment = models.OneToOneField(Assignment, on_delete=models.CASCADE, related_name="vote")
     comparison = models.ForeignKey(Comparison, on_delete=models.CASCADE, related_name="+", editable=False)
     rater = models.ForeignKey(Rater, on_delete=models.CASCADE, related_name="+", editable=False)
+    campaign = models.ForeignKey(Campaign, on_delete=models.CASCADE, related_name="+", editable=False)
     left_is_a = models.BooleanField(editable=False)
     routing_probability = models.FloatField(null=True, blank=True, editable=False)
     choice = models.CharField(max_length=20, choices=Choice.choices, help_text="Relative to the rater's screen.")
@@ -342,7 +344,9 @@ class Vote(models.Model):
         ]
         # The few votes that failed an attention check, found without scanning a campaign's million votes.
         indexes = [
-            models.Index(fields=["comparison"], condition=Q(attention_failed=True), name="vote_attention_failed")
+            models.Index(fields=["comparison"], condition=Q(attention_failed=True), name="vote_attention_failed"),
+            # A rater's votes in a campaign (their progress, the per-rater cap), counted in one index range.
+            models.Index(fields=["rater", "campaign"], name="vote_rater_campaign"),
         ]
 
     def __str__(self) -> str:

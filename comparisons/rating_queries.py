@@ -96,14 +96,12 @@ def _load(alias: str, *, excluding_assignment: bool = False) -> str:
 
 
 def _votes_done(rater: str, campaign: str) -> str:
-    """Votes the rater `rater` cast in campaign `campaign` (SQL expressions); named parameter `voted`.
+    """Votes the rater `rater` cast in campaign `campaign` (SQL expressions).
 
-    ORM: Assignment.objects.filter(rater=rater, status=VOTED, comparison__campaign=campaign).count()
-    An assignment is VOTED exactly when it has its Vote: both are written in the vote's transaction."""
-    return (
-        f"(SELECT COUNT(*) FROM {A} v INNER JOIN {C} vc ON vc.{C.id} = v.{A.comparison} "  # noqa: S608
-        f"WHERE v.{A.rater} = {rater} AND v.{A.status} = %(voted)s AND vc.{C.campaign} = {campaign})"
-    )
+    ORM: Vote.objects.filter(rater=rater, campaign=campaign).count()
+    One range of the (rater, campaign) index; counting VOTED assignments instead visited the comparison of each
+    earlier vote of the rater (1.2 ms at 100 votes, and growing)."""
+    return f"(SELECT COUNT(*) FROM {V} vv WHERE vv.{V.rater} = {rater} AND vv.{V.campaign} = {campaign})"  # noqa: S608
 
 
 # ---------------------------------------------------------------- sign-in and campaign
@@ -503,18 +501,21 @@ def vote_target(*, token: str, rater_id: int) -> VoteTarget | None:
 
 _VOTE_VALUES = ("assignment", "choice", "winner_response", "winner_model", "rationale", "seconds", "submitted_at",
                 "attention_failed", "identity_reported")  # fmt: skip
-# What a vote copies from its assignment (see `Vote`): taken from the assignment's row by the INSERT itself.
+# What a vote copies from its assignment, and then from its comparison (see `Vote`): taken from their rows by the
+# INSERT itself.
 _VOTE_COPIED = ("comparison", "rater", "left_is_a", "routing_probability")
-# ORM: assignment = Assignment.objects.get(pk=assignment_id)
+_VOTE_COPIED_ALL = (*_VOTE_COPIED, "campaign")
+# ORM: assignment = Assignment.objects.select_related("comparison").get(pk=assignment_id)
 #      Vote.objects.create(assignment_id=…, choice=…, winner_response_id=…, winner_model_id=…, rationale=…,
 #                          seconds=…, submitted_at=now, attention_failed=…, identity_reported=…,
 #                          comparison_id=assignment.comparison_id, rater_id=assignment.rater_id,
-#                          left_is_a=assignment.left_is_a, routing_probability=assignment.routing_probability)
+#                          left_is_a=assignment.left_is_a, routing_probability=assignment.routing_probability,
+#                          campaign_id=assignment.comparison.campaign_id)
 _SQL_VOTE_INSERT = (
-    f"INSERT INTO {V} ({', '.join(getattr(V, f) for f in _VOTE_VALUES + _VOTE_COPIED)}) "  # noqa: S608
-    f"SELECT {', '.join(f'%({f})s' for f in _VOTE_VALUES)}, {', '.join(f'a.{getattr(A, f)}' for f in _VOTE_COPIED)} "
-    f"FROM {A} a WHERE a.{A.id} = %(assignment)s "
-    f"RETURNING {V.id}, {', '.join(getattr(V, f) for f in _VOTE_COPIED)}"
+    f"INSERT INTO {V} ({', '.join(getattr(V, f) for f in _VOTE_VALUES + _VOTE_COPIED_ALL)}) "  # noqa: S608
+    f"SELECT {', '.join(f'%({f})s' for f in _VOTE_VALUES)}, {', '.join(f'a.{getattr(A, f)}' for f in _VOTE_COPIED)}, "
+    f"c.{C.campaign} FROM {A} a INNER JOIN {C} c ON c.{C.id} = a.{A.comparison} WHERE a.{A.id} = %(assignment)s "
+    f"RETURNING {V.id}, {', '.join(getattr(V, f) for f in _VOTE_COPIED_ALL)}"
 )
 # ORM: Assignment.objects.filter(pk=assignment_id).update(status=VOTED, closed_at=now)
 _SQL_VOTED = f"UPDATE {A} SET {A.status} = %(voted)s, {A.closed_at} = %(submitted_at)s WHERE {A.id} = %(assignment)s"  # noqa: S608
@@ -523,7 +524,7 @@ _SQL_COUNT_VOTE = f"UPDATE {C} SET {C.votes_count} = {C.votes_count} + %(counted
 # PostgreSQL makes the three writes of a vote in one statement (one round trip instead of three).
 _SQL_VOTE_WRITE = (
     f"WITH vote AS ({_SQL_VOTE_INSERT}), voted AS ({_SQL_VOTED}), counted AS ({_SQL_COUNT_VOTE}) "  # noqa: S608
-    f"SELECT {V.id}, {', '.join(getattr(V, f) for f in _VOTE_COPIED)} FROM vote"
+    f"SELECT {V.id}, {', '.join(getattr(V, f) for f in _VOTE_COPIED_ALL)} FROM vote"
 )
 
 
@@ -535,8 +536,8 @@ def _attname(model: type[models.Model], name: str) -> str:
 
 def write_vote(*, values: dict[str, Any], comparison_id: int, counted: int) -> Vote:
     """Store a vote (`values`: {attname: value} of every Vote field but the id and those it copies from its
-    assignment), mark its assignment VOTED at `submitted_at`, and add `counted` (0 for an attention check,
-    else 1) to its comparison's votes. The three writes belong in the caller's transaction."""
+    assignment and comparison), mark its assignment VOTED at `submitted_at`, and add `counted` (0 for an
+    attention check, else 1) to its comparison's votes. The three writes belong in the caller's transaction."""
     params = {
         **{f: values[_attname(Vote, f)] for f in _VOTE_VALUES},
         "voted": _VOTED, "counted": counted, "comparison": comparison_id,
@@ -551,5 +552,5 @@ def write_vote(*, values: dict[str, Any], comparison_id: int, counted: int) -> V
             written = cursor.fetchone()
             cursor.execute(_SQL_VOTED, params)
             cursor.execute(_SQL_COUNT_VOTE, params)
-    copied = {_attname(Vote, f): value for f, value in zip(_VOTE_COPIED, written[1:], strict=True)}
+    copied = {_attname(Vote, f): value for f, value in zip(_VOTE_COPIED_ALL, written[1:], strict=True)}
     return rows.instance(Vote, {**values, "id": written[0], **copied})

@@ -1,6 +1,7 @@
-"""A vote carries its assignment's comparison, rater, left/right order and routing probability (`Vote`), so the
-results page and the export read one table: the copy must be the assignment's, for votes cast through the
-service and for the votes that existed before the columns did (migration 0010)."""
+"""A vote carries its assignment's comparison, rater, left/right order and routing probability, and its
+comparison's campaign (`Vote`), so the results page and the export read one table and a rater's votes in a campaign
+are one index range: the copy must be the assignment's, for votes cast through the service and for the votes that
+existed before the columns did (migrations 0010 and 0012)."""
 
 from __future__ import annotations
 
@@ -23,6 +24,7 @@ def _differing(votes):
         Q(comparison=F("assignment__comparison"))
         & Q(rater=F("assignment__rater"))
         & Q(left_is_a=F("assignment__left_is_a"))
+        & Q(campaign=F("assignment__comparison__campaign"))
         & (
             Q(routing_probability=F("assignment__routing_probability"))
             | Q(routing_probability__isnull=True, assignment__routing_probability__isnull=True)
@@ -44,10 +46,15 @@ def test_votes_cast_through_the_service_carry_their_assignments_fields(routing):
             result = services.vote_cast(rater=rater, token=assignment.token, choice="A")
             # The instance the service returns holds the copy too, as read back from the database.
             stored = Vote.objects.get(pk=result.vote.pk)
-            assert (result.vote.comparison_id, result.vote.rater_id, result.vote.left_is_a) == (
-                stored.comparison_id, stored.rater_id, stored.left_is_a,
+            vote = result.vote
+            assert (vote.comparison_id, vote.rater_id, vote.left_is_a, vote.campaign_id) == (
+                stored.comparison_id, stored.rater_id, stored.left_is_a, campaign.pk,
             )  # fmt: skip
-            assert result.vote.routing_probability == stored.routing_probability
+            assert (
+                services.rater_votes_done(rater=rater, campaign=campaign)
+                == Vote.objects.filter(assignment__rater=rater, assignment__comparison__campaign=campaign).count()
+            )
+            assert vote.routing_probability == stored.routing_probability
     votes = Vote.objects.filter(comparison__campaign=campaign)
     assert votes.count() > 10 and votes.filter(comparison__is_attention_check=True).exists()
     routed = votes.filter(routing_probability__isnull=False, comparison__is_attention_check=False)
@@ -95,4 +102,7 @@ def test_the_migration_fills_the_copy_of_votes_cast_before_it():
     }
     assert filled == expected
     executor = MigrationExecutor(connection)
-    executor.migrate(executor.loader.graph.leaf_nodes())
+    latest = executor.loader.graph.leaf_nodes()
+    executor.migrate(latest)
+    current = MigrationExecutor(connection).loader.project_state(latest).apps.get_model("comparisons", "Vote")
+    assert dict(current.objects.values_list("pk", "campaign_id")) == dict.fromkeys(expected, campaign.pk)

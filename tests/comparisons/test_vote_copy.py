@@ -73,6 +73,7 @@ def _voted(rater: Rater, comparison: Comparison, choice: str, draw: random.Rando
         assignment=assignment,
         comparison=comparison,
         rater=rater,
+        campaign_id=comparison.campaign_id,
         left_is_a=left_is_a,
         routing_probability=assignment.routing_probability,
         choice=choice,
