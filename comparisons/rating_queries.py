@@ -437,18 +437,16 @@ def rater_view_row(assignment_id: int) -> RaterViewRow | None:
 
 # ORM: Assignment.objects.select_related("comparison__campaign").select_for_update(of=("self", "comparison"))
 #      .filter(token=token, rater=rater).annotate(model_a=…response_a__model, model_b=…response_b__model,
-#      votes_done=<_votes_done> (None without a per-rater cap), last_vote_at=Max(rater's VOTED assignments' closed_at),
+#      votes_done=<_votes_done>, last_vote_at=Max(rater's VOTED assignments' closed_at),
 #      named_member=Count(rater.campaigns with this campaign)).defer("comparison__campaign__identity_leaks").first()
 _SQL_VOTE_TARGET = (
     f"SELECT a.{A.id}, a.{A.status}, a.{A.left_is_a}, a.{A.created_at}, a.{A.leased_until}, "  # noqa: S608
     f"a.{A.comparison}, c.{C.is_attention_check}, c.{C.response_a}, c.{C.response_b}, "
     f"(SELECT r.{T.model} FROM {T} r WHERE r.{T.id} = c.{C.response_a}), "
     f"(SELECT r.{T.model} FROM {T} r WHERE r.{T.id} = c.{C.response_b}), "
-    # The rater's votes in this campaign (the per-rater cap; counted only when the campaign has one: the count
-    # probes the campaign's comparisons once per vote of the rater), when their last vote anywhere was cast (a
-    # vote's time runs from the later of serving and that), and whether a named rater is still given this campaign.
-    f"CASE WHEN g.{G.comparisons_per_rater} IS NULL THEN NULL "
-    f"ELSE {_votes_done(f'a.{A.rater}', f'c.{C.campaign}')} END, "
+    # The rater's votes in this campaign (the per-rater cap), when their last vote anywhere was cast (a vote's
+    # time runs from the later of serving and that), and whether a named rater is still given this campaign.
+    f"{_votes_done(f'a.{A.rater}', f'c.{C.campaign}')}, "
     f"(SELECT MAX(v.{A.closed_at}) FROM {A} v WHERE v.{A.rater} = a.{A.rater} AND v.{A.status} = %(voted)s), "
     f"(SELECT COUNT(*) FROM {RC} m WHERE m.{RC.rater} = a.{A.rater} AND m.{RC.campaign} = c.{C.campaign}), "
     f"{_CAMPAIGN_COLUMNS} "
@@ -472,7 +470,7 @@ class VoteTarget(NamedTuple):
     response_b_id: int
     model_a_id: int
     model_b_id: int
-    votes_done: int | None
+    votes_done: int
     last_vote_at: datetime | None
     named_member: bool
     campaign: Campaign
@@ -493,8 +491,7 @@ def vote_target(*, token: str, rater_id: int) -> VoteTarget | None:
         id=pk, status=status, left_is_a=bool(left_is_a), created_at=rows.aware(created_at),
         leased_until=rows.aware(leased_until), comparison_id=comparison_id, is_attention_check=bool(is_check),
         response_a_id=response_a_id, response_b_id=response_b_id, model_a_id=model_a_id, model_b_id=model_b_id,
-        votes_done=None if done is None else int(done),
-        last_vote_at=None if last_vote_at is None else rows.aware(last_vote_at),
+        votes_done=int(done), last_vote_at=None if last_vote_at is None else rows.aware(last_vote_at),
         named_member=bool(named_member), campaign=rows.instance_from_row(Campaign, row[head:], omit=_CAMPAIGN_OMIT),
     )  # fmt: skip
 

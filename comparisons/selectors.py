@@ -16,7 +16,6 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, TypedDict
 
-import numpy as np
 import pandas as pd
 from django.core.cache import cache
 from django.db import connection
@@ -27,7 +26,7 @@ from comparisons.blinding import BYTE_LEVEL_FEATURES, CI_KIND, FEATURE_NAMES, Au
 from comparisons.markdown import render_text
 from comparisons.models import Assignment, Campaign, Comparison, Rater, Vote
 from comparisons.served_text import served_text
-from comparisons.stats.table import EXPORT_COLUMNS
+from comparisons.stats.table import EXPORT_COLUMNS, used_in_order
 from evalsite.cache import cached
 from generation.models import ModelEntry, Prompt, Response
 
@@ -249,12 +248,8 @@ def _used_categories_sorted(values: pd.Series) -> pd.Categorical:
     if not isinstance(values.dtype, pd.CategoricalDtype) or (values.cat.codes.to_numpy() < 0).any():
         used = values.astype("category").cat.remove_unused_categories()
         return used.cat.reorder_categories(sorted(used.cat.categories)).array
-    codes, categories = values.cat.codes.to_numpy(), values.cat.categories
-    present = np.flatnonzero(np.bincount(codes, minlength=len(categories)))
-    order = sorted(range(len(present)), key=lambda i: categories[present[i]])
-    position = np.empty(len(categories), dtype=np.int64)
-    position[present[order]] = np.arange(len(order))
-    return pd.Categorical.from_codes(position[codes], categories.take(present[order]))
+    codes, kept = used_in_order(values.array)
+    return pd.Categorical.from_codes(codes, values.cat.categories.take(kept))
 
 
 _TEXT_ANALYSIS_COLUMNS = ("prompt_id", "category", "model_a", "model_b", "left_model", "winner", "rater")

@@ -578,11 +578,9 @@ def _sealed_blocks(campaign: Campaign) -> list[VoteArrays]:
     blocks: list[VoteArrays] = []
     last = 0
     for first, last_id, count, layout, data in rows:
-        if layout != BLOCK_LAYOUT or len(data) != count * _BLOCK_VOTE_BYTES or first <= last:
-            discard_vote_blocks(campaign=campaign)
-            return []
-        block = _block_votes(data, count)
-        if block["vote_id"][0] != first or block["vote_id"][-1] != last_id:
+        whole = layout == BLOCK_LAYOUT and len(data) == count * _BLOCK_VOTE_BYTES and first > last
+        block = _block_votes(data, count) if whole else None
+        if block is None or block["vote_id"][0] != first or block["vote_id"][-1] != last_id:
             discard_vote_blocks(campaign=campaign)
             return []
         blocks.append(block)

@@ -391,8 +391,7 @@ def vote_cast(
         raise Gone("This campaign is closed; the vote was not recorded.")
     if target.status == Assignment.Status.SKIPPED:
         raise Gone("You skipped this pair; a skipped pair cannot be voted on later.")
-    # The statement counts the rater's votes here only when the campaign caps them (per_rater).
-    per_rater, votes_done = campaign.comparisons_per_rater, target.votes_done or 0
+    per_rater, votes_done = campaign.comparisons_per_rater, target.votes_done
     if per_rater is not None and votes_done == per_rater - 1 and connection.vendor == "postgresql":
         # The last vote the cap allows: serialize it with the rater's other votes (two tabs voting expired
         # pairs at once) and count again under the lock. This transaction already holds its comparison,

@@ -138,15 +138,21 @@ def _text(frame: pd.DataFrame, column: str) -> tuple[pd.Categorical, np.ndarray,
     return pd.Categorical.from_codes(codes, values), codes, values
 
 
-def sorted_codes(column: pd.Categorical) -> tuple[np.ndarray, list[str]]:
-    """``pd.factorize(strings, sort=True)`` of a categorical's values: each row's index among the distinct values
-    that occur, those sorted. Found from the codes, so only the few distinct values are compared."""
+def used_in_order(column: pd.Categorical) -> tuple[np.ndarray, np.ndarray]:
+    """Each row's index among the categories that occur, those sorted by their text, and which categories those
+    are (indices into ``column.categories``, in that order). Found from the codes, so only the few distinct
+    values are compared, never the rows."""
     present = np.flatnonzero(np.bincount(column.codes, minlength=len(column.categories)))
-    names = [str(column.categories[i]) for i in present]
-    order = sorted(range(len(names)), key=names.__getitem__)
+    kept = present[sorted(range(len(present)), key=lambda i: str(column.categories[present[i]]))]
     rank = np.empty(len(column.categories), dtype=np.int64)
-    rank[present[order]] = np.arange(len(order))
-    return rank[column.codes], [names[i] for i in order]
+    rank[kept] = np.arange(len(kept))
+    return rank[column.codes], kept
+
+
+def sorted_codes(column: pd.Categorical) -> tuple[np.ndarray, list[str]]:
+    """``pd.factorize(strings, sort=True)`` of a categorical's values (`used_in_order`, the names as text)."""
+    codes, kept = used_in_order(column)
+    return codes, [str(column.categories[i]) for i in kept]
 
 
 def _boolean(frame: pd.DataFrame, column: str, first_line: int | None) -> np.ndarray:
