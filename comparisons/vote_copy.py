@@ -2,11 +2,12 @@
 
 `comparisons.selectors.vote_rows` defines a campaign's vote rows with the ORM, and SQLite runs it. On
 PostgreSQL that query, a million votes each joined to its prompt, models, rater and winner, is too slow
-for a page (14 s of 16): here the same rows come from one ``COPY (SELECT ...) TO STDOUT`` of the
-per-vote columns (ids, booleans, winner and rater names, the time, the seconds, the rationale), which
-pandas' C reader parses straight into arrays, names as categories. What repeats per comparison (prompt,
-category, models, served lengths) is read once beforehand and spread over the votes by index. Every
-hand-written statement lives in this module, with the ORM query it stands for above it;
+for a page (14 s of 16). Here the votes' fixed-width fields (ids, booleans, the choice, the seconds, the time)
+come from sealed blocks of votes and a binary ``COPY (SELECT ...) TO STDOUT`` of the votes after them, straight
+into numpy arrays; the few votes with a rationale from a second, small COPY. What repeats (prompt, category,
+models and served lengths per comparison, names per rater and model) is read once and spread over the votes
+by index, names as categories. The export writes its CSV from the same arrays, each distinct cell made once.
+Every hand-written statement lives in this module, with the ORM query it stands for above it;
 tests/comparisons/test_vote_copy.py checks that both ways give the same frame and the same CSV file, byte
 for byte.
 """
@@ -17,14 +18,13 @@ import csv
 import hashlib
 import io
 import re
-from collections.abc import Generator, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import pandas as pd
 import psycopg
-from django.contrib.auth import get_user_model
 from django.db import IntegrityError, OperationalError, connection, transaction
 from django.db.models import Sum
 from django.db.models.functions import Coalesce
@@ -34,26 +34,10 @@ from comparisons.models import Campaign, Comparison, Rater, Vote, VoteBlock
 from comparisons.stats.io import spreadsheet_safe
 from generation.models import ModelEntry
 
-# Votes parsed and turned into columns at a time, and bytes read from the COPY at a time: the export's
-# memory stays bounded by these.
+# Votes written to CSV at a time: the text in memory at once stays bounded by it.
 CHUNK_VOTES = 50_000
-COPY_BLOCK_BYTES = 1 << 20
-
-# The columns of the COPY, in order (see `_copy_statement`), and how pandas reads them.
-_COPY_DTYPES = {
-    "comparison_id": "int64",
-    "left_is_a": "bool",
-    "winner": "category",
-    "rater_id": "int64",
-    "rater": "category",
-    "submitted_at": "str",
-    "seconds": "float64",
-    "rationale": "str",
-    "identity_reported": "bool",
-    "routing_probability": "float64",
-}
-# Stands in for a vote without a routing probability (none is ever 0 or below): NULL would need pandas'
-# NA detection, which every other column does without.
+# Stands in for a vote without a routing probability (none is ever 0 or below) in the binary read, which
+# has no NULL.
 _NO_PROBABILITY = -1.0
 
 
@@ -75,64 +59,12 @@ def _campaign_votes(joins: str = "") -> str:
     )
 
 
-def _copy_statement() -> str:
-    """One vote per line, as CSV, in the export's order.
-
-    It stands for `selectors.vote_rows`' query, less what `_Lookups` reads per comparison::
-
-        Vote.objects.filter(
-            comparison__campaign=campaign, comparison__is_attention_check=False
-        ).order_by("submitted_at", "pk").values_list(
-            "comparison_id", "left_is_a", "winner_model__name" (or "choice"), "rater_id", "rater__user__username",
-            "submitted_at", "seconds", "rationale", "identity_reported", "routing_probability",
-        )
-
-    with the winner the picked model's name for ``left``/``right`` and the choice otherwise, and
-    ``submitted_at`` written as `selectors._iso` writes it (ISO 8601 in UTC, microseconds only when there
-    are some, ``Z``) and a missing routing probability as `_NO_PROBABILITY`. Bound values (`_copy_params`): the
-    two decisive choices, the stand-in probability, then the campaign's id.
-    """
-    at = f"v.{_name(Vote, 'submitted_at')} AT TIME ZONE 'UTC'"
-    iso = (
-        f"to_char({at}, 'YYYY-MM-DD\"T\"HH24:MI:SS') "
-        f"|| CASE WHEN date_trunc('second', {at}) = {at} THEN '' ELSE to_char({at}, '.US') END || 'Z'"
-    )
-    choice = f"v.{_name(Vote, 'choice')}"
-    user_model = get_user_model()
-    columns = [
-        f"v.{_name(Vote, 'comparison')}",
-        f"v.{_name(Vote, 'left_is_a')}",
-        f"CASE WHEN {choice} IN (%s, %s) THEN m.{_name(ModelEntry, 'name')} ELSE {choice} END",
-        f"v.{_name(Vote, 'rater')}",
-        f"u.{_name(user_model, 'username')}",
-        iso,
-        f"v.{_name(Vote, 'seconds')}",
-        f"v.{_name(Vote, 'rationale')}",
-        f"v.{_name(Vote, 'identity_reported')}",
-        f"COALESCE(v.{_name(Vote, 'routing_probability')}, %s)",
-    ]
-    return (
-        f"COPY (SELECT {', '.join(columns)} "  # noqa: S608 - names from _meta, values bound
-        + _campaign_votes(
-            f"INNER JOIN {_name(Rater)} r ON r.{_name(Rater, 'id')} = v.{_name(Vote, 'rater')} "
-            f"INNER JOIN {_name(user_model)} u ON u.{_name(user_model, 'id')} = r.{_name(Rater, 'user')} "
-            f"LEFT OUTER JOIN {_name(ModelEntry)} m ON m.{_name(ModelEntry, 'id')} = v.{_name(Vote, 'winner_model')} "
-        )
-        + f" ORDER BY v.{_name(Vote, 'submitted_at')}, v.{_name(Vote, 'id')}"
-        ") TO STDOUT (FORMAT csv)"
-    )
-
-
-def _copy_params(campaign: Campaign) -> list[Any]:
-    return [Vote.Choice.LEFT.value, Vote.Choice.RIGHT.value, _NO_PROBABILITY, campaign.pk]
-
-
-def _copy_out(statement: str, params: list[Any]) -> Generator[bytearray, None, None]:
-    """The output of a ``COPY ... TO STDOUT`` in blocks of about COPY_BLOCK_BYTES, read with libpq directly.
+def _copy_out(statement: str, params: list[Any]) -> bytes:
+    """The whole output of a ``COPY ... TO STDOUT``, read with libpq directly.
 
     psycopg's `Cursor.copy` hands out one row per call through its generator machinery (about 6 s of CPU
     for a million rows); this loop over ``PQgetCopyData`` takes 0.4 s. Holds the connection's lock while
-    it runs, as `Cursor.copy` does: nothing else may use the connection until the blocks are all read."""
+    it runs, as `Cursor.copy` does."""
     connection.ensure_connection()
     conn = connection.connection
     query = psycopg.ClientCursor(conn).mogrify(statement, params).encode()
@@ -140,58 +72,17 @@ def _copy_out(statement: str, params: list[Any]) -> Generator[bytearray, None, N
         pgconn = conn.pgconn
         pgconn.send_query(query)
         result = pgconn.get_result()
-        finished = result is None or result.status != pq.ExecStatus.COPY_OUT
-        try:
-            block = bytearray()
-            while not finished:
-                size, data = pgconn.get_copy_data(0)
-                if size < 0:
-                    finished = True
-                    break
-                block += data
-                if len(block) >= COPY_BLOCK_BYTES:
-                    yield block
-                    block = bytearray()
-            if block:
-                yield block
-        finally:
-            while not finished:  # the reader stopped early: the rest must be read before the result
-                finished = pgconn.get_copy_data(0)[0] < 0
-            failure = None
-            while (end := pgconn.get_result()) is not None:
-                if end.status not in (pq.ExecStatus.COMMAND_OK, pq.ExecStatus.COPY_OUT):
-                    failure = end
-            if result is not None and result.status != pq.ExecStatus.COPY_OUT:
-                failure = result
+        data = bytearray()
+        if result is not None and result.status == pq.ExecStatus.COPY_OUT:
+            while (piece := pgconn.get_copy_data(0))[0] >= 0:
+                data += piece[1]
+        failure = None if result is not None and result.status == pq.ExecStatus.COPY_OUT else result
+        while (end := pgconn.get_result()) is not None:
+            if end.status not in (pq.ExecStatus.COMMAND_OK, pq.ExecStatus.COPY_OUT):
+                failure = end
         if failure is not None:
             raise psycopg.errors.error_from_result(failure, encoding=conn.info.encoding)
-
-
-class _BlockReader(io.RawIOBase):
-    """A binary file over an iterator of byte blocks, for pandas' reader."""
-
-    def __init__(self, blocks: Generator[bytearray, None, None]) -> None:
-        self._blocks = blocks
-        self._block = memoryview(b"")
-
-    def readable(self) -> bool:
-        return True
-
-    def close(self) -> None:
-        # Stopping early reads the rest of the COPY (`_copy_out`'s cleanup): the connection is free again.
-        self._blocks.close()
-        super().close()
-
-    def readinto(self, buffer: Any) -> int:
-        while not self._block:
-            block = next(self._blocks, None)
-            if block is None:
-                return 0
-            self._block = memoryview(block)
-        size = min(len(buffer), len(self._block))
-        buffer[:size] = self._block[:size]
-        self._block = self._block[size:]
-        return size
+    return bytes(data)
 
 
 def round3(values: np.ndarray) -> np.ndarray:
@@ -216,17 +107,44 @@ def _has_carriage_return(values: Any) -> np.ndarray:
     return np.fromiter((isinstance(x, str) and "\r" in x for x in values), dtype=bool, count=len(values))
 
 
+# Microseconds from numpy's epoch (1970-01-01) to PostgreSQL's (2000-01-01), and in a day.
+_POSTGRES_EPOCH_US = 946_684_800_000_000
+_DAY_US = 86_400_000_000
+
+
+def iso_times(micros: np.ndarray) -> np.ndarray:
+    """Times in PostgreSQL's microseconds since 2000-01-01 UTC, written as `selectors._iso` writes them (ISO
+    8601, microseconds only when there are some, ``Z``), as an object array of str.
+
+    numpy's ``datetime_as_string`` took 0.8 s for a million times: here it writes only the few distinct days,
+    and each time of day is put together from its digits."""
+    days, in_day = np.divmod(micros.astype(np.int64) + _POSTGRES_EPOCH_US, _DAY_US)
+    day_codes, distinct_days = pd.factorize(days)
+    day_text = np.datetime_as_string(distinct_days.astype("datetime64[D]"), unit="D").astype("S10")
+    text = np.zeros((len(days), 27), dtype=np.uint8)  # YYYY-MM-DDTHH:MM:SS.ffffffZ
+    text[:, :10] = day_text.view(np.uint8).reshape(-1, 10)[day_codes]
+    seconds, micro = np.divmod(in_day, 1_000_000)
+    hours, rest = np.divmod(seconds, 3600)
+    minutes, secs = np.divmod(rest, 60)
+    text[:, 10] = ord("T")
+    text[:, [13, 16]] = ord(":")
+    for end, value in ((13, hours), (16, minutes), (19, secs), (26, micro)):
+        for position in range(end - 1, end - (7 if end == 26 else 3), -1):
+            value, digit = np.divmod(value, 10)
+            text[:, position] = ord("0") + digit
+    whole = micro == 0
+    text[:, 19] = np.where(whole, ord("Z"), ord("."))
+    text[:, 26] = np.where(whole, 0, ord("Z"))
+    text[whole, 20:26] = 0  # trailing NULs end a fixed-width string early
+    return text.view("S27").ravel().astype("U27").astype(object)
+
+
 @dataclass
 class _Lookups:
-    """What repeats across a campaign's votes, read before the COPY (the connection serves nothing else
-    during it): per real comparison (sorted by id) its prompt, category, models and served lengths; the
-    raters who failed an attention check in the campaign.
-
-    ``for_csv``: every string is already as the CSV writes it (`spreadsheet_safe`), each distinct one
-    made safe once, and ``carriage`` says which comparisons hold a carriage return in one of their texts."""
+    """What repeats across a campaign's votes: per real comparison (sorted by id) its prompt, category, models
+    and served lengths; the raters who failed an attention check in the campaign."""
 
     campaign: Campaign
-    for_csv: bool
     ids: np.ndarray
     prompt_id: np.ndarray
     category: np.ndarray
@@ -234,11 +152,10 @@ class _Lookups:
     model_b: np.ndarray
     length_a: np.ndarray
     length_b: np.ndarray
-    carriage: np.ndarray
     failed: set[int]
 
     @classmethod
-    def read(cls, campaign: Campaign, *, failed: set[int], lengths: dict[int, int], for_csv: bool) -> _Lookups:
+    def read(cls, campaign: Campaign, *, failed: set[int], lengths: dict[int, int]) -> _Lookups:
         rows = list(
             Comparison.objects.filter(campaign=campaign, is_attention_check=False)
             .order_by("pk")
@@ -252,15 +169,9 @@ class _Lookups:
                 "response_b_id",
             )
         )
-        text = spreadsheet_safe if for_csv else (lambda value: value)
-        texts = [_objects([text(row[i]) for row in rows]) for i in (1, 2, 3, 4)]
-        carriage = np.zeros(len(rows), dtype=bool)
-        for values in texts:
-            carriage |= _has_carriage_return(values)
-        prompt_id, category, model_a, model_b = texts
+        prompt_id, category, model_a, model_b = (_objects([row[i] for row in rows]) for i in (1, 2, 3, 4))
         return cls(
             campaign=campaign,
-            for_csv=for_csv,
             ids=np.array([row[0] for row in rows], dtype=np.int64),
             prompt_id=prompt_id,
             category=category,
@@ -268,111 +179,8 @@ class _Lookups:
             model_b=model_b,
             length_a=np.array([lengths[row[5]] for row in rows], dtype=np.int64),
             length_b=np.array([lengths[row[6]] for row in rows], dtype=np.int64),
-            carriage=carriage,
             failed=failed,
         )
-
-    def pair_columns(self, at: np.ndarray, left_is_a: np.ndarray) -> dict[str, np.ndarray]:
-        """``prompt_id``, ``category``, ``model_a``, ``model_b`` and ``left_model`` of votes on the comparisons
-        at rows ``at``, shown with A on the left where ``left_is_a``."""
-        model_a, model_b = self.model_a[at], self.model_b[at]
-        return {
-            "prompt_id": self.prompt_id[at],
-            "category": self.category[at],
-            "model_a": model_a,
-            "model_b": model_b,
-            "left_model": np.where(left_is_a, model_a, model_b),
-        }
-
-    def text(self, value: Any) -> Any:
-        return spreadsheet_safe(value) if self.for_csv else value
-
-    def texts(self, values: pd.Categorical) -> tuple[np.ndarray, np.ndarray]:
-        """A categorical column as an object array (made safe for CSV when ``for_csv``), and which of its
-        values hold a carriage return; each distinct value is looked at once."""
-        names = _objects([self.text(name) for name in values.categories])
-        return names[values.codes], _has_carriage_return(names)[values.codes]
-
-
-def _columns(chunk: pd.DataFrame, lookups: _Lookups) -> tuple[dict[str, Any], np.ndarray | None]:
-    """VOTE_COLUMNS for a chunk of COPY rows as `selectors.vote_rows` gives them, in arrays; with
-    ``lookups.for_csv`` as CSV cells instead (text safe for spreadsheets, booleans as true/false) and which
-    rows hold a carriage return (None otherwise)."""
-    n = len(chunk)
-    at = _comparison_rows(chunk["comparison_id"].to_numpy(), lookups)
-    left_is_a = chunk["left_is_a"].to_numpy(dtype=bool)
-    winner, winner_carriage = lookups.texts(chunk["winner"].array)
-    rater, rater_carriage = lookups.texts(chunk["rater"].array)
-    rater_codes, rater_ids = pd.factorize(chunk["rater_id"].to_numpy())
-    failed = np.array([int(i) in lookups.failed for i in rater_ids], dtype=bool)[rater_codes]
-    rationale = chunk["rationale"].to_numpy(dtype=object)
-    reported = chunk["identity_reported"].to_numpy(dtype=bool)
-    seconds = round3(chunk["seconds"].to_numpy(dtype=float))
-    probability = chunk["routing_probability"].to_numpy(dtype=float)
-    unrouted = probability == _NO_PROBABILITY
-    columns: dict[str, Any] = {
-        "campaign": np.full(n, lookups.text(lookups.campaign.slug), dtype=object),
-        **lookups.pair_columns(at, left_is_a),
-        "winner": winner,
-        "rater": rater,
-        "attention_failed": failed,
-        "submitted_at": chunk["submitted_at"].to_numpy(dtype=object),
-        "seconds": seconds,
-        "length_a": lookups.length_a[at],
-        "length_b": lookups.length_b[at],
-        "rationale": rationale,
-        "identity_reported": reported,
-        "routing_probability": np.where(unrouted, np.nan, probability),
-    }
-    if not lookups.for_csv:
-        return columns, None
-    words = np.array(["false", "true"], dtype=object)
-    # Most votes have no rationale: only the others are looked at, one by one.
-    written = np.flatnonzero(rationale != "")
-    rationale = rationale.copy()
-    rationale[written] = [spreadsheet_safe(text) for text in rationale[written]]
-    carriage = lookups.carriage[at] | winner_carriage | rater_carriage
-    carriage[written] |= _has_carriage_return(rationale[written])
-    columns |= {
-        "attention_failed": words[failed.astype(np.int8)],
-        "identity_reported": words[reported.astype(np.int8)],
-        "seconds": seconds.tolist(),
-        "length_a": columns["length_a"].tolist(),
-        "length_b": columns["length_b"].tolist(),
-        "rationale": rationale,
-        # Python floats (written as `vote_rows`' are), an empty cell for none.
-        "routing_probability": np.where(unrouted, "", probability.astype(object)),
-    }
-    return columns, carriage
-
-
-def _chunks(
-    campaign: Campaign, lookups: _Lookups, *, chunk_votes: int | None
-) -> Iterator[tuple[dict[str, Any], np.ndarray | None]]:
-    """`_columns` of the campaign's votes, ``chunk_votes`` at a time (all at once with None)."""
-    source = io.BufferedReader(_BlockReader(_copy_out(_copy_statement(), _copy_params(campaign))), COPY_BLOCK_BYTES)
-    options: dict[str, Any] = {
-        "header": None,
-        "names": list(_COPY_DTYPES),
-        "dtype": _COPY_DTYPES,
-        "true_values": ["t"],
-        "false_values": ["f"],
-        "na_filter": False,
-        "encoding": "utf-8",
-    }
-    try:
-        if chunk_votes is None:
-            chunk = pd.read_csv(source, **options)
-            if len(chunk):
-                yield _columns(chunk, lookups)
-            return
-        with pd.read_csv(source, chunksize=chunk_votes, **options) as parts:
-            for chunk in parts:
-                yield _columns(chunk, lookups)
-    except pd.errors.EmptyDataError:
-        return  # no vote: the COPY wrote nothing at all
-    finally:
-        source.close()
 
 
 # The analysis read (`_analysis_statement`) is a binary COPY whose every field has a fixed width (no NULL, no
@@ -462,9 +270,35 @@ def analysis_columns(*, campaign: Campaign, failed: set[int], lengths: dict[int,
     """The columns of the campaign's vote table that `stats.analyze` reads (`selectors.ANALYSIS_COLUMNS`), each
     value as in `vote_columns` and the votes in the same order; None without votes.
 
-    Names are looked up here (the models and prompts per comparison, the raters by id): PostgreSQL scans the
-    vote table alone, a million votes in about a second of its time."""
-    lookups = _Lookups.read(campaign, failed=failed, lengths=lengths, for_csv=False)
+    ``failed``: the raters who failed an attention check in the campaign; ``lengths``: served lengths by
+    response id (`selectors.attention_failed_raters`, `selectors.served_lengths`)."""
+    table = _vote_table(campaign=campaign, failed=failed, lengths=lengths)
+    return None if table is None else table[0]
+
+
+def vote_columns(*, campaign: Campaign, failed: set[int], lengths: dict[int, int]) -> dict[str, Any] | None:
+    """The campaign's vote table (the rows of the votes export) as one array per VOTE_COLUMNS entry, names as
+    categoricals; None without votes. ``failed`` and ``lengths`` as for `analysis_columns`."""
+    table = _vote_table(campaign=campaign, failed=failed, lengths=lengths)
+    if table is None:
+        return None
+    columns, vote_ids, times = table
+    return columns | {
+        "campaign": pd.Categorical.from_codes(np.zeros(len(vote_ids), dtype=np.int8), [campaign.slug]),
+        "submitted_at": iso_times(times),
+        "rationale": _rationales(campaign, vote_ids),
+    }
+
+
+def _vote_table(
+    *, campaign: Campaign, failed: set[int], lengths: dict[int, int]
+) -> tuple[dict[str, Any], np.ndarray, np.ndarray] | None:
+    """The analysis' columns of the campaign's votes in the export's order (time, then id), with the votes' ids
+    and times in that order; None without votes.
+
+    Names are looked up here (the models and prompts per comparison, the raters by id): PostgreSQL hands over
+    the sealed blocks and scans the votes after them alone."""
+    lookups = _Lookups.read(campaign, failed=failed, lengths=lengths)
     votes, from_blocks = _analysis_votes(campaign)
     if not len(votes["vote_id"]):
         return None
@@ -498,9 +332,9 @@ def analysis_columns(*, campaign: Campaign, failed: set[int], lengths: dict[int,
             raise RuntimeError(f"Votes of campaign {campaign.slug!r} by raters who do not exist.")
         # A rater was deleted, and their votes with them, after a block holding some was sealed.
         discard_vote_blocks(campaign=campaign)
-        return analysis_columns(campaign=campaign, failed=failed, lengths=lengths)
+        return _vote_table(campaign=campaign, failed=failed, lengths=lengths)
     probability = field("routing_probability", float)
-    return {
+    columns = {
         "prompt_id": _categorical(lookups.prompt_id, at),
         "category": _categorical(lookups.category, at),
         "model_a": pd.Categorical.from_codes(a_at, models),
@@ -515,6 +349,44 @@ def analysis_columns(*, campaign: Campaign, failed: set[int], lengths: dict[int,
         "identity_reported": field("identity_reported", bool),
         "routing_probability": np.where(probability == _NO_PROBABILITY, np.nan, probability),
     }
+    return columns, field("vote_id", np.int64), field("submitted_at", np.int64)
+
+
+def _rationale_statement() -> str:
+    """The campaign's votes that have a rationale, as CSV. It stands for::
+
+        Vote.objects.filter(campaign=campaign).exclude(rationale="").values_list("pk", "rationale")
+
+    Most votes have none: the partial index ``vote_with_rationale`` holds only the others, so this reads
+    them without scanning the vote table. Bound values: the campaign's id, the empty rationale."""
+    rationale = f"v.{_name(Vote, 'rationale')}"
+    return (
+        f"COPY (SELECT v.{_name(Vote, 'id')}, {rationale} FROM {_name(Vote)} v "  # noqa: S608 - names from _meta
+        f"WHERE v.{_name(Vote, 'campaign')} = %s AND NOT ({rationale} = %s)) TO STDOUT (FORMAT csv)"
+    )
+
+
+def _rationales(campaign: Campaign, vote_ids: np.ndarray) -> np.ndarray:
+    """The rationale of each vote given by id ('' for none)."""
+    rationales = np.full(len(vote_ids), "", dtype=object)
+    data = _copy_out(_rationale_statement(), [campaign.pk, ""])
+    if not data:
+        return rationales
+    rows = pd.read_csv(
+        io.BytesIO(data),
+        header=None,
+        names=["id", "rationale"],
+        dtype={"id": "int64", "rationale": "str"},
+        na_filter=False,
+        encoding="utf-8",
+    )
+    order = np.argsort(vote_ids, kind="stable")
+    ids, written = rows["id"].to_numpy(), rows["rationale"].to_numpy(dtype=object)
+    at = np.minimum(np.searchsorted(vote_ids[order], ids), len(vote_ids) - 1)
+    # Votes on attention checks, or cast after the table's votes were read, are not in it.
+    found = vote_ids[order][at] == ids
+    rationales[order[at[found]]] = written[found]
+    return rationales
 
 
 # ---------------------------------------------------------------- sealed blocks of votes
@@ -536,7 +408,7 @@ VoteArrays = dict[str, np.ndarray]
 
 def _votes_after(campaign: Campaign, after: int) -> VoteArrays:
     """The campaign's votes with an id above ``after``, read by COPY, in id order."""
-    rows = _binary_rows(b"".join(_copy_out(_analysis_statement(), _analysis_params(campaign, after))))
+    rows = _binary_rows(_copy_out(_analysis_statement(), _analysis_params(campaign, after)))
     order = np.argsort(rows["vote_id"], kind="stable")
     return {name: rows[name].astype(kind)[order] for name, kind in _BLOCK_FIELDS}
 
@@ -713,23 +585,12 @@ def _comparison_rows(comparison: np.ndarray, lookups: _Lookups) -> np.ndarray:
     return at
 
 
-def vote_columns(*, campaign: Campaign, failed: set[int], lengths: dict[int, int]) -> dict[str, Any] | None:
-    """The campaign's vote table as one array per VOTE_COLUMNS entry (None without votes), read by COPY.
-
-    ``failed``: the raters who failed an attention check in the campaign; ``lengths``: served lengths by
-    response id (`selectors.attention_failed_raters`, `selectors.served_lengths`)."""
-    lookups = _Lookups.read(campaign, failed=failed, lengths=lengths, for_csv=False)
-    for columns, _ in _chunks(campaign, lookups, chunk_votes=None):
-        return columns
-    return None
-
-
 class VoteCsv:
-    """The votes export as CSV text in pieces (header first), read by COPY; ``rows`` counts the votes written.
+    """The votes export as CSV text in pieces (header first); ``rows`` counts the votes written.
 
     Each piece holds up to CHUNK_VOTES votes. The cells are those `csv_lines` writes for `vote_rows`
-    (`spreadsheet_safe`, each repeated string made safe once), and a row holding a carriage return is
-    written with every field quoted as there, so the text is the same, byte for byte."""
+    (`spreadsheet_safe`), and a row holding a carriage return is written with every field quoted as there, so
+    the text is the same, byte for byte."""
 
     def __init__(self, campaign: Campaign, *, header: list[str], failed: set[int], lengths: dict[int, int]) -> None:
         self.campaign = campaign
@@ -740,37 +601,71 @@ class VoteCsv:
 
     def __iter__(self) -> Iterator[str]:
         yield ",".join(self.header) + "\n"  # plain names: nothing to quote or neutralize
-        lookups = _Lookups.read(self.campaign, failed=self.failed, lengths=self.lengths, for_csv=True)
-        for columns, carriage in _chunks(self.campaign, lookups, chunk_votes=CHUNK_VOTES):
-            assert carriage is not None
-            self.rows += len(carriage)
-            yield _csv_text(columns, carriage)
+        columns = vote_columns(campaign=self.campaign, failed=self.failed, lengths=self.lengths)
+        if columns is None:
+            return
+        fields = [_CsvField.of(name, columns[name]) for name in self.header]
+        carriage = np.zeros(len(columns["rater"]), dtype=bool)
+        for field in fields:
+            carriage |= field.carriage
+        for start in range(0, len(carriage), CHUNK_VOTES):
+            rows = slice(start, start + CHUNK_VOTES)
+            self.rows = min(start + CHUNK_VOTES, len(carriage))
+            yield _csv_text(fields, rows, carriage[rows])
 
 
-def _csv_text(columns: dict[str, Any], carriage: np.ndarray) -> str:
-    """The rows of ``columns`` (CSV cells, one array or list per column) as `csv.writer` writes them, a row with
-    ``carriage`` set with every field quoted.
+@dataclass
+class _CsvField:
+    """One column of the export: its distinct ``cells`` (text made spreadsheet safe, numbers), each as
+    `csv.writer` writes it in a row (``written``), and per vote the index of its cell (``codes``; None: one cell
+    per vote). ``carriage``: which votes' cell holds a carriage return."""
+
+    cells: np.ndarray
+    written: np.ndarray
+    codes: np.ndarray | None
+    carriage: np.ndarray
+
+    @classmethod
+    def of(cls, name: str, values: Any) -> _CsvField:
+        """The field of a `vote_columns` column: each distinct value is made safe and written once."""
+        if name == "submitted_at":  # ISO times: nothing to quote or neutralize, never a carriage return
+            return cls(values, values, None, np.zeros(len(values), dtype=bool))
+        if isinstance(values, pd.Categorical):
+            codes, cells = values.codes, _objects([spreadsheet_safe(value) for value in values.categories])
+        elif values.dtype == bool:
+            codes, cells = values.astype(np.int8), _objects(["false", "true"])
+        elif values.dtype == object:  # rationales: most votes have none, only the others are looked at
+            written = np.flatnonzero(values != "")
+            codes = np.zeros(len(values), dtype=np.int64)
+            codes[written] = np.arange(1, len(written) + 1)
+            cells = _objects(["", *[spreadsheet_safe(text) for text in values[written]]])
+        else:  # numbers (seconds, lengths, routing probabilities) as Python writes them; NaN: none, an empty cell
+            codes, distinct = pd.factorize(values)
+            cells = _objects([*distinct.tolist(), ""])  # NaN's code is -1: the last cell
+        return cls(cells, _written(cells.tolist()), codes, _has_carriage_return(cells)[codes])
+
+    def at(self, rows: slice) -> list[Any]:
+        return (self.written[rows] if self.codes is None else self.written[self.codes[rows]]).tolist()
+
+    def cell(self, row: int) -> Any:
+        return self.cells[row] if self.codes is None else self.cells[self.codes[row]]
+
+
+def _csv_text(fields: list[_CsvField], rows: slice, carriage: np.ndarray) -> str:
+    """The votes at ``rows`` as `csv.writer` writes them, a row with ``carriage`` set with every field quoted.
 
     A million rows through `csv.writer.writerows` took 3.8 s, most of it deciding over and over how to write
     the same few values: here each distinct value of a column is written once, and the rows are joined from
-    those pieces. The times (ISO 8601, one per vote) never hold a character a CSV field must quote."""
-    fields = []
-    for name, values in columns.items():
-        if name == "submitted_at":
-            fields.append(values)
-            continue
-        # Lists hold numbers (seconds, lengths), factorized as such; arrays hold text cells.
-        codes, distinct = pd.factorize(np.asarray(values))
-        fields.append(_written(distinct.tolist())[codes])
-    lines = list(map(",".join, zip(*fields, strict=True)))
+    those pieces."""
+    lines = list(map(",".join, zip(*(field.at(rows) for field in fields), strict=True)))
     quoted = np.flatnonzero(carriage)
     if quoted.size:
         buffer = io.StringIO()
         writer = csv.writer(buffer, lineterminator="\n", quoting=csv.QUOTE_ALL)
-        for row in quoted:
+        for row in quoted.tolist():
             buffer.seek(0)
             buffer.truncate(0)
-            writer.writerow([values[row] for values in columns.values()])
+            writer.writerow([field.cell(rows.start + row) for field in fields])
             lines[row] = buffer.getvalue()[:-1]
     lines.append("")
     return "\n".join(lines)

@@ -10,7 +10,7 @@ both ways. The tests that compare the two ways need PostgreSQL; the others run o
 from __future__ import annotations
 
 import random
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import numpy as np
 import pandas as pd
@@ -21,7 +21,7 @@ from django.db import connection
 from comparisons import results, services, vote_copy
 from comparisons.models import Assignment, Comparison, Rater, Vote
 from comparisons.results import VotesCsv, campaign_analysis
-from comparisons.selectors import ANALYSIS_COLUMNS, VOTE_COLUMNS, analysis_table, vote_table
+from comparisons.selectors import ANALYSIS_COLUMNS, VOTE_COLUMNS, _iso, analysis_table, vote_table
 from comparisons.stats import read_votes_csv
 from tests.comparisons.factories import build_campaign
 
@@ -169,7 +169,6 @@ def test_the_analysis_reads_the_vote_tables_columns_in_its_order_either_way(stud
 def test_copy_and_orm_write_the_same_votes_export(study, monkeypatch):
     """Byte for byte, in several pieces, with the rows counted; and the file reads back as the vote table."""
     monkeypatch.setattr(vote_copy, "CHUNK_VOTES", 16)
-    monkeypatch.setattr(vote_copy, "COPY_BLOCK_BYTES", 512)
     by_copy, by_orm = VotesCsv(campaign=study, use_copy=True), VotesCsv(campaign=study, use_copy=False)
     pieces = list(by_copy)
     text = "".join(pieces)
@@ -211,7 +210,6 @@ def test_an_export_stopped_early_leaves_the_connection_usable(study, monkeypatch
     """A client that goes away mid-download closes the stream; the COPY is read to its end and the next
     query on the connection works."""
     monkeypatch.setattr(vote_copy, "CHUNK_VOTES", 8)
-    monkeypatch.setattr(vote_copy, "COPY_BLOCK_BYTES", 256)
     stream = iter(VotesCsv(campaign=study, use_copy=True))
     assert next(stream).startswith("campaign,prompt_id")
     next(stream)
@@ -249,3 +247,19 @@ def test_votes_are_put_in_order_of_time_then_id_whatever_their_ties(spread):
     times = np.random.default_rng(spread).integers(0, spread, 5000)
     expected = np.lexsort((np.arange(len(times)), times))
     np.testing.assert_array_equal(vote_copy._by_time_then_id(times), expected)
+
+
+def test_times_are_written_as_the_orm_export_writes_them():
+    """The export writes each vote's time from PostgreSQL's microseconds; the text is `selectors._iso`'s
+    (microseconds only when there are some), across days, years, midnight and times before 1970."""
+    epoch = datetime(2000, 1, 1, tzinfo=UTC)
+    draw = np.random.default_rng(11)
+    micros = np.concatenate(
+        [
+            draw.integers(-3_000_000_000_000_000, 3_000_000_000_000_000, 20000),  # 1905 to 2095
+            draw.integers(0, 10**9, 2000) * 1_000_000,  # whole seconds
+            np.array([0, -1, 1, 86_400_000_000 - 1, 86_400_000_000, 999_999, 1_000_000, -86_400_000_000]),
+        ]
+    )
+    expected = [_iso(epoch + timedelta(microseconds=int(value))) for value in micros]
+    assert vote_copy.iso_times(micros).tolist() == expected
