@@ -283,9 +283,13 @@ def vote_columns(*, campaign: Campaign, failed: set[int], lengths: dict[int, int
     if table is None:
         return None
     columns, vote_ids, times = table
+    return _with_export_columns(campaign, columns, vote_ids) | {"submitted_at": iso_times(times)}
+
+
+def _with_export_columns(campaign: Campaign, columns: dict[str, Any], vote_ids: np.ndarray) -> dict[str, Any]:
+    """The analysis' columns with the export's campaign and rationale."""
     return columns | {
         "campaign": pd.Categorical.from_codes(np.zeros(len(vote_ids), dtype=np.int8), [campaign.slug]),
-        "submitted_at": iso_times(times),
         "rationale": _rationales(campaign, vote_ids),
     }
 
@@ -601,9 +605,12 @@ class VoteCsv:
 
     def __iter__(self) -> Iterator[str]:
         yield ",".join(self.header) + "\n"  # plain names: nothing to quote or neutralize
-        columns = vote_columns(campaign=self.campaign, failed=self.failed, lengths=self.lengths)
-        if columns is None:
+        table = _vote_table(campaign=self.campaign, failed=self.failed, lengths=self.lengths)
+        if table is None:
             return
+        columns, vote_ids, times = table
+        # The times are written a piece at a time: a million of them as text would hold about 75 MiB at once.
+        columns = _with_export_columns(self.campaign, columns, vote_ids) | {"submitted_at": times}
         fields = [_CsvField.of(name, columns[name]) for name in self.header]
         carriage = np.zeros(len(columns["rater"]), dtype=bool)
         for field in fields:
@@ -617,8 +624,9 @@ class VoteCsv:
 @dataclass
 class _CsvField:
     """One column of the export: its distinct ``cells`` (text made spreadsheet safe, numbers), each as
-    `csv.writer` writes it in a row (``written``), and per vote the index of its cell (``codes``; None: one cell
-    per vote). ``carriage``: which votes' cell holds a carriage return."""
+    `csv.writer` writes it in a row (``written``), and per vote the index of its cell (``codes``). The times are
+    the exception (``codes`` None): one per vote, in PostgreSQL's microseconds, written as `iso_times` writes
+    them when asked for. ``carriage``: which votes' cell holds a carriage return."""
 
     cells: np.ndarray
     written: np.ndarray
@@ -627,7 +635,8 @@ class _CsvField:
 
     @classmethod
     def of(cls, name: str, values: Any) -> _CsvField:
-        """The field of a `vote_columns` column: each distinct value is made safe and written once."""
+        """The field of a `vote_columns` column (the times in microseconds); each distinct value is made safe
+        and written once."""
         if name == "submitted_at":  # ISO times: nothing to quote or neutralize, never a carriage return
             return cls(values, values, None, np.zeros(len(values), dtype=bool))
         if isinstance(values, pd.Categorical):
@@ -645,10 +654,16 @@ class _CsvField:
         return cls(cells, _written(cells.tolist()), codes, _has_carriage_return(cells)[codes])
 
     def at(self, rows: slice) -> list[Any]:
-        return (self.written[rows] if self.codes is None else self.written[self.codes[rows]]).tolist()
+        """The written cells of the votes at ``rows``."""
+        if self.codes is None:
+            return iso_times(self.cells[rows]).tolist()
+        return self.written[self.codes[rows]].tolist()
 
     def cell(self, row: int) -> Any:
-        return self.cells[row] if self.codes is None else self.cells[self.codes[row]]
+        """The cell of the vote at ``row``, as `csv.writer` is given it."""
+        if self.codes is None:
+            return iso_times(self.cells[row : row + 1])[0]
+        return self.cells[self.codes[row]]
 
 
 def _csv_text(fields: list[_CsvField], rows: slice, carriage: np.ndarray) -> str:
