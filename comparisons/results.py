@@ -17,8 +17,7 @@ import pandas as pd
 from django.conf import settings
 from django.core.cache import cache
 from django.db import connection
-from django.db.models import Count, Exists, F, Max, OuterRef, Q, Sum
-from django.db.models.functions import Coalesce
+from django.db.models import Count, Exists, F, Max, OuterRef, Q
 
 from comparisons import plots, vote_copy
 from comparisons.judging import (
@@ -76,9 +75,7 @@ def _analysis_cache_key(campaign: Campaign, options: dict[str, Any]) -> str:
     deleted with their votes changes the count of all raters (of every campaign: a small table, and a join
     anywhere also raises the highest id). The flagged raters who rated here are listed (flagging changes the
     analysis)."""
-    collected = Comparison.objects.filter(campaign=campaign, is_attention_check=False).aggregate(
-        n=Coalesce(Sum("votes_count"), 0)
-    )["n"]
+    collected = vote_copy.real_votes_count(campaign)
     gold_votes = Assignment.objects.filter(
         comparison__campaign=campaign, comparison__is_attention_check=True, status=Assignment.Status.VOTED
     ).count()

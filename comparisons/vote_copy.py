@@ -535,7 +535,7 @@ def _analysis_votes(campaign: Campaign) -> tuple[VoteArrays, bool]:
     (the lock would last as long as the transaction), nor when the lock is not had within SEAL_LOCK_TIMEOUT_MS."""
     blocks = _sealed_blocks(campaign)
     after = int(blocks[-1]["vote_id"][-1]) if blocks else 0
-    unsealed = _real_votes(campaign) - sum(len(block["vote_id"]) for block in blocks)
+    unsealed = real_votes_count(campaign) - sum(len(block["vote_id"]) for block in blocks)
     settled = _settled_vote_id() if unsealed >= BLOCK_VOTES and not connection.in_atomic_block else None
     tail = _votes_after(campaign, after)
     if settled is not None:
@@ -545,8 +545,9 @@ def _analysis_votes(campaign: Campaign) -> tuple[VoteArrays, bool]:
     return {name: np.concatenate([block[name] for block in (*blocks, tail)]) for name, _ in _BLOCK_FIELDS}, True
 
 
-def _real_votes(campaign: Campaign) -> int:
-    """The campaign's votes on real comparisons by the comparisons' counts (each vote adds one as it is written)."""
+def real_votes_count(campaign: Campaign) -> int:
+    """The campaign's votes on real comparisons by the comparisons' counts (each vote adds one as it is written):
+    a small aggregate over the comparisons, where counting the votes would read a million rows."""
     return Comparison.objects.filter(campaign=campaign, is_attention_check=False).aggregate(
         n=Coalesce(Sum("votes_count"), 0)
     )["n"]
