@@ -7,6 +7,12 @@ from __future__ import annotations
 import gc
 from typing import Any
 
+# Each worker listens on its own socket (SO_REUSEPORT) and the kernel spreads new connections over them. On one
+# shared socket, whichever worker woke first accepted a burst of keep-alive connections and kept them: 50 opened
+# at once landed 42, 4, 2 and 2 on four workers, and the one with 42 could use a single core (its interpreter
+# lock), which halved the load benchmark's bare throughput in some runs. Per-worker sockets: 13, 13, 13, 11.
+reuse_port = True
+
 
 def post_worker_init(worker: Any) -> None:
     """Load the whole site, then move every object alive so far out of the garbage collector's reach.

@@ -47,19 +47,18 @@ def _name(model: type[Any], field_name: str | None = None) -> str:
     return connection.ops.quote_name(meta.db_table if field_name is None else meta.get_field(field_name).column)
 
 
-def _campaign_votes(joins: str = "") -> str:
-    """FROM and WHERE of the votes on a campaign's real comparisons, as ``v`` with its comparison ``c`` (and
-    ``joins``); the campaign's id is bound. Names from _meta. A vote carries what the reads need of its
-    assignment (`Vote`), so the million assignments are not joined."""
+def _campaign_votes() -> str:
+    """FROM and WHERE of the votes on a campaign's real comparisons, as ``v`` with its comparison ``c``; the
+    campaign's id is bound. Names from _meta. A vote carries what the reads need of its assignment (`Vote`),
+    so the million assignments are not joined."""
     return (
         f"FROM {_name(Vote)} v "
         f"INNER JOIN {_name(Comparison)} c ON c.{_name(Comparison, 'id')} = v.{_name(Vote, 'comparison')} "
-        f"{joins}"
         f"WHERE c.{_name(Comparison, 'campaign')} = %s AND NOT c.{_name(Comparison, 'is_attention_check')}"
     )
 
 
-def _copy_out(statement: str, params: list[Any]) -> bytes:
+def _copy_out(statement: str, params: list[Any]) -> bytearray:
     """The whole output of a ``COPY ... TO STDOUT``, read with libpq directly.
 
     psycopg's `Cursor.copy` hands out one row per call through its generator machinery (about 6 s of CPU
@@ -82,7 +81,7 @@ def _copy_out(statement: str, params: list[Any]) -> bytes:
                 failure = end
         if failure is not None:
             raise psycopg.errors.error_from_result(failure, encoding=conn.info.encoding)
-    return bytes(data)
+    return data
 
 
 def round3(values: np.ndarray) -> np.ndarray:
@@ -248,7 +247,7 @@ def _analysis_params(campaign: Campaign, after: int = 0) -> list[Any]:
     return [*_CHOICES, _NO_WINNER, _NO_PROBABILITY, campaign.pk, after]
 
 
-def _binary_rows(data: bytes) -> np.ndarray:
+def _binary_rows(data: bytearray) -> np.ndarray:
     """The rows of a binary COPY of `_analysis_statement` as records of `_ANALYSIS_ROW`."""
     if not data:
         return np.zeros(0, dtype=_ANALYSIS_ROW)

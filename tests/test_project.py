@@ -7,6 +7,7 @@ import json
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -244,6 +245,36 @@ def test_filesystem_broker_carries_messages_between_processes(tmp_path: Path) ->
 @needs_redis_broker
 def test_redis_broker_carries_messages_between_processes() -> None:
     ping_through_broker(dict(os.environ))
+
+
+def _listening_sockets(port: int) -> int:
+    """How many sockets listen on this TCP port of 127.0.0.1 (Linux /proc/net/tcp; state 0A is LISTEN)."""
+    rows = Path("/proc/net/tcp").read_text().splitlines()[1:]
+    return sum(1 for row in rows if row.split()[1] == f"0100007F:{port:04X}" and row.split()[3] == "0A")
+
+
+def test_gunicorn_workers_each_listen_on_their_own_socket() -> None:
+    """With ./gunicorn.conf.py each worker opens its own listening socket (SO_REUSEPORT), so the kernel spreads
+    new connections over the workers; on one shared socket a burst of keep-alive connections piled onto the
+    worker that woke first."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    command = [
+        sys.executable, "-m", "gunicorn", "evalsite.wsgi:application", "--bind", f"127.0.0.1:{port}",
+        "--workers", "2", "--worker-class", "gthread", "--threads", "2",
+    ]  # fmt: skip
+    server = subprocess.Popen(
+        command, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while _listening_sockets(port) < 2 and time.monotonic() < deadline and server.poll() is None:
+            time.sleep(0.1)
+        assert _listening_sockets(port) == 2
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        server.wait(timeout=30)
 
 
 def test_gunicorn_workers_freeze_what_loading_the_site_created() -> None:
