@@ -5,6 +5,8 @@ Workers, threads and the bind address stay on the command line (docker-compose.y
 from __future__ import annotations
 
 import gc
+import os
+import socket
 from typing import Any
 
 # Each worker listens on its own socket (SO_REUSEPORT) and the kernel spreads new connections over them. On one
@@ -12,6 +14,30 @@ from typing import Any
 # at once landed 42, 4, 2 and 2 on four workers, and the one with 42 could use a single core (its interpreter
 # lock), which halved the load benchmark's bare throughput in some runs. Per-worker sockets: 13, 13, 13, 11.
 reuse_port = True
+
+
+def on_starting(server: Any) -> None:
+    """Refuse to start on an address another server listens on (see `reuse_port`).
+
+    With SO_REUSEPORT a second gunicorn started by the same user on the same port would bind without an error
+    and silently take half the connections. Not checked on a binary upgrade (USR2), whose new master starts
+    while the old one's workers still listen, nor for sockets handed over by systemd."""
+    if server.master_pid or os.environ.get("LISTEN_FDS"):
+        return
+    for address in server.cfg.address:
+        if not isinstance(address, tuple):
+            continue  # a Unix socket: binding an existing path fails on its own
+        family, kind, proto, _, target = socket.getaddrinfo(*address, type=socket.SOCK_STREAM)[0]
+        with socket.socket(family, kind, proto) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # ignore connections closing
+            try:
+                probe.bind(target)
+            except OSError as error:
+                host, port = address
+                raise SystemExit(
+                    f"gunicorn: cannot listen on {host}:{port}: {error.strerror}. Another server already listens "
+                    "there; stop it or choose another address with --bind."
+                ) from error
 
 
 def post_worker_init(worker: Any) -> None:

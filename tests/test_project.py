@@ -277,6 +277,29 @@ def test_gunicorn_workers_each_listen_on_their_own_socket() -> None:
         server.wait(timeout=30)
 
 
+def test_gunicorn_refuses_an_address_another_server_listens_on() -> None:
+    """Per-worker sockets (SO_REUSEPORT) would let a second server bind the same port and take half its
+    connections: the settings' start hook refuses instead, with a message that says why. The other server here
+    listens as a gunicorn with these settings does."""
+    with socket.socket() as other:
+        other.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        other.bind(("127.0.0.1", 0))
+        other.listen()
+        port = other.getsockname()[1]
+        server = subprocess.Popen(
+            [sys.executable, "-m", "gunicorn", "evalsite.wsgi:application", "--bind", f"127.0.0.1:{port}"],
+            cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, start_new_session=True,
+        )  # fmt: skip
+        try:
+            _, errors = server.communicate(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(server.pid, signal.SIGTERM)
+            server.communicate(timeout=30)
+            pytest.fail("gunicorn started beside the other server")
+    assert server.returncode != 0
+    assert f"cannot listen on 127.0.0.1:{port}" in errors and "Another server" in errors
+
+
 def test_gunicorn_workers_freeze_what_loading_the_site_created() -> None:
     """gunicorn reads ./gunicorn.conf.py from the folder it starts in (the image's WORKDIR, the repo root); its
     worker hook freezes the objects alive once the site is loaded, so a full garbage collection no longer walks
