@@ -27,13 +27,13 @@ def on_starting(server: Any) -> None:
     for address in server.cfg.address:
         if not isinstance(address, tuple):
             continue  # a Unix socket: binding an existing path fails on its own
-        family, kind, proto, _, target = socket.getaddrinfo(*address, type=socket.SOCK_STREAM)[0]
+        host, port = address
+        family, kind, proto, _, target = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
         with socket.socket(family, kind, proto) as probe:
             probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # ignore connections closing
             try:
                 probe.bind(target)
             except OSError as error:
-                host, port = address
                 raise SystemExit(
                     f"gunicorn: cannot listen on {host}:{port}: {error.strerror}. Another server already listens "
                     "there; stop it or choose another address with --bind."
