@@ -384,10 +384,9 @@ def _rationales(campaign: Campaign, vote_ids: np.ndarray) -> np.ndarray:
         encoding="utf-8",
     )
     order = np.argsort(vote_ids, kind="stable")
-    ids, written = rows["id"].to_numpy(), rows["rationale"].to_numpy(dtype=object)
-    at = np.minimum(np.searchsorted(vote_ids[order], ids), len(vote_ids) - 1)
+    written = rows["rationale"].to_numpy(dtype=object)
     # Votes on attention checks, or cast after the table's votes were read, are not in it.
-    found = vote_ids[order][at] == ids
+    at, found = _positions(vote_ids[order], rows["id"].to_numpy())
     rationales[order[at[found]]] = written[found]
     return rationales
 
@@ -580,10 +579,18 @@ def _categorical(per_comparison: np.ndarray, at: np.ndarray) -> pd.Categorical:
     return pd.Categorical.from_codes(codes[at], distinct)
 
 
+def _positions(sorted_ids: np.ndarray, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Where each of ``ids`` stands in ``sorted_ids`` (sorted, distinct), and whether it is there at all."""
+    if not len(sorted_ids):
+        return np.zeros(len(ids), dtype=np.intp), np.zeros(len(ids), dtype=bool)
+    at = np.minimum(np.searchsorted(sorted_ids, ids), len(sorted_ids) - 1)
+    return at, sorted_ids[at] == ids
+
+
 def _comparison_rows(comparison: np.ndarray, lookups: _Lookups) -> np.ndarray:
     """The row of `lookups` of each vote's comparison."""
-    at = np.minimum(np.searchsorted(lookups.ids, comparison), max(len(lookups.ids) - 1, 0))
-    if not len(lookups.ids) or (lookups.ids[at] != comparison).any():
+    at, found = _positions(lookups.ids, comparison)
+    if not found.all():
         # Comparisons are created when the campaign opens, before any vote: this is a broken database.
         raise RuntimeError(f"Votes of campaign {lookups.campaign.slug!r} on comparisons it does not have.")
     return at
