@@ -192,21 +192,24 @@ def test_database_connection_dropped_during_a_vote_is_retryable_and_counted_once
 
     voter = threading.Thread(target=vote)
     voter.start()
-    with psycopg.connect(dsn, autocommit=True) as admin:
+    try:
+        with psycopg.connect(dsn, autocommit=True) as admin:
 
-        def waiting_backend():
-            row = admin.execute(
-                "SELECT pid FROM pg_stat_activity WHERE datname = %s AND wait_event_type = 'Lock' "
-                "AND query ILIKE '%%comparisons_assignment%%'",
-                [settings_dict["NAME"]],
-            ).fetchone()
-            return row[0] if row else None
+            def waiting_backend():
+                # The backend the blocker holds up (its statement's text may be longer than what
+                # pg_stat_activity keeps of it).
+                row = admin.execute(
+                    "SELECT pid FROM pg_stat_activity WHERE %s = ANY(pg_blocking_pids(pid))",
+                    [blocker.info.backend_pid],
+                ).fetchone()
+                return row[0] if row else None
 
-        pid = wait_for(waiting_backend, timeout=20, message="the vote to wait on the row lock")
-        admin.execute("SELECT pg_terminate_backend(%s)", [pid])
-    voter.join(timeout=30)
-    blocker.rollback()
-    blocker.close()
+            pid = wait_for(waiting_backend, timeout=20, message="the vote to wait on the row lock")
+            admin.execute("SELECT pg_terminate_backend(%s)", [pid])
+        voter.join(timeout=30)
+    finally:  # a failure above must not leave the vote waiting on the lock (the test's teardown would hang)
+        blocker.rollback()
+        blocker.close()
     first = result["response"]
     assert first.status_code == 503, first.content[:300]
     assert first.json()["retry"] is True and "retry" in first.json()["error"]
