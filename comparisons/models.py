@@ -261,9 +261,14 @@ class Assignment(models.Model):
         VOTED = "voted", "Voted"
         SKIPPED = "skipped", "Skipped"
 
-    token = models.CharField(max_length=64, unique=True, default=new_token, editable=False)
-    comparison = models.ForeignKey(Comparison, on_delete=models.CASCADE, related_name="assignments")
-    rater = models.ForeignKey(Rater, on_delete=models.CASCADE, related_name="assignments")
+    # Unique through Meta.constraints, not `unique=True`: on PostgreSQL a unique CharField also gets a second,
+    # pattern-matching index that no query uses and every lease and vote would have to update.
+    token = models.CharField(max_length=64, default=new_token, editable=False)
+    # No index of their own: the composite indexes below begin with each of them. A second, narrower index made
+    # every lease and vote update one index more, and PostgreSQL's generic plan of the rater's current lease
+    # chose it (reading all of the rater's assignments), so that statement was planned afresh on every request.
+    comparison = models.ForeignKey(Comparison, on_delete=models.CASCADE, related_name="assignments", db_index=False)
+    rater = models.ForeignKey(Rater, on_delete=models.CASCADE, related_name="assignments", db_index=False)
     left_is_a = models.BooleanField(
         help_text="Response A of the comparison on the left. Counterbalanced: each comparison's votes are split "
         "between the two orders (k even: half each; k odd: one more in one order)."
@@ -283,6 +288,7 @@ class Assignment(models.Model):
         ordering = ["-created_at"]
         constraints = [
             models.UniqueConstraint(fields=["comparison", "rater"], name="assignment_unique_rater_comparison"),
+            models.UniqueConstraint(fields=["token"], name="assignment_unique_token"),
         ]
         indexes = [
             models.Index(fields=["comparison", "status", "leased_until"]),
@@ -310,7 +316,8 @@ class Vote(models.Model):
 
     assignment = models.OneToOneField(Assignment, on_delete=models.CASCADE, related_name="vote")
     comparison = models.ForeignKey(Comparison, on_delete=models.CASCADE, related_name="+", editable=False)
-    rater = models.ForeignKey(Rater, on_delete=models.CASCADE, related_name="+", editable=False)
+    # Indexed by `vote_rater_campaign` and `vote_rater_last`, which begin with it.
+    rater = models.ForeignKey(Rater, on_delete=models.CASCADE, related_name="+", editable=False, db_index=False)
     campaign = models.ForeignKey(Campaign, on_delete=models.CASCADE, related_name="+", editable=False)
     left_is_a = models.BooleanField(editable=False)
     routing_probability = models.FloatField(null=True, blank=True, editable=False)
@@ -347,6 +354,9 @@ class Vote(models.Model):
             models.Index(fields=["comparison"], condition=Q(attention_failed=True), name="vote_attention_failed"),
             # A rater's votes in a campaign (their progress, the per-rater cap), counted in one index range.
             models.Index(fields=["rater", "campaign"], name="vote_rater_campaign"),
+            # A rater's last vote anywhere (a vote's seconds run from it), read from the end of one index range:
+            # the maximum over all their assignments grew with every vote they had cast.
+            models.Index(fields=["rater", "submitted_at"], name="vote_rater_last"),
             # The votes with a rationale (most have none), read by the export without scanning the others.
             models.Index(fields=["campaign"], condition=~Q(rationale=""), name="vote_with_rationale"),
         ]

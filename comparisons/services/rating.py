@@ -204,7 +204,7 @@ def assignment_next(*, rater: Rater, campaign: Campaign) -> Assignment | None:
 
 def _assignment_next_attempt(*, rater: Rater, campaign: Campaign, tried: set[int]) -> Assignment | None:
     # Serialize one rater's concurrent requests (double clicks, two tabs): one lease at a time.
-    rating_queries.lock_rater(rater.pk, lease_commits_asynchronously=True)
+    rating_queries.lock_rater(rater.pk, leasing=True)
     # A rater at the campaign's per-rater cap gets nothing, not even a pair leased before they reached it
     # (their vote on it would be refused).
     limit = campaign.comparisons_per_rater
@@ -391,18 +391,21 @@ def vote_cast(
         raise Gone("This campaign is closed; the vote was not recorded.")
     if target.status == Assignment.Status.SKIPPED:
         raise Gone("You skipped this pair; a skipped pair cannot be voted on later.")
-    per_rater, votes_done = campaign.comparisons_per_rater, target.votes_done
-    if per_rater is not None and votes_done == per_rater - 1 and connection.vendor == "postgresql":
-        # The last vote the cap allows: serialize it with the rater's other votes (two tabs voting expired
-        # pairs at once) and count again under the lock. This transaction already holds its comparison,
-        # which no other assignment of this rater can be on, so the extra lock cannot deadlock.
-        rating_queries.lock_rater(rater.pk)
-        votes_done = rater_votes_done(rater=rater, campaign=campaign)
-    if per_rater is not None and votes_done >= per_rater:
-        raise Gone(
-            f"You have judged the {per_rater} pair{_plural(per_rater)} this campaign asks of one rater; "
-            "the vote was not recorded."
-        )
+    per_rater = campaign.comparisons_per_rater
+    if per_rater is not None:
+        votes_done = target.votes_done
+        assert votes_done is not None  # counted in the same row whenever its campaign has a cap
+        if votes_done == per_rater - 1 and connection.vendor == "postgresql":
+            # The last vote the cap allows: serialize it with the rater's other votes (two tabs voting expired
+            # pairs at once) and count again under the lock. This transaction already holds its comparison,
+            # which no other assignment of this rater can be on, so the extra lock cannot deadlock.
+            rating_queries.lock_rater(rater.pk)
+            votes_done = rater_votes_done(rater=rater, campaign=campaign)
+        if votes_done >= per_rater:
+            raise Gone(
+                f"You have judged the {per_rater} pair{_plural(per_rater)} this campaign asks of one rater; "
+                "the vote was not recorded."
+            )
     now = timezone.now()
     k = campaign.votes_per_comparison
     live = target.status == Assignment.Status.LEASED and target.leased_until > now

@@ -9,10 +9,11 @@ from pathlib import Path
 
 import pytest
 from django.apps import apps
+from django.db import connection, transaction
 from django.forms.models import model_to_dict
 
 from comparisons import rating_queries, services
-from comparisons.models import Campaign, Comparison, Vote
+from comparisons.models import Assignment, Campaign, Comparison, Vote
 from tests.comparisons.factories import build_campaign, invite_rater
 
 COMPARISONS = Path(__file__).resolve().parents[2] / "comparisons"
@@ -116,3 +117,75 @@ def test_a_campaign_counts_its_comparisons_once_when_it_opens_and_progress_count
     assert Campaign.objects.get(pk=campaign.pk).comparisons_count == created
     client = rater_client(campaign)
     assert client.next(campaign.slug).json()["progress"] == {"done": 0, "total": created}
+
+
+postgres_only = pytest.mark.skipif(connection.vendor != "postgresql", reason="PostgreSQL's settings and plan cache")
+
+
+def _lease_settings() -> tuple[str, str]:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT current_setting('synchronous_commit'), current_setting('plan_cache_mode')")
+        return cursor.fetchone()
+
+
+@postgres_only
+@pytest.mark.django_db(transaction=True)  # real commits: the settings must end with the lease's transaction
+def test_only_the_lease_transaction_commits_asynchronously_and_votes_still_wait_for_the_disk():
+    campaign = build_campaign(n_prompts=2, k=1)
+    rater = invite_rater(campaign)
+    defaults = _lease_settings()
+    assert defaults == ("on", "auto")
+    with transaction.atomic():
+        rating_queries.lock_rater(rater.pk, leasing=True)
+        assert _lease_settings() == ("off", "force_generic_plan")
+    assert _lease_settings() == defaults
+    # The service leaves the connection as it found it, so the vote cast next on it waits for the disk.
+    assignment = services.assignment_next(rater=rater, campaign=campaign)
+    assert _lease_settings() == defaults
+    with transaction.atomic():
+        rating_queries.vote_target(token=assignment.token, rater_id=rater.pk)
+        assert _lease_settings() == defaults
+
+
+@postgres_only
+@pytest.mark.django_db(transaction=True)
+def test_the_next_pair_statements_are_planned_once_per_connection():
+    """PostgreSQL planned the rater's current-lease read afresh on every request: its generic plan is costed
+    above the custom ones. Every statement of the lease transaction now runs on its prepared plan."""
+    campaign = build_campaign(n_prompts=30, k=1)
+    raters = [invite_rater(campaign) for _ in range(12)]
+    for rater in raters:  # more than psycopg's prepare threshold (5): the statements get prepared
+        assignment = services.assignment_next(rater=rater, campaign=campaign)
+        services.assignment_next(rater=rater, campaign=campaign)  # the current lease, read again
+        services.vote_cast(rater=rater, token=assignment.token, choice="A")
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT statement, generic_plans, custom_plans FROM pg_prepared_statements")
+        prepared = cursor.fetchall()
+    # As the server holds it: psycopg sends each named parameter as $1, $2, …
+    pattern = re.sub(r"%\\\(\w+\\\)s", r"\\$\\d+", re.escape(rating_queries._SQL_CURRENT_LEASE))
+    lease_reads = [p for p in prepared if re.fullmatch(pattern, p[0])]
+    assert len(lease_reads) == 1, [p[0][:60] for p in prepared]
+    assert lease_reads[0][1] >= 10 and lease_reads[0][2] == 0
+
+
+@pytest.mark.django_db
+def test_no_index_of_assignments_or_votes_is_the_leading_part_of_another():
+    """Every lease and vote updates each index of these tables: one that another index already begins with
+    costs a write and serves no query (partial indexes, which cover only some rows, aside)."""
+    for model in (Assignment, Vote):
+        partial = {index.name for index in model._meta.indexes if index.condition is not None}
+        with connection.cursor() as cursor:
+            found = connection.introspection.get_constraints(cursor, model._meta.db_table)
+        indexes = {
+            name: tuple(spec["columns"])
+            for name, spec in found.items()
+            if (spec["index"] or spec["unique"]) and name not in partial and spec["columns"]
+        }
+        redundant = [
+            (name, other)
+            for name, columns in indexes.items()
+            for other, longer in indexes.items()
+            if other != name and longer[: len(columns)] == columns and not found[name]["unique"]
+        ]
+        assert redundant == [], model.__name__
+        assert {Assignment: "assignment_unique_token", Vote: "vote_rater_last"}[model] in indexes

@@ -243,7 +243,9 @@ def test_too_fast_votes_are_recorded_but_flagged_and_excludable(settings, rater_
     assert client.vote(fast, "A").status_code == 201
     # A considered vote: the pair was served 20 seconds ago, after the previous vote (a vote's time runs from
     # the later of the two).
-    Assignment.objects.filter(token=fast).update(closed_at=timezone.now() - timedelta(seconds=21))
+    earlier = timezone.now() - timedelta(seconds=21)
+    Assignment.objects.filter(token=fast).update(closed_at=earlier)
+    Vote.objects.filter(assignment__token=fast).update(submitted_at=earlier)
     slow = services.assignment_next(rater=rater, campaign=campaign)
     Assignment.objects.filter(pk=slow.pk).update(created_at=slow.created_at - timedelta(seconds=20))
     assert client.vote(slow.token, "B").status_code == 201
