@@ -559,7 +559,8 @@ def rater_phase(
     for thread in threads:
         thread.join()
     elapsed = time.perf_counter() - started
-    cpu = cpu_report(cpu_before, cpu_seconds(stack), elapsed)
+    cpu_after = cpu_seconds(stack)
+    cpu = cpu_report(cpu_before, cpu_after, elapsed)
     votes = len(stats.acked)
     requests = len(rater_requests(stats))
     print(
@@ -569,7 +570,9 @@ def rater_phase(
         f"({requests / elapsed:.0f} rater requests/s), raters finished {stats.finished}/{args.raters}, "
         f"errors {len(stats.errors)}"
     )
-    print(f"  CPU: {cpu}")
+    # A vote's request also serves the next pair: per vote is per loop. Skipping raters cast none.
+    per = cpu_per(cpu_before, cpu_after, *((votes, "vote") if votes else (requests, "request")))
+    print(f"  CPU: {cpu}; {per}")
     for kind in ("join", *RATER_REQUESTS):
         if kind in stats.latencies:
             print("  " + describe(kind, stats.latencies[kind]))
@@ -579,10 +582,15 @@ def rater_phase(
     return stats, elapsed
 
 
-def cpu_seconds(stack: Stack) -> dict[str, float]:
-    """CPU seconds used so far by gunicorn (its process group), PostgreSQL, Redis and this client (Linux /proc)."""
+_COMPONENTS = ("gunicorn", "postgres", "redis", "client")
+
+
+def cpu_seconds(stack: Stack) -> dict[str, dict[int, float]]:
+    """CPU seconds used so far by each process of gunicorn (its process group), PostgreSQL, Redis and this client,
+    by pid (Linux /proc); under "machine" and "stolen" (pid 0) the whole machine's busy time and the time the
+    hypervisor gave to other guests, from /proc/stat."""
     tick = os.sysconf("SC_CLK_TCK")
-    used = dict.fromkeys(("gunicorn", "postgres", "redis", "client"), 0.0)
+    used: dict[str, dict[int, float]] = {name: {} for name in _COMPONENTS}
     for stat in Path("/proc").glob("[0-9]*/stat"):
         try:
             text = stat.read_text()
@@ -593,37 +601,48 @@ def cpu_seconds(stack: Stack) -> dict[str, float]:
         fields = text[text.rindex(")") + 2 :].split()
         seconds = (int(fields[11]) + int(fields[12])) / tick  # utime + stime
         if stack.proc is not None and int(fields[2]) == stack.proc.pid:  # pgrp
-            used["gunicorn"] += seconds
+            used["gunicorn"][pid] = seconds
         elif comm.startswith("postgres"):
-            used["postgres"] += seconds
+            used["postgres"][pid] = seconds
         elif comm.startswith("redis"):
-            used["redis"] += seconds
+            used["redis"][pid] = seconds
         elif pid == os.getpid():
-            used["client"] += seconds
-    # The whole machine's busy time and the time the hypervisor gave to other guests (steal), from /proc/stat.
+            used["client"][pid] = seconds
     user, nice, system, _idle, _iowait, irq, softirq, steal = map(int, Path("/proc/stat").read_text().split()[1:9])
-    used["machine"] = (user + nice + system + irq + softirq) / tick
-    used["stolen"] = steal / tick
+    used["machine"] = {0: (user + nice + system + irq + softirq) / tick}
+    used["stolen"] = {0: steal / tick}
     return used
 
 
-_COMPONENTS = ("gunicorn", "postgres", "redis", "client")
+def cpu_spent(before: dict[str, dict[int, float]], after: dict[str, dict[int, float]], name: str) -> float:
+    """CPU seconds a component used between two readings: each process's growth, a process started in between
+    counted whole. A process that ended in between takes its share with it (a lower bound), but no longer the
+    time it had used before the phase (database connections closed by CONN_MAX_AGE made the sum shrink)."""
+    return sum(max(0.0, seconds - before[name].get(pid, 0.0)) for pid, seconds in after[name].items())
 
 
-def cpu_report(before: dict[str, float], after: dict[str, float], elapsed: float) -> str:
-    """Share of the machine's CPU per component over a phase: the CPU time of processes alive at both ends
-    (a process that exits in between takes its time with it, so a share is a lower bound); then what the rest
-    of the machine used, and what the hypervisor took for other guests (a shared machine's noise)."""
+def cpu_report(before: dict[str, dict[int, float]], after: dict[str, dict[int, float]], elapsed: float) -> str:
+    """Share of the machine's CPU per component over a phase; then what the rest of the machine used, and what
+    the hypervisor took for other guests (a shared machine's noise)."""
     cores = os.cpu_count() or 1
 
     def share(name: str) -> float:
-        return 100 * max(0.0, after[name] - before[name]) / (elapsed * cores)
+        return 100 * cpu_spent(before, after, name) / (elapsed * cores)
 
     others = share("machine") - sum(share(name) for name in _COMPONENTS)
     return (
         ", ".join(f"{name} {share(name):.0f}%" for name in _COMPONENTS)
         + f" of {cores} cores; the rest of the machine {max(0.0, others):.0f}%, stolen {share('stolen'):.0f}%"
     )
+
+
+def cpu_per(before: dict[str, dict[int, float]], after: dict[str, dict[int, float]], count: int, unit: str) -> str:
+    """Milliseconds of CPU that gunicorn and PostgreSQL spent per `unit` over a phase: unlike a throughput, what a
+    vote or a request costs barely moves with what else the machine runs."""
+    if not count:
+        return f"no {unit} to divide by"
+    spent = {name: 1000 * cpu_spent(before, after, name) / count for name in ("gunicorn", "postgres")}
+    return f"per {unit}: gunicorn {spent['gunicorn']:.2f} ms, postgres {spent['postgres']:.2f} ms"
 
 
 def bare_phase(args: argparse.Namespace, stack: Stack, label: str) -> tuple[Stats, float]:
@@ -633,10 +652,12 @@ def bare_phase(args: argparse.Namespace, stack: Stack, label: str) -> tuple[Stat
     elapsed = run_threads(
         [threading.Thread(target=bare_worker, args=(stack.base, stop_at, bare)) for _ in range(args.raters)]
     )
-    cpu = cpu_report(cpu_before, cpu_seconds(stack), elapsed)
-    rate = len(bare.latencies.get("healthz", [])) / elapsed
+    cpu_after = cpu_seconds(stack)
+    cpu = cpu_report(cpu_before, cpu_after, elapsed)
+    served = len(bare.latencies.get("healthz", []))
+    rate = served / elapsed
     print(f"[{label}] {args.raters} clients, {elapsed:.1f} s: {rate:.0f} requests/s, errors {len(bare.errors)}")
-    print(f"  CPU: {cpu}")
+    print(f"  CPU: {cpu}; {cpu_per(cpu_before, cpu_after, served, 'request')}")
     print("  " + describe("healthz", bare.latencies.get("healthz", [])), flush=True)
     return bare, rate
 
