@@ -200,7 +200,7 @@ _SQL_VOTES_DONE = f"SELECT {_votes_done('%(rater)s', '%(campaign)s')}"  # noqa: 
 
 def votes_done(*, rater_id: int, campaign_id: int) -> int:
     """Votes this rater cast in this campaign: the one definition behind the per-rater cap and progress."""
-    row = _fetchone(_SQL_VOTES_DONE, {"rater": rater_id, "campaign": campaign_id, "voted": _VOTED})
+    row = _fetchone(_SQL_VOTES_DONE, {"rater": rater_id, "campaign": campaign_id})
     return int(row[0]) if row else 0
 
 
@@ -440,7 +440,7 @@ def rater_view_row(assignment_id: int) -> RaterViewRow | None:
     """The texts of an assignment's pair (A and B as stored), the rater's votes in its campaign and their
     quota (the per-rater limit, else the campaign's number of pairs, counted when it opened), and the
     campaign's rendering."""
-    row = _fetchone(_SQL_RATER_VIEW, {"assignment": assignment_id, "voted": _VOTED})
+    row = _fetchone(_SQL_RATER_VIEW, {"assignment": assignment_id})
     return None if row is None else RaterViewRow(*row)
 
 
@@ -495,7 +495,7 @@ def vote_target(*, token: str, rater_id: int) -> VoteTarget | None:
     and its comparison stay locked (one vote per assignment, the comparison's quota) until the end of the
     transaction. None when the token is unknown or another rater's."""
     sql = _SQL_VOTE_TARGET + (_LOCK_TARGET if _postgres() else "")
-    row = _fetchone(sql, {"token": token, "rater": rater_id, "voted": _VOTED})
+    row = _fetchone(sql, {"token": token, "rater": rater_id})
     if row is None:
         return None
     head = 14
