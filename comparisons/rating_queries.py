@@ -61,9 +61,13 @@ _VOTED = Assignment.Status.VOTED.value
 #   does not wait for the disk; votes do;
 # - its statements run on the plans prepared once per connection. PostgreSQL's generic plan of `current_lease`
 #   is the custom plan's, but is costed higher (it cannot know that few leases are live), so PostgreSQL planned
-#   that statement afresh on every request: 0.3 ms of the database's CPU per pair served.
+#   that statement afresh on every request: 0.3 ms of the database's CPU per pair served;
+# - those plans use indexes only. A plan lives as long as its connection: made while a new study's tables held a
+#   few rows, it read the whole table of assignments once per candidate (cheapest on one page) and went on doing
+#   so as the study grew (20-110 ms per pick at a few thousand assignments, against 1 ms).
 LEASE_TRANSACTION_SETTINGS = (
-    "set_config('synchronous_commit', 'off', true), set_config('plan_cache_mode', 'force_generic_plan', true)"
+    "set_config('synchronous_commit', 'off', true), set_config('plan_cache_mode', 'force_generic_plan', true), "
+    "set_config('enable_seqscan', 'off', true)"
 )
 
 

@@ -122,9 +122,12 @@ def test_a_campaign_counts_its_comparisons_once_when_it_opens_and_progress_count
 postgres_only = pytest.mark.skipif(connection.vendor != "postgresql", reason="PostgreSQL's settings and plan cache")
 
 
-def _lease_settings() -> tuple[str, str]:
+def _lease_settings() -> tuple[str, str, str]:
     with connection.cursor() as cursor:
-        cursor.execute("SELECT current_setting('synchronous_commit'), current_setting('plan_cache_mode')")
+        cursor.execute(
+            "SELECT current_setting('synchronous_commit'), current_setting('plan_cache_mode'), "
+            "current_setting('enable_seqscan')"
+        )
         return cursor.fetchone()
 
 
@@ -134,10 +137,10 @@ def test_only_the_lease_transaction_commits_asynchronously_and_votes_still_wait_
     campaign = build_campaign(n_prompts=2, k=1)
     rater = invite_rater(campaign)
     defaults = _lease_settings()
-    assert defaults == ("on", "auto")
+    assert defaults == ("on", "auto", "on")
     with transaction.atomic():
         rating_queries.lock_rater(rater.pk, leasing=True)
-        assert _lease_settings() == ("off", "force_generic_plan")
+        assert _lease_settings() == ("off", "force_generic_plan", "off")
     assert _lease_settings() == defaults
     # The service leaves the connection as it found it, so the vote cast next on it waits for the disk.
     assignment = services.assignment_next(rater=rater, campaign=campaign)
@@ -189,3 +192,35 @@ def test_no_index_of_assignments_or_votes_is_the_leading_part_of_another():
         ]
         assert redundant == [], model.__name__
         assert {Assignment: "assignment_unique_token", Vote: "vote_rater_last"}[model] in indexes
+
+
+def _sequential_scans(*models: type) -> int:
+    """Sequential scans PostgreSQL started on these models' tables, this backend's included (flushed first)."""
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_stat_force_next_flush()")  # flushed when this statement's transaction ends
+        cursor.execute("SELECT pg_stat_clear_snapshot()")
+        cursor.execute(
+            "SELECT COALESCE(SUM(seq_scan), 0) FROM pg_stat_user_tables WHERE relname = ANY(%s)",
+            [[model._meta.db_table for model in models]],
+        )
+        return int(cursor.fetchone()[0])
+
+
+@postgres_only
+@pytest.mark.django_db(transaction=True)
+def test_the_next_pair_statements_keep_to_indexes_though_planned_while_the_tables_were_small():
+    """A connection keeps its plans for its life. Planned while a new study's tables held a few rows, the pick
+    read the whole table of assignments once per candidate (a sequential scan is cheapest on one page), and went
+    on doing so as the study grew: 20-110 ms per pick, against 1 ms, at a few thousand assignments."""
+    campaign = build_campaign(n_prompts=40, k=1)
+    raters = [invite_rater(campaign) for _ in range(16)]
+    tables = (Assignment, Comparison, Vote)
+    with connection.cursor() as cursor:  # what autovacuum does to a new study's tables: statistics of a few rows
+        cursor.execute(f"ANALYZE {', '.join(model._meta.db_table for model in tables)}")
+    for rater in raters[:8]:  # more than psycopg's prepare threshold: the statements are prepared and planned
+        assignment = services.assignment_next(rater=rater, campaign=campaign)
+        services.vote_cast(rater=rater, token=assignment.token, choice="A")
+    before = _sequential_scans(*tables)
+    for rater in raters[8:]:
+        assert services.assignment_next(rater=rater, campaign=campaign) is not None
+    assert _sequential_scans(*tables) == before
