@@ -225,22 +225,26 @@ _ELIGIBLE = (
 )
 
 
-def _window_part(part: int, where: str, order: str, tried: str, limit: str) -> str:
-    return (
-        f"SELECT * FROM (SELECT c.{C.id}, c.{C.votes_count}, {part} AS part FROM {C} c "  # noqa: S608
-        f"WHERE {_ELIGIBLE}{tried} AND {where} ORDER BY {order}{limit}) p{part}"
-    )
-
-
-# The fewest votes of any comparison of the campaign under k (one probe of the vote-order index): computed once,
-# in `span`, beside the id range.
-_FLOOR = (
-    f"(SELECT f.{C.votes_count} FROM {C} f WHERE f.{C.campaign} = %(campaign)s "  # noqa: S608
-    f"AND f.{C.is_attention_check} = %(gold)s AND f.{C.votes_count} < %(k)s ORDER BY f.{C.votes_count} LIMIT 1)"
+# The campaign's id range (two probes of the (campaign, id) index) and its fewest votes under k (one probe of
+# the vote-order index).
+_SPAN = (
+    f"span AS (SELECT MIN({C.id}) AS lo, MAX({C.id}) AS hi, "  # noqa: S608
+    f"(SELECT f.{C.votes_count} FROM {C} f WHERE f.{C.campaign} = %(campaign)s "
+    f"AND f.{C.is_attention_check} = %(gold)s AND f.{C.votes_count} < %(k)s ORDER BY f.{C.votes_count} LIMIT 1) "
+    f"AS fewest FROM {C} WHERE {C.campaign} = %(campaign)s)"
 )
 # The random point among the campaign's ids where a pick starts reading the comparisons with the fewest votes.
 _PIVOT = "(SELECT lo + CAST(%(start)s * (hi - lo + 1) AS BIGINT) FROM span)"
 _FEWEST = "(SELECT fewest FROM span)"
+
+
+def _window_part(name: str, where: str, order: str, tried: str, limit: str) -> str:
+    """One part of the window: a CTE `name` of eligible comparisons read in `order`, at most `limit` of them.
+    MATERIALIZED: each part is read to its end before the next one's limit, which counts it, is known."""
+    return (
+        f"{name} AS MATERIALIZED (SELECT c.{C.id}, c.{C.votes_count} FROM {C} c "  # noqa: S608
+        f"WHERE {_ELIGIBLE}{tried} AND {where} ORDER BY {order} LIMIT {limit})"
+    )
 
 
 # Adaptive routing: only the comparisons of one pair of models (the models of responses A and B).
@@ -254,19 +258,29 @@ _ONE_PAIR = (
 @functools.lru_cache(maxsize=64)  # a handful of shapes; building one cost 0.1 ms of every pick's CPU
 def _rank_sql(n_tried: int, windowed: bool, one_pair: bool = False) -> str:
     tried = "".join(f" AND c.{C.id} <> %(tried_{i})s" for i in range(n_tried)) + (_ONE_PAIR if one_pair else "")
-    limit = " LIMIT %(window)s" if windowed else ""
+
+    def ranked(alias: str) -> str:
+        return f"SELECT {alias}.{C.id}, {_load(alias)} AS load, {alias}.{C.votes_count} FROM"  # noqa: S608
+
+    if not windowed:
+        return f"{ranked('c')} {C} c WHERE {_ELIGIBLE}{tried} ORDER BY load, RANDOM()"
     # With the number of votes fixed, the index seeks straight to the pivot; over a range of numbers it would
-    # read every entry below the pivot first (most of a 30,000-pair campaign when the pivot is high).
+    # read every entry below the pivot first (most of a 30,000-pair campaign when the pivot is high). Each part
+    # reads only what the parts before it left of the window: reading a full window for each, then keeping the
+    # first, probed up to three times as many comparisons (the seen check, then the load) under load.
     fewest = f"c.{C.votes_count} = {_FEWEST}"
+    first, second = "(SELECT COUNT(*) FROM p0)", "(SELECT COUNT(*) FROM p1)"
+    parts = (
+        _window_part("p0", f"{fewest} AND c.{C.id} >= {_PIVOT}", f"c.{C.id}", tried, "%(window)s"),
+        _window_part("p1", f"{fewest} AND c.{C.id} < {_PIVOT}", f"c.{C.id}", tried, f"%(window)s - {first}"),
+        _window_part(
+            "p2", f"c.{C.votes_count} > {_FEWEST}", f"c.{C.votes_count}, c.{C.id}", tried,
+            f"%(window)s - {first} - {second}",
+        ),
+    )  # fmt: skip
     return (
-        # The campaign's id range (two probes of the (campaign, id) index) and its fewest votes.
-        f"WITH span AS (SELECT MIN({C.id}) AS lo, MAX({C.id}) AS hi, {_FLOOR} AS fewest FROM {C} "  # noqa: S608
-        f"WHERE {C.campaign} = %(campaign)s) "
-        f"SELECT w.{C.id}, {_load('w')} AS load, w.{C.votes_count} FROM ("
-        f"{_window_part(0, fewest + f' AND c.{C.id} >= {_PIVOT}', f'c.{C.id}', tried, limit)} UNION ALL "
-        f"{_window_part(1, fewest + f' AND c.{C.id} < {_PIVOT}', f'c.{C.id}', tried, limit)} UNION ALL "
-        f"{_window_part(2, f'c.{C.votes_count} > {_FEWEST}', f'c.{C.votes_count}, c.{C.id}', tried, limit)} "
-        f"ORDER BY 2, 3, 1{limit}) w ORDER BY load, RANDOM()"
+        f"WITH {_SPAN}, {', '.join(parts)} {ranked('w')} "  # noqa: S608 - names from _meta, values bound
+        "(SELECT * FROM p0 UNION ALL SELECT * FROM p1 UNION ALL SELECT * FROM p2) w ORDER BY load, RANDOM()"
     )
 
 
