@@ -18,12 +18,12 @@ import logging
 import math
 import time
 from collections.abc import Callable
+from typing import Any
 
 from django.conf import settings
 from django.core.cache import caches
 from django.core.cache.backends.base import BaseCache
 from django.http import HttpRequest, HttpResponse, JsonResponse
-from django.urls import Resolver404, resolve
 
 logger = logging.getLogger(__name__)
 
@@ -155,26 +155,26 @@ class RateLimitMiddleware:
         return self._parsed[rate]
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
-        limits = self.limits() if request.method == "POST" else {}
-        if limits:
-            try:
-                match = resolve(request.path_info)
-            except Resolver404:
-                match = None
-            limit = limits.get(match.view_name) if match is not None else None
-            if limit is not None and limit[0] > 0:
-                name = match.view_name  # type: ignore[union-attr]
-                client = f"ip:{client_ip(request)}" if name in ADDRESS_KEYED else client_key(request)
-                try:
-                    cache = caches[getattr(settings, "RATE_LIMIT_CACHE", "default")]
-                    retry_after = sliding_window_hit(
-                        cache, f"ratelimit:{name}:{client}", count=limit[0], seconds=limit[1], now=time.time()
-                    )
-                except Exception:  # noqa: BLE001 - the counters' cache is down
-                    # Fail open: a Redis outage must not stop a study from collecting votes; the limits
-                    # come back with the cache.
-                    logger.warning("Rate-limit cache unavailable; %s not counted.", request.path, exc_info=True)
-                    retry_after = 0
-                if retry_after:
-                    return _too_many(request, retry_after)
         return self.get_response(request)
+
+    def process_view(self, request: HttpRequest, view_func: Callable[..., Any], *args: Any) -> HttpResponse | None:
+        """Count a POST to a limited URL name; 429 when over the limit. A view hook, so that the URL Django has
+        just resolved names the limit: resolving it again here cost every POST a second resolution."""
+        if request.method != "POST" or request.resolver_match is None:
+            return None
+        limit = self.limits().get(request.resolver_match.view_name)
+        if limit is None or limit[0] <= 0:
+            return None
+        name = request.resolver_match.view_name
+        client = f"ip:{client_ip(request)}" if name in ADDRESS_KEYED else client_key(request)
+        try:
+            cache = caches[getattr(settings, "RATE_LIMIT_CACHE", "default")]
+            retry_after = sliding_window_hit(
+                cache, f"ratelimit:{name}:{client}", count=limit[0], seconds=limit[1], now=time.time()
+            )
+        except Exception:  # noqa: BLE001 - the counters' cache is down
+            # Fail open: a Redis outage must not stop a study from collecting votes; the limits come back with
+            # the cache.
+            logger.warning("Rate-limit cache unavailable; %s not counted.", request.path, exc_info=True)
+            retry_after = 0
+        return _too_many(request, retry_after) if retry_after else None

@@ -6,6 +6,7 @@ from datetime import timedelta
 
 import pytest
 from django.core.cache import cache
+from django.urls.resolvers import URLResolver
 from django.utils import timezone
 
 from comparisons import services
@@ -79,6 +80,28 @@ def test_votes_are_rate_limited_per_rater_and_the_refused_vote_is_not_recorded(s
     # Votes are counted per rater: another rater behind the same address still votes.
     neighbour = rater_client(campaign)
     assert neighbour.vote(neighbour.next(campaign.slug).json()["assignment"], "B").status_code == 201
+
+
+def test_a_limited_post_resolves_its_url_once(settings, rater_client, monkeypatch):
+    """The limit is named by the URL Django resolves for the view; resolving it again in the middleware cost
+    every POST a second resolution."""
+    settings.RATE_LIMITS = {"comparisons:api_vote": "1/60"}
+    campaign = build_campaign(slug="resolved", n_prompts=3)
+    client = rater_client(campaign)
+    token = client.next(campaign.slug).json()["assignment"]
+    resolved = []
+    resolve = URLResolver.resolve
+
+    def counting(self, path):
+        if self.pattern.describe() == "'^/'":  # the root resolver: one call per resolution
+            resolved.append(path)
+        return resolve(self, path)
+
+    monkeypatch.setattr(URLResolver, "resolve", counting)
+    voted = client.vote(token, "A")
+    assert voted.status_code == 201
+    assert resolved == [f"/api/rate/{token}/vote"]
+    assert client.vote(voted.json()["next"]["assignment"], "A").status_code == 429  # and it was counted
 
 
 class Clock:
