@@ -10,6 +10,7 @@ it goes through `comparisons.selectors.rater_view_for_assignment`.
 from __future__ import annotations
 
 import secrets
+from typing import Any
 
 from django.conf import settings
 from django.db import models
@@ -283,6 +284,9 @@ class Assignment(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
     leased_until = models.DateTimeField()
     closed_at = models.DateTimeField(null=True, blank=True, help_text="When it was voted or skipped.")
+    # Not a field: an annotation `services.assignment_next` sets, what the rater is shown of the pair
+    # (`rating_queries.RaterViewRow`), read in the lease's transaction.
+    view_row: Any
 
     class Meta:
         ordering = ["-created_at"]

@@ -155,6 +155,49 @@ def campaign_by_slug(slug: str) -> Campaign | None:
     return None if row is None else rows.instance_from_row(Campaign, row, omit=_CAMPAIGN_OMIT)
 
 
+# ---------------------------------------------------------------- the pair a rater sees
+
+# What a rater is shown of assignment `a` (its comparison `c`, campaign `g`): the token, the order, the four texts
+# as stored, the rater's votes in the campaign and their quota (the per-rater limit, else the campaign's number
+# of pairs, counted when it opened), and the campaign's rendering.
+# ORM: .values_list("token", "left_is_a", "comparison__prompt__instruction", "comparison__prompt__input",
+#      "comparison__response_a__text", "comparison__response_b__text", <_votes_done>,
+#      Coalesce("comparison__campaign__comparisons_per_rater", "comparison__campaign__comparisons_count"),
+#      "comparison__campaign__render_mode")
+# Scalar subqueries rather than a six-table join: PostgreSQL plans them in a fraction of the time, and
+# planning, not running, was most of this statement's cost.
+_RATER_VIEW_COLUMNS = (
+    f"a.{A.token}, a.{A.left_is_a}, "  # noqa: S608
+    f"(SELECT p.{P.instruction} FROM {P} p WHERE p.{P.id} = c.{C.prompt}), "
+    f"(SELECT p.{P.input} FROM {P} p WHERE p.{P.id} = c.{C.prompt}), "
+    f"(SELECT r.{T.text} FROM {T} r WHERE r.{T.id} = c.{C.response_a}), "
+    f"(SELECT r.{T.text} FROM {T} r WHERE r.{T.id} = c.{C.response_b}), "
+    f"{_votes_done(f'a.{A.rater}', f'c.{C.campaign}')}, "
+    f"COALESCE(g.{G.comparisons_per_rater}, g.{G.comparisons_count}), g.{G.render_mode}"
+)
+_WITH_CAMPAIGN = f"INNER JOIN {C} c ON c.{C.id} = a.{A.comparison} INNER JOIN {G} g ON g.{G.id} = c.{C.campaign}"
+# ORM: Assignment.objects.filter(pk=assignment_id).values_list(<_RATER_VIEW_COLUMNS>)
+_SQL_RATER_VIEW = f"SELECT {_RATER_VIEW_COLUMNS} FROM {A} a {_WITH_CAMPAIGN} WHERE a.{A.id} = %(assignment)s"  # noqa: S608
+
+
+class RaterViewRow(NamedTuple):
+    token: str
+    left_is_a: bool
+    instruction: str
+    input: str
+    text_a: str
+    text_b: str
+    votes_done: int
+    quota: int
+    render_mode: str
+
+
+def rater_view_row(assignment_id: int) -> RaterViewRow | None:
+    """What the rater is shown of an assignment (`_RATER_VIEW_COLUMNS`; texts A and B as stored)."""
+    row = _fetchone(_SQL_RATER_VIEW, {"assignment": assignment_id})
+    return None if row is None else RaterViewRow(*row)
+
+
 # ---------------------------------------------------------------- next pair
 
 # ORM: Rater.objects.select_for_update().filter(pk=rater_id).values_list("pk")
@@ -177,13 +220,14 @@ class Lease(NamedTuple):
     left_is_a: bool
     created_at: Any
     leased_until: Any
+    view: RaterViewRow  # what the rater is shown of it, read in the same statement
 
 
 # ORM: Assignment.objects.filter(rater=rater, comparison__campaign=campaign, status=LEASED,
-#      leased_until__gt=now).order_by("created_at").values_list(<the Lease fields>)[:1]
+#      leased_until__gt=now).order_by("created_at").values_list(<the Lease fields>, <_RATER_VIEW_COLUMNS>)[:1]
 _SQL_CURRENT_LEASE = (
-    f"SELECT a.{A.id}, a.{A.token}, a.{A.comparison}, a.{A.left_is_a}, a.{A.created_at}, a.{A.leased_until} "  # noqa: S608
-    f"FROM {A} a INNER JOIN {C} c ON c.{C.id} = a.{A.comparison} "
+    f"SELECT a.{A.id}, a.{A.token}, a.{A.comparison}, a.{A.left_is_a}, a.{A.created_at}, a.{A.leased_until}, "  # noqa: S608
+    f"{_RATER_VIEW_COLUMNS} FROM {A} a {_WITH_CAMPAIGN} "
     f"WHERE a.{A.rater} = %(rater)s AND c.{C.campaign} = %(campaign)s AND a.{A.status} = %(leased)s "
     f"AND a.{A.leased_until} > %(now)s ORDER BY a.{A.created_at} LIMIT 1"
 )
@@ -191,11 +235,11 @@ _SQL_CURRENT_LEASE = (
 
 def current_lease(*, rater_id: int, campaign_id: int, now: datetime) -> Lease | None:
     """The rater's live unvoted lease in the campaign, if any (a voted or skipped assignment leaves the
-    LEASED status in the transaction of its vote or skip)."""
+    LEASED status in the transaction of its vote or skip), with what the rater is shown of it."""
     row = _fetchone(
         _SQL_CURRENT_LEASE, {"rater": rater_id, "campaign": campaign_id, "leased": _LEASED, "now": rows.db_time(now)}
     )
-    return None if row is None else Lease(*row)
+    return None if row is None else Lease._make([*row[:6], RaterViewRow(*row[6:])])
 
 
 # ORM: Assignment.objects.filter(rater=rater, status=VOTED, comparison__campaign=campaign).count()
@@ -364,8 +408,19 @@ _SQL_INSERT_LEASE = (
     f"(SELECT COALESCE(SUM(CASE WHEN s.{A.left_is_a} THEN 1 ELSE -1 END), 0) AS lead FROM {A} s "
     f"WHERE s.{A.comparison} = %(comparison)s AND (s.{A.status} = %(voted)s "
     f"OR (s.{A.status} = %(leased)s AND s.{A.leased_until} > %(now)s))) o "
-    f"WHERE c.{C.id} = %(comparison)s AND {_load('c')} < %(k)s RETURNING {A.id}, {A.left_is_a}"
+    f"WHERE c.{C.id} = %(comparison)s AND {_load('c')} < %(k)s "
+    f"RETURNING {A.id}, {A.token}, {A.comparison}, {A.rater}, {A.left_is_a}"
 )
+# PostgreSQL returns what the rater is shown of the new lease from the INSERT itself (one round trip, not two).
+_SQL_INSERT_LEASE_VIEW = (
+    f"WITH a AS ({_SQL_INSERT_LEASE}) SELECT a.{A.id}, {_RATER_VIEW_COLUMNS} FROM a {_WITH_CAMPAIGN}"  # noqa: S608
+)
+
+
+class NewLease(NamedTuple):
+    id: int
+    left_is_a: bool
+    view: RaterViewRow
 
 
 def insert_lease_under_quota(
@@ -378,17 +433,28 @@ def insert_lease_under_quota(
     leased_until: datetime,
     k: int,
     routing_probability: float | None = None,
-) -> tuple[int, bool] | None:
+) -> NewLease | None:
     """Lease the comparison to the rater only while its votes plus live leases stay under k, in the left/right
-    order with fewer votes plus live leases on it (`coin` when they are even): the new assignment's id and
-    its `left_is_a`, or None when the comparison is full. `routing_probability` is stored with it."""
-    row = _fetchone(
-        _SQL_INSERT_LEASE,
-        {"token": token, "comparison": comparison_id, "rater": rater_id, "coin": coin, "status": _LEASED,
-         "leased": _LEASED, "voted": _VOTED, "probability": routing_probability,
-         "now": rows.db_time(now), "until": rows.db_time(leased_until), "k": k},
-    )  # fmt: skip
-    return None if row is None else (row[0], bool(row[1]))
+    order with fewer votes plus live leases on it (`coin` when they are even): the new assignment's id, its
+    `left_is_a` and what the rater is shown of it, or None when the comparison is full. `routing_probability`
+    is stored with it."""
+    params = {
+        "token": token, "comparison": comparison_id, "rater": rater_id, "coin": coin, "status": _LEASED,
+        "leased": _LEASED, "voted": _VOTED, "probability": routing_probability,
+        "now": rows.db_time(now), "until": rows.db_time(leased_until), "k": k,
+    }  # fmt: skip
+    if _postgres():
+        row = _fetchone(_SQL_INSERT_LEASE_VIEW, params)
+        if row is None:
+            return None
+        view = RaterViewRow(*row[1:])
+        return NewLease(id=row[0], left_is_a=bool(view.left_is_a), view=view)
+    inserted = _fetchone(_SQL_INSERT_LEASE, params)  # SQLite has no INSERT in a WITH clause
+    if inserted is None:
+        return None
+    shown = rater_view_row(inserted[0])
+    assert shown is not None  # inserted by this transaction
+    return NewLease(id=inserted[0], left_is_a=bool(inserted[-1]), view=shown)
 
 
 # ORM: Comparison.objects.filter(pk=comparison_id).annotate(load=<_load, excluding assignment>)
@@ -419,47 +485,6 @@ def order_load_of_others(*, comparison_id: int, assignment_id: int, left_is_a: b
               "voted": _VOTED, "leased": _LEASED, "now": rows.db_time(now)}  # fmt: skip
     row = _fetchone(_SQL_ORDER_LOAD_OF_OTHERS, params)
     return int(row[0]) if row else 0
-
-
-# ---------------------------------------------------------------- the pair a rater sees
-
-# ORM: Assignment.objects.filter(pk=assignment_id).values_list("token", "left_is_a",
-#      "comparison__prompt__instruction", "comparison__prompt__input", "comparison__response_a__text",
-#      "comparison__response_b__text", <_votes_done>, Coalesce("comparison__campaign__comparisons_per_rater",
-#      "comparison__campaign__comparisons_count"), "comparison__campaign__render_mode")
-# Scalar subqueries rather than a six-table join: PostgreSQL plans them in a fraction of the time, and
-# planning, not running, was most of this statement's cost.
-_SQL_RATER_VIEW = (
-    f"SELECT a.{A.token}, a.{A.left_is_a}, "  # noqa: S608
-    f"(SELECT p.{P.instruction} FROM {P} p WHERE p.{P.id} = c.{C.prompt}), "
-    f"(SELECT p.{P.input} FROM {P} p WHERE p.{P.id} = c.{C.prompt}), "
-    f"(SELECT r.{T.text} FROM {T} r WHERE r.{T.id} = c.{C.response_a}), "
-    f"(SELECT r.{T.text} FROM {T} r WHERE r.{T.id} = c.{C.response_b}), "
-    f"{_votes_done(f'a.{A.rater}', f'c.{C.campaign}')}, "
-    f"COALESCE(g.{G.comparisons_per_rater}, g.{G.comparisons_count}), g.{G.render_mode} "
-    f"FROM {A} a INNER JOIN {C} c ON c.{C.id} = a.{A.comparison} INNER JOIN {G} g ON g.{G.id} = c.{C.campaign} "
-    f"WHERE a.{A.id} = %(assignment)s"
-)
-
-
-class RaterViewRow(NamedTuple):
-    token: str
-    left_is_a: bool
-    instruction: str
-    input: str
-    text_a: str
-    text_b: str
-    votes_done: int
-    quota: int
-    render_mode: str
-
-
-def rater_view_row(assignment_id: int) -> RaterViewRow | None:
-    """The texts of an assignment's pair (A and B as stored), the rater's votes in its campaign and their
-    quota (the per-rater limit, else the campaign's number of pairs, counted when it opened), and the
-    campaign's rendering."""
-    row = _fetchone(_SQL_RATER_VIEW, {"assignment": assignment_id})
-    return None if row is None else RaterViewRow(*row)
 
 
 # ---------------------------------------------------------------- votes

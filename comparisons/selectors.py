@@ -76,8 +76,9 @@ def rater_view_for_assignment(*, assignment: Assignment, include_html: bool = Fa
 
     Instruction, input and both responses are canonical served texts (the HTML is rendered from them), so
     a model's byte-level habits (leading whitespace, line endings, invisible characters) never reach a rater.
-    One query (the rating loop's hot path), the campaign's rendering included."""
-    row = rating_queries.rater_view_row(assignment.pk)
+    One query (the rating loop's hot path), the campaign's rendering included; none when `services.assignment_next`
+    read it already (its `view_row` annotation)."""
+    row = getattr(assignment, "view_row", None) or rating_queries.rater_view_row(assignment.pk)
     if row is None:
         raise Assignment.DoesNotExist(f"No assignment {assignment.pk}.")
     token, left_is_a, instruction, input_text, text_a, text_b, done, total, render_mode = row

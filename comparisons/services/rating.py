@@ -188,6 +188,8 @@ def assignment_next(*, rater: Rater, campaign: Campaign) -> Assignment | None:
     """The rater's next pair: their own live unvoted assignment if any, else a new lease on the comparison
     with the fewest votes plus live leases (below k) they have not seen, ties at random. None when nothing is
     left for this rater (campaign not open, per-rater limit reached, or every pair full or already seen).
+    The assignment carries what the rater is shown of it as `view_row` (an annotation, as `QuerySet.annotate`
+    would set), read in the lease's transaction, for `selectors.rater_view_for_assignment`.
 
     Each attempt is its own transaction and locks at most one comparison: when the locked one turns out to
     have filled since it was ranked, the attempt rolls back (releasing that lock) before the next one may wait
@@ -213,10 +215,12 @@ def _assignment_next_attempt(*, rater: Rater, campaign: Campaign, tried: set[int
     now = timezone.now()
     lease = rating_queries.current_lease(rater_id=rater.pk, campaign_id=campaign.pk, now=now)
     if lease is not None:
-        return _assignment(
+        current = _assignment(
             pk=lease.id, token=lease.token, comparison_id=lease.comparison_id, rater=rater, left_is_a=lease.left_is_a,
             status=_LEASED, created_at=lease.created_at, leased_until=lease.leased_until,
         )  # fmt: skip
+        current.view_row = lease.view
+        return current
     if not campaign.is_open:
         return None
     if campaign.vote_budget is not None and _campaign_load(campaign, now) >= campaign.vote_budget:
@@ -255,11 +259,12 @@ def _assignment_next_attempt(*, rater: Rater, campaign: Campaign, tried: set[int
     )  # fmt: skip
     if inserted is None:
         raise _PairFilled(pk)
-    assignment_id, left_is_a = inserted
-    return _assignment(
-        pk=assignment_id, token=token, comparison_id=pk, rater=rater, left_is_a=left_is_a, status=_LEASED,
+    leased = _assignment(
+        pk=inserted.id, token=token, comparison_id=pk, rater=rater, left_is_a=inserted.left_is_a, status=_LEASED,
         created_at=now, leased_until=leased_until, routing_probability=probability,
     )  # fmt: skip
+    leased.view_row = inserted.view
+    return leased
 
 
 @transaction.atomic

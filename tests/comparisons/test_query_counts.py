@@ -22,18 +22,21 @@ POSTGRES = connection.vendor == "postgresql"
 SESSION = 0 if settings.SESSION_ENGINE == "evalsite.sessions" else 1
 # The transaction that hands out a pair: BEGIN, [rater lock], current lease, candidates, [lock of the first free
 # one], lease INSERT, COMMIT; SQLite needs no locks: its transactions take the database's write lock at BEGIN.
-LEASE_NEW = 7 if POSTGRES else 5
-# The same pair asked for again (the page reloaded, or a vote repeated): no candidate, no INSERT.
+# The pair the rater is shown comes with the INSERT on PostgreSQL; SQLite reads it after the INSERT (SQLite has no
+# INSERT in a WITH clause).
+LEASE_NEW = 7 if POSTGRES else 6
+# The same pair asked for again (the page reloaded, or a vote repeated): no candidate, no INSERT; the pair comes
+# with the current lease.
 LEASE_SAME = 4 if POSTGRES else 3
-# next: [session], user+rater, campaign; the lease's transaction; the pair with its progress.
-NEXT_NEW_LEASE = SESSION + 2 + LEASE_NEW + 1
-NEXT_SAME_LEASE = SESSION + 2 + LEASE_SAME + 1
+# next: [session], user+rater, campaign; the lease's transaction.
+NEXT_NEW_LEASE = SESSION + 2 + LEASE_NEW
+NEXT_SAME_LEASE = SESSION + 2 + LEASE_SAME
 # vote: [session], user+rater; BEGIN, assignment+comparison+campaign (locked), the writes, COMMIT. PostgreSQL
 # makes the vote INSERT and the two UPDATEs in one statement; SQLite in three. Then the next pair, which the
-# answer carries: the lease's transaction and the pair (the campaign came with the assignment).
-VOTE_NEW = SESSION + (5 if POSTGRES else 7) + LEASE_NEW + 1
+# answer carries: the lease's transaction (the campaign came with the assignment).
+VOTE_NEW = SESSION + (5 if POSTGRES else 7) + LEASE_NEW
 # The same vote again (a retried request): the stored vote instead of the writes, and the pair already leased.
-VOTE_REPEAT = SESSION + 5 + LEASE_SAME + 1
+VOTE_REPEAT = SESSION + 5 + LEASE_SAME
 
 
 def statements(captured: CaptureQueriesContext) -> list[str]:
