@@ -261,7 +261,7 @@ class Candidate(NamedTuple):
 # The eligible comparisons: the campaign's (real or gold) pairs under k votes this rater has not been given.
 _ELIGIBLE = (
     f"c.{C.campaign} = %(campaign)s AND c.{C.is_attention_check} = %(gold)s AND c.{C.votes_count} < %(k)s "  # noqa: S608
-    # One probe of the (comparison, rater) unique index per row the window reads: reading the rater's whole
+    # One probe of the (rater, comparison) unique index per row the window reads: reading the rater's whole
     # history instead (NOT IN, hashed) cost more with every pair they had seen (0.4 ms more at 600). An OFFSET
     # keeps the subquery a probe: as an anti-join PostgreSQL scanned all of that index for the rater.
     f"AND NOT EXISTS (SELECT 1 FROM {A} s WHERE s.{A.comparison} = c.{C.id} AND s.{A.rater} = %(rater)s "

@@ -224,3 +224,20 @@ def test_the_next_pair_statements_keep_to_indexes_though_planned_while_the_table
     for rater in raters[8:]:
         assert services.assignment_next(rater=rater, campaign=campaign) is not None
     assert _sequential_scans(*tables) == before
+
+
+@pytest.mark.django_db
+def test_only_the_live_lease_index_begins_with_the_comparison():
+    """A comparison's live leases are counted for every candidate of every pick, from the (comparison, status,
+    leased_until) index alone. Another index of assignments beginning with the comparison (the unique
+    (comparison, rater) one did) lets a plan made on a new study's small tables count them through that index
+    instead, reading each of the comparison's assignments from the table: 2.5 times the pick's reads under load."""
+    with connection.cursor() as cursor:
+        found = connection.introspection.get_constraints(cursor, Assignment._meta.db_table)
+    comparison = Assignment._meta.get_field("comparison").column
+    leading = sorted(
+        tuple(spec["columns"])
+        for spec in found.values()
+        if (spec["index"] or spec["unique"]) and spec["columns"][:1] == [comparison]
+    )
+    assert leading == [(comparison, "status", "leased_until")]
