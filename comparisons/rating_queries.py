@@ -347,7 +347,7 @@ def rank_candidates(
     unseen by this rater, not in `tried`) in the order of their votes; among those with the fewest votes of
     the campaign, from a random point `start` (0 ≤ start < 1 of the campaign's id range) onwards, wrapping
     around, then those with more votes by id. Each part is an index scan of (campaign, is_attention_check,
-    votes_count, id) that seeks to its first row and stops after `window` rows, so a request costs the same
+    votes_count, id) that seeks to its first row and stops once the window is full, so a request costs the same
     on a campaign of 30,000 pairs as on one of 30, wherever the random point falls. Every comparison outside the
     window has at least as many votes as the window's last row, hence at least that load: when the best
     load in a full window is above that, the caller asks again with a wider window (`window=None` ranks
