@@ -162,10 +162,10 @@ class RateLimitMiddleware:
         just resolved names the limit: resolving it again here cost every POST a second resolution."""
         if request.method != "POST" or request.resolver_match is None:
             return None
-        limit = self.limits().get(request.resolver_match.view_name)
+        name = request.resolver_match.view_name
+        limit = self.limits().get(name)
         if limit is None or limit[0] <= 0:
             return None
-        name = request.resolver_match.view_name
         client = f"ip:{client_ip(request)}" if name in ADDRESS_KEYED else client_key(request)
         try:
             cache = caches[getattr(settings, "RATE_LIMIT_CACHE", "default")]

@@ -64,8 +64,10 @@ def _assignment(
     created_at: Any,
     leased_until: Any,
     routing_probability: float | None = None,
+    view_row: rating_queries.RaterViewRow | None = None,
 ) -> Assignment:
-    """An Assignment instance from values read (or written) by `rating_queries`, without a query."""
+    """An Assignment instance from values read (or written) by `rating_queries`, without a query; with
+    `view_row` (what the rater is shown of it) as its annotation when given."""
     assignment: Assignment = rows.instance(
         Assignment,
         {"id": pk, "token": token, "comparison_id": comparison_id, "rater_id": rater.pk, "left_is_a": left_is_a,
@@ -73,6 +75,8 @@ def _assignment(
          "routing_probability": routing_probability},
     )  # fmt: skip
     Assignment.rater.field.set_cached_value(assignment, rater)
+    if view_row is not None:
+        assignment.view_row = view_row
     return assignment
 
 
@@ -215,12 +219,10 @@ def _assignment_next_attempt(*, rater: Rater, campaign: Campaign, tried: set[int
     now = timezone.now()
     lease = rating_queries.current_lease(rater_id=rater.pk, campaign_id=campaign.pk, now=now)
     if lease is not None:
-        current = _assignment(
+        return _assignment(
             pk=lease.id, token=lease.token, comparison_id=lease.comparison_id, rater=rater, left_is_a=lease.left_is_a,
-            status=_LEASED, created_at=lease.created_at, leased_until=lease.leased_until,
+            status=_LEASED, created_at=lease.created_at, leased_until=lease.leased_until, view_row=lease.view,
         )  # fmt: skip
-        current.view_row = lease.view
-        return current
     if not campaign.is_open:
         return None
     if campaign.vote_budget is not None and _campaign_load(campaign, now) >= campaign.vote_budget:
@@ -259,12 +261,10 @@ def _assignment_next_attempt(*, rater: Rater, campaign: Campaign, tried: set[int
     )  # fmt: skip
     if inserted is None:
         raise _PairFilled(pk)
-    leased = _assignment(
+    return _assignment(
         pk=inserted.id, token=token, comparison_id=pk, rater=rater, left_is_a=inserted.left_is_a, status=_LEASED,
-        created_at=now, leased_until=leased_until, routing_probability=probability,
+        created_at=now, leased_until=leased_until, routing_probability=probability, view_row=inserted.view,
     )  # fmt: skip
-    leased.view_row = inserted.view
-    return leased
 
 
 @transaction.atomic

@@ -171,24 +171,30 @@ def test_the_next_pair_statements_are_planned_once_per_connection():
     assert lease_reads[0][1] >= 10 and lease_reads[0][2] == 0
 
 
+def _indexes(model: type) -> dict[str, tuple[tuple[str, ...], bool]]:
+    """The indexes of a model's table as the database has them: name → (columns, unique)."""
+    with connection.cursor() as cursor:
+        found = connection.introspection.get_constraints(cursor, model._meta.db_table)
+    return {
+        name: (tuple(spec["columns"]), bool(spec["unique"]))
+        for name, spec in found.items()
+        if (spec["index"] or spec["unique"]) and spec["columns"]
+    }
+
+
 @pytest.mark.django_db
 def test_no_index_of_assignments_or_votes_is_the_leading_part_of_another():
     """Every lease and vote updates each index of these tables: one that another index already begins with
     costs a write and serves no query (partial indexes, which cover only some rows, aside)."""
     for model in (Assignment, Vote):
         partial = {index.name for index in model._meta.indexes if index.condition is not None}
-        with connection.cursor() as cursor:
-            found = connection.introspection.get_constraints(cursor, model._meta.db_table)
-        indexes = {
-            name: tuple(spec["columns"])
-            for name, spec in found.items()
-            if (spec["index"] or spec["unique"]) and name not in partial and spec["columns"]
-        }
+        found = _indexes(model)
+        indexes = {name: columns for name, (columns, _) in found.items() if name not in partial}
         redundant = [
             (name, other)
             for name, columns in indexes.items()
             for other, longer in indexes.items()
-            if other != name and longer[: len(columns)] == columns and not found[name]["unique"]
+            if other != name and longer[: len(columns)] == columns and not found[name][1]
         ]
         assert redundant == [], model.__name__
         assert {Assignment: "assignment_unique_token", Vote: "vote_rater_last"}[model] in indexes
@@ -232,12 +238,6 @@ def test_only_the_live_lease_index_begins_with_the_comparison():
     leased_until) index alone. Another index of assignments beginning with the comparison (the unique
     (comparison, rater) one did) lets a plan made on a new study's small tables count them through that index
     instead, reading each of the comparison's assignments from the table: 2.5 times the pick's reads under load."""
-    with connection.cursor() as cursor:
-        found = connection.introspection.get_constraints(cursor, Assignment._meta.db_table)
     comparison = Assignment._meta.get_field("comparison").column
-    leading = sorted(
-        tuple(spec["columns"])
-        for spec in found.values()
-        if (spec["index"] or spec["unique"]) and spec["columns"][:1] == [comparison]
-    )
+    leading = sorted(columns for columns, _ in _indexes(Assignment).values() if columns[:1] == (comparison,))
     assert leading == [(comparison, "status", "leased_until")]
