@@ -9,6 +9,7 @@ Stored texts stay exactly as imported; only what is served goes through this fun
 
 from __future__ import annotations
 
+import functools
 import re
 import unicodedata
 
@@ -31,11 +32,23 @@ def _visible(ch: str) -> bool:
     return not (category == "Cf" or (category == "Cc" and ch not in _KEPT_CONTROLS))
 
 
+# Every pair served runs the same few hundred texts of a study through `served_text` again (the non-ASCII ones
+# character by character): remembered, up to a size, that work is done once per text and process.
+_REMEMBERED_TEXTS = 2048
+_REMEMBERED_UP_TO = 8192  # characters: a few MiB for a study's answers (most are under 2,000), 32 MiB at most in ASCII
+
+
 def served_text(text: str) -> str:
     """The canonical form of `text` a rater receives: Unicode NFC, "\\n" line endings, no invisible format or
     control characters (tab kept), plain spaces, no trailing whitespace on any line, at most one blank line in
     a row, no leading or trailing blank space. Idempotent: ``served_text(served_text(t)) == served_text(t)``.
     """
+    if len(text) > _REMEMBERED_UP_TO:
+        return _canonical(text)
+    return _remembered(text)
+
+
+def _canonical(text: str) -> str:
     if not text:
         return ""
     text = _LINE_BREAKS.sub("\n", text).replace(_PARAGRAPH_BREAK, "\n\n")
@@ -48,3 +61,6 @@ def served_text(text: str) -> str:
     text = "\n".join(line.rstrip() for line in text.split("\n"))
     text = _BLANK_LINES.sub("\n\n", text)
     return text.strip()
+
+
+_remembered = functools.lru_cache(maxsize=_REMEMBERED_TEXTS)(_canonical)

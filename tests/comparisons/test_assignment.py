@@ -179,6 +179,32 @@ def test_a_pick_ranks_a_window_in_vote_order_and_widens_it_when_a_lighter_pair_m
         services.assignment_skip(rater=rater, token=assignment.token)
 
 
+def test_an_inconclusive_window_widens_step_by_step_before_the_pick_ranks_the_whole_campaign(monkeypatch):
+    # On a study of 30,000 pairs, ranking them all costs a hundred times a window's work: a window that holds
+    # only leased pairs is first widened fourfold, and the whole campaign is ranked only past the widest window.
+    monkeypatch.setattr(rating, "CANDIDATE_WINDOW", 2)
+    monkeypatch.setattr(rating, "_WIDEST_WINDOW", 8)
+    campaign = build_campaign(n_prompts=12, k=3)
+    ids = list(Comparison.objects.filter(campaign=campaign).order_by("pk").values_list("pk", flat=True))
+    holders = [invite_rater(campaign) for _ in range(11)]
+    held = {services.assignment_next(rater=r, campaign=campaign).comparison_id for r in holders}
+    (free,) = set(ids) - held
+    # Reading starts just after the free pair, so it is the last of the twelve a window reaches.
+    start = ((ids.index(free) + 1) % len(ids) + 0.5) / len(ids)
+    monkeypatch.setattr(rating.random, "random", lambda: start)
+    windows: list[int | None] = []
+    rank = rating.rating_queries.rank_candidates
+
+    def recorded(**kwargs):
+        windows.append(kwargs["window"])
+        return rank(**kwargs)
+
+    monkeypatch.setattr(rating.rating_queries, "rank_candidates", recorded)
+    assignment = services.assignment_next(rater=invite_rater(campaign), campaign=campaign)
+    assert assignment.comparison_id == free
+    assert windows == [2, 8, None]
+
+
 @pytest.mark.parametrize("start", [0.0, 0.5, 0.999])
 def test_a_pick_wraps_around_among_the_fewest_votes_then_reaches_pairs_with_more(monkeypatch, start):
     # The window reads the pairs with the campaign's fewest votes from a random point, wrapping around, then

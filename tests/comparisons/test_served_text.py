@@ -56,3 +56,17 @@ def test_content_is_kept():
     text = "def f(x):\n\treturn x\n  # Driver Code\nCafe\u0301 東京\u3000駅 👍"
     assert served_text(text) == "def f(x):\n\treturn x\n  # Driver Code\nCafé 東京\u3000駅 👍"
     assert served_text("") == "" and served_text(" \n\t\u200b ") == ""
+
+
+def test_long_texts_are_served_alike_but_not_remembered():
+    # Served texts are remembered per process (the same few hundred come back with every pair), but only up to
+    # a size, so that a study of very long answers cannot fill a web worker's memory with them.
+    from comparisons import served_text as module
+
+    long = ("Line with a trailing space \r\n\u200b" * 2000)[: module._REMEMBERED_UP_TO + 10]
+    short = "A short answer \r\n\r\n\r\nwith\u200b habits "
+    module._remembered.cache_clear()
+    assert served_text(long) == module._canonical(long) and "\r" not in served_text(long)
+    assert served_text(short) == served_text(short) == "A short answer\n\nwith habits"
+    assert module._remembered.cache_info().currsize == 1
+    assert module._remembered.cache_info().maxsize == module._REMEMBERED_TEXTS
