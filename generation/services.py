@@ -608,13 +608,31 @@ def generation_provenance(*, model: ModelEntry, batch_size: int) -> dict[str, ob
     }
 
 
+def _lock_run_and_chunk(chunk_id: int) -> tuple[GenerationRun, GenerationChunk] | None:
+    """Lock a chunk's run, then the chunk (None when the chunk is gone), inside the caller's transaction.
+
+    Every service locks a run before any of its chunks, as `run_resume` and `run_cancel` do: a worker that held
+    its chunk while waiting for the run deadlocked with a resume holding the run and waiting for the chunks, and
+    PostgreSQL's way out (failing one of the two) dropped the chunk's message with the worker's claim."""
+    run_id = GenerationChunk.objects.filter(pk=chunk_id).values_list("run_id", flat=True).first()
+    if run_id is None:
+        return None
+    run = GenerationRun.objects.select_for_update(of=("self",)).select_related("model").filter(pk=run_id).first()
+    chunk = GenerationChunk.objects.select_for_update().filter(pk=chunk_id).first()
+    if run is None or chunk is None:
+        return None
+    return run, chunk
+
+
 @transaction.atomic
 def chunk_claim(*, chunk_id: int, worker: str) -> ClaimedChunk | None:
     """Take a chunk for ``worker``; None when there is nothing to do (gone, done, taken, run stopped)."""
-    chunk = GenerationChunk.objects.select_for_update().filter(pk=chunk_id).first()
-    if chunk is None or chunk.status == GenerationChunk.Status.DONE:
+    locked = _lock_run_and_chunk(chunk_id)
+    if locked is None:
         return None
-    run = GenerationRun.objects.select_for_update().select_related("model").get(pk=chunk.run_id)
+    run, chunk = locked
+    if chunk.status == GenerationChunk.Status.DONE:
+        return None
     if run.status in (GenerationRun.Status.CANCELLED, GenerationRun.Status.FAILED, GenerationRun.Status.SUCCEEDED):
         return None
     if chunk.status == GenerationChunk.Status.RUNNING and chunk.heartbeat_at and chunk.heartbeat_at >= _stale_before():
@@ -783,10 +801,10 @@ def _run_finish_if_complete(run: GenerationRun) -> None:
 @transaction.atomic
 def chunk_finish(*, chunk_id: int) -> None:
     """Mark a chunk done when it has every response; the last chunk done ends the run."""
-    chunk = GenerationChunk.objects.select_for_update().filter(pk=chunk_id).first()
-    if chunk is None:
+    locked = _lock_run_and_chunk(chunk_id)
+    if locked is None:
         return
-    run = GenerationRun.objects.select_for_update().get(pk=chunk.run_id)
+    run, chunk = locked
     if _chunk_missing(run, chunk):
         # Stopped early (cancelled): leave it for a resume.
         chunk.status = GenerationChunk.Status.PENDING
@@ -801,13 +819,13 @@ def chunk_finish(*, chunk_id: int) -> None:
 @transaction.atomic
 def chunk_fail(*, chunk_id: int, error: str) -> None:
     """Record a chunk's error; the run fails with it (its other chunks stop) until it is resumed."""
-    chunk = GenerationChunk.objects.select_for_update().filter(pk=chunk_id).first()
-    if chunk is None:
+    locked = _lock_run_and_chunk(chunk_id)
+    if locked is None:
         return
+    run, chunk = locked
     chunk.status = GenerationChunk.Status.FAILED
     chunk.error = error
     chunk.save(update_fields=["status", "error"])
-    run = GenerationRun.objects.select_for_update().get(pk=chunk.run_id)
     if run.status in (GenerationRun.Status.QUEUED, GenerationRun.Status.RUNNING):
         run.status = GenerationRun.Status.FAILED
         run.error = f"Chunk {chunk.index} (prompts {chunk.first_position}-{chunk.last_position}): {error}"

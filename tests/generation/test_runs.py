@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import threading
+import time
 from datetime import timedelta
 
 import pytest
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, connections, transaction
 from django.utils import timezone
 
 from generation import services, tasks
@@ -186,3 +188,47 @@ def test_generate_again_on_a_cancelled_run_with_everything_done_marks_it_succeed
     start(model, eval_set)
     run.refresh_from_db()
     assert run.status == GenerationRun.Status.SUCCEEDED
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_worker_claiming_a_chunk_while_a_resume_holds_its_run_waits_instead_of_deadlocking(ready_model, eval_set):
+    # `generate` resumes a run (run, then its chunks) while a worker claims one of its chunks. The claim used to
+    # lock the chunk, then the run: PostgreSQL broke the deadlock by failing the claim, and the chunk's message
+    # was gone with it, leaving the chunk pending with nobody to run it (seen in the SIGKILL drill).
+    if connection.vendor != "postgresql":
+        pytest.skip("row locks: SQLite locks the whole database")
+    model = ready_model("llama", max_new_tokens=2)
+    run = start(model, eval_set, prompt_limit=4, chunk_size=2)
+    chunk_id = run.chunks.order_by("index").values_list("pk", flat=True).first()
+    run_held = threading.Event()
+    claims: list = []
+    errors: list[BaseException] = []
+
+    def claim() -> None:
+        try:
+            run_held.wait(10)
+            claims.append(services.chunk_claim(chunk_id=chunk_id, worker="drill"))
+        except BaseException as error:  # noqa: BLE001 - reported by the test below
+            errors.append(error)
+        finally:
+            connections.close_all()
+
+    worker = threading.Thread(target=claim)
+    worker.start()
+    with transaction.atomic():
+        GenerationRun.objects.select_for_update().get(pk=run.pk)  # what run_resume locks first
+        run_held.set()
+        deadline = time.monotonic() + 10
+        with connection.cursor() as cursor:
+            while time.monotonic() < deadline:  # until the claim waits on a lock
+                cursor.execute(
+                    "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND pid <> pg_backend_pid()"
+                )
+                if cursor.fetchone()[0]:
+                    break
+                time.sleep(0.02)
+        list(GenerationChunk.objects.select_for_update().filter(run=run))  # then its chunks
+    worker.join(30)
+    assert not errors, errors
+    assert claims and claims[0] is not None and claims[0].chunk_id == chunk_id
+    assert GenerationChunk.objects.get(pk=chunk_id).status == GenerationChunk.Status.RUNNING
