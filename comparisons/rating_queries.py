@@ -20,12 +20,14 @@ Rules of this module:
 from __future__ import annotations
 
 import functools
+import weakref
 from collections.abc import Collection, Sequence
 from datetime import datetime
 from typing import Any, NamedTuple
 
+import psycopg
 from django.contrib.auth import get_user_model
-from django.db import connection, models
+from django.db import ProgrammingError, connection, models
 
 from comparisons import rows
 from comparisons.models import Assignment, Campaign, Comparison, Rater, Vote
@@ -256,6 +258,8 @@ class Candidate(NamedTuple):
     id: int
     load: int
     votes_count: int
+    # Whether the window holds the best comparisons of the campaign (`_CONCLUSIVE`); True for the whole campaign.
+    conclusive: bool
 
 
 # The eligible comparisons: the campaign's (real or gold) pairs under k votes this rater has not been given.
@@ -299,15 +303,24 @@ _ONE_PAIR = (
 )
 
 
+# Whether a full window of ranked comparisons `x` (id, load, votes_count) holds the least loaded eligible
+# comparisons of the whole campaign: it is not full (nothing is left outside it), or its lowest load is at most
+# the most votes in it (every comparison outside it has at least as many votes as each one in it, hence at least
+# that load). Its lowest load is then under k (votes of eligible comparisons are), so it holds a pick. A
+# window that only holds comparisons other raters lease is not conclusive: a wider one is ranked.
+# ORM: Window(Count("*")) < window or Window(Min("load")) <= Window(Max("votes_count"))
+_CONCLUSIVE = "(COUNT(*) OVER () < %(window)s OR MIN(x.load) OVER () <= MAX(x.votes_count) OVER ()) AS conclusive"
+
+
 @functools.lru_cache(maxsize=64)  # a handful of shapes; building one cost 0.1 ms of every pick's CPU
 def _rank_sql(n_tried: int, windowed: bool, one_pair: bool = False) -> str:
     tried = "".join(f" AND c.{C.id} <> %(tried_{i})s" for i in range(n_tried)) + (_ONE_PAIR if one_pair else "")
 
     def ranked(alias: str) -> str:
-        return f"SELECT {alias}.{C.id}, {_load(alias)} AS load, {alias}.{C.votes_count} FROM"  # noqa: S608
+        return f"SELECT {alias}.{C.id}, {_load(alias)} AS load, {alias}.{C.votes_count}"  # noqa: S608
 
     if not windowed:
-        return f"{ranked('c')} {C} c WHERE {_ELIGIBLE}{tried} ORDER BY load, RANDOM()"
+        return f"{ranked('c')}, TRUE FROM {C} c WHERE {_ELIGIBLE}{tried} ORDER BY load, RANDOM()"  # noqa: S608
     # With the number of votes fixed, the index seeks straight to the pivot; over a range of numbers it would
     # read every entry below the pivot first (most of a 30,000-pair campaign when the pivot is high). Each part
     # reads only what the parts before it left of the window: reading a full window for each, then keeping the
@@ -323,8 +336,8 @@ def _rank_sql(n_tried: int, windowed: bool, one_pair: bool = False) -> str:
         ),
     )  # fmt: skip
     return (
-        f"WITH {_SPAN}, {', '.join(parts)} {ranked('w')} "  # noqa: S608 - names from _meta, values bound
-        "(SELECT * FROM p0 UNION ALL SELECT * FROM p1 UNION ALL SELECT * FROM p2) w ORDER BY load, RANDOM()"
+        f"WITH {_SPAN}, {', '.join(parts)} SELECT x.*, {_CONCLUSIVE} FROM ({ranked('w')} FROM "  # noqa: S608 - names from _meta
+        "(SELECT * FROM p0 UNION ALL SELECT * FROM p1 UNION ALL SELECT * FROM p2) w) x ORDER BY load, RANDOM()"
     )
 
 
@@ -366,7 +379,7 @@ def rank_candidates(
     if pair is not None:
         params.update(model_a=pair[0], model_b=pair[1])
     sql = _rank_sql(len(ordered), window is not None, one_pair=pair is not None)
-    return [Candidate(*row) for row in _fetchall(sql, params)]
+    return [Candidate(pk, load, votes, bool(conclusive)) for pk, load, votes, conclusive in _fetchall(sql, params)]
 
 
 # ORM: Comparison.objects.filter(pk__in=ids).select_for_update(skip_locked=True, of=("self",))
@@ -455,6 +468,156 @@ def insert_lease_under_quota(
     shown = rater_view_row(inserted[0])
     assert shown is not None  # inserted by this transaction
     return NewLease(id=inserted[0], left_is_a=bool(inserted[-1]), view=shown)
+
+
+# ---------------------------------------------------------------- next pair in one round trip (PostgreSQL)
+
+# The usual pick, sequenced by the database: the statements above, in the order `services.rating` runs them
+# (lock the rater, check the cap, the current lease, rank a window, lock the first free candidate, lease it),
+# made into a PL/pgSQL function so that a pair costs one round trip instead of seven (BEGIN and COMMIT
+# included). Each of its statements is one of the constants above with its parameters named as the function's
+# variables, and gets a snapshot of its own as it would in its own round trip (READ COMMITTED). The function
+# decides nothing the services do not: whenever it cannot lease the plain way (the rater is at the cap, the
+# windows are not conclusive, every candidate is held by another transaction, the pair filled) it returns no
+# row, having written nothing, and the caller takes the long way, which decides.
+#
+# It is a temporary function (pg_temp), created on a connection's first pick: no migration, and never older
+# than the code. Only for connections that keep their session (`one_call_lease_enabled`).
+_NEXT_LEASE_FUNCTION = "pg_temp.blindeval_next_lease"
+_NEXT_LEASE_OUT = ("o_id", "o_token", "o_comparison", "o_left_is_a", "o_created_at", "o_leased_until",
+                   "o_view_token", "o_view_left_is_a", "o_instruction", "o_input", "o_text_a", "o_text_b",
+                   "o_votes_done", "o_quota", "o_render_mode")  # fmt: skip
+_NEXT_LEASE_VARIABLES = {
+    "rater": "p_rater", "campaign": "p_campaign", "k": "p_k", "now": "p_now", "until": "p_until",
+    "leased": "p_leased", "voted": "p_voted", "status": "p_leased", "start": "p_start", "window": "v_window",
+    "token": "p_token", "coin": "p_coin", "comparison": "v_free", "gold": "FALSE", "probability": "NULL",
+}  # fmt: skip
+
+
+def _into(names: Sequence[str]) -> str:
+    return f" INTO {', '.join(names)}"
+
+
+def _next_lease_function_sql() -> str:
+    v = _NEXT_LEASE_VARIABLES
+    view_out = _NEXT_LEASE_OUT[6:]
+    return f"""CREATE OR REPLACE FUNCTION {_NEXT_LEASE_FUNCTION}(
+    p_rater bigint, p_campaign bigint, p_limit bigint, p_k integer, p_now timestamptz, p_until timestamptz,
+    p_start double precision, p_windows integer[], p_to_lock integer, p_token text, p_coin boolean,
+    p_leased text, p_voted text)
+RETURNS TABLE(o_id bigint, o_token text, o_comparison bigint, o_left_is_a boolean, o_created_at timestamptz,
+    o_leased_until timestamptz, o_view_token text, o_view_left_is_a boolean, o_instruction text, o_input text,
+    o_text_a text, o_text_b text, o_votes_done bigint, o_quota bigint, o_render_mode text)
+LANGUAGE plpgsql VOLATILE AS $lease$
+DECLARE
+    v_settings record;
+    v_done bigint;
+    v_window integer;
+    v_ranked record;
+    v_conclusive boolean;
+    v_under bigint[] := '{{}}';
+    v_free bigint;
+BEGIN
+    {_SQL_LOCK_RATER.format(LEASE_TRANSACTION_SETTINGS) % ("p_rater",)}{_into(["v_settings"])};
+    IF p_limit IS NOT NULL THEN
+        {_SQL_VOTES_DONE % v}{_into(["v_done"])};
+        IF v_done >= p_limit THEN RETURN; END IF;
+    END IF;
+    {_SQL_CURRENT_LEASE % v}{_into(_NEXT_LEASE_OUT)};
+    IF FOUND THEN RETURN NEXT; RETURN; END IF;
+    FOREACH v_window IN ARRAY p_windows LOOP
+        v_conclusive := NULL;
+        v_under := '{{}}';
+        FOR v_ranked IN {_rank_sql(0, True) % v} LOOP
+            v_conclusive := COALESCE(v_conclusive, v_ranked.conclusive);
+            IF v_ranked.load < p_k THEN v_under := v_under || v_ranked.{C.id}; END IF;
+        END LOOP;
+        EXIT WHEN v_conclusive IS NOT FALSE;
+    END LOOP;
+    IF v_conclusive IS NOT TRUE OR cardinality(v_under) = 0 THEN RETURN; END IF;
+    {_SQL_LOCK_FIRST_FREE % ("(v_under[1:p_to_lock])",)}{_into(["v_free"])};
+    IF NOT FOUND THEN RETURN; END IF;
+    {_SQL_INSERT_LEASE_VIEW % v}{_into(["o_id", *view_out])};
+    IF NOT FOUND THEN RETURN; END IF;
+    o_token := p_token;
+    o_comparison := v_free;
+    o_left_is_a := o_view_left_is_a;
+    o_created_at := p_now;
+    o_leased_until := p_until;
+    RETURN NEXT;
+END
+$lease$"""
+
+
+_SQL_NEXT_LEASE = (
+    f"SELECT * FROM {_NEXT_LEASE_FUNCTION}(%(rater)s::bigint, %(campaign)s::bigint, %(limit)s::bigint, "  # noqa: S608
+    "%(k)s::integer, %(now)s::timestamptz, %(until)s::timestamptz, %(start)s::double precision, "
+    "%(windows)s::integer[], %(to_lock)s::integer, %(token)s::text, %(coin)s::boolean, %(leased)s::text, "
+    "%(voted)s::text)"
+)
+# The connections (psycopg's) on which the function exists.
+_HAS_NEXT_LEASE: weakref.WeakSet[Any] = weakref.WeakSet()
+
+
+def one_call_lease_enabled() -> bool:
+    """Whether `next_lease_in_one_call` may be used: on PostgreSQL when connections keep their session from one
+    request to the next (kept open, DATABASE_CONN_MAX_AGE, and not behind a transaction-mode pooler, which
+    DATABASE_PREPARED_STATEMENTS=0 declares), since the function lives in the session."""
+    return _postgres() and _connections_kept() and bool(connection.settings_dict["OPTIONS"].get("server_side_binding"))
+
+
+def _connections_kept() -> bool:
+    # With connections closed after every request, making the function on each one cost 1.7 ms, more than the
+    # round trips it saves.
+    return connection.settings_dict["CONN_MAX_AGE"] != 0
+
+
+def next_lease_in_one_call(
+    *,
+    rater_id: int,
+    campaign_id: int,
+    limit: int | None,
+    k: int,
+    now: datetime,
+    leased_until: datetime,
+    start: float,
+    windows: Sequence[int],
+    to_lock: int,
+    token: str,
+    coin: bool,
+) -> Lease | None:
+    """PostgreSQL, outside a transaction: in one round trip, the rater's current lease in the campaign or, when
+    they hold none, a new lease on the first comparison of the first conclusive window of `windows`, ranked in
+    turn (`rank_candidates`), that no other transaction holds, among the first `to_lock`, made as
+    `insert_lease_under_quota` makes one (token `token`, counterbalanced with `coin`, until `leased_until`).
+    None when that takes a decision the function leaves to the caller (see `_next_lease_function_sql`);
+    nothing is written then."""
+    params = {
+        "rater": rater_id, "campaign": campaign_id, "limit": limit, "k": k, "now": now, "until": leased_until,
+        "start": start, "windows": list(windows), "to_lock": to_lock, "token": token, "coin": coin, "leased": _LEASED,
+        "voted": _VOTED,
+    }  # fmt: skip
+    params["now"], params["until"] = rows.db_time(now), rows.db_time(leased_until)
+    connection.ensure_connection()
+    if connection.in_atomic_block or connection.connection not in _HAS_NEXT_LEASE:
+        # In a transaction the function may be rolled back with it: made again each time (tests, mostly).
+        _create_next_lease_function()
+    try:
+        row = _fetchone(_SQL_NEXT_LEASE, params)
+    except ProgrammingError as exc:
+        lost = (psycopg.errors.UndefinedFunction, psycopg.errors.InvalidSchemaName)  # the function, or pg_temp
+        if not isinstance(exc.__cause__, lost) or connection.in_atomic_block:
+            raise
+        _create_next_lease_function()  # the session lost it (DISCARD TEMP, a server-side reset)
+        row = _fetchone(_SQL_NEXT_LEASE, params)
+    return None if row is None else Lease._make([*row[:6], RaterViewRow(*row[6:])])
+
+
+def _create_next_lease_function() -> None:
+    with connection.cursor() as cursor:
+        cursor.execute(_next_lease_function_sql())
+    if not connection.in_atomic_block:  # committed: it lasts as long as the session
+        _HAS_NEXT_LEASE.add(connection.connection)
 
 
 # ORM: Comparison.objects.filter(pk=comparison_id).annotate(load=<_load, excluding assignment>)

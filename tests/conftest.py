@@ -32,3 +32,14 @@ def celery_worker(transactional_db, tmp_path):
 def _no_rate_limits(settings):
     """Every test's client comes from 127.0.0.1: per-IP rate limits are off unless a test sets RATE_LIMITS."""
     settings.RATE_LIMITS = {}
+
+
+# --- the one-call lease (comparisons/rating_queries.py) -------------------------
+@pytest.fixture(autouse=True)
+def _connections_kept_as_deployed(monkeypatch):
+    """Deployments keep database connections (DATABASE_CONN_MAX_AGE, docker-compose sets 60), and on PostgreSQL
+    the rater path then leases a pair in one round trip: tests run that path, although Django's test settings
+    close connections. A test turns it off with ``monkeypatch.setattr(rating_queries, "_connections_kept", …)``."""
+    from comparisons import rating_queries
+
+    monkeypatch.setattr(rating_queries, "_connections_kept", lambda: True)

@@ -103,19 +103,28 @@ _WIDEST_WINDOW = 1024
 _CANDIDATES_TO_LOCK = 16
 
 
+def _windows() -> list[int]:
+    """The windows a pick ranks in turn before the whole campaign: CANDIDATE_WINDOW, each next one four times
+    as wide, up to _WIDEST_WINDOW."""
+    windows = [CANDIDATE_WINDOW]
+    while windows[-1] < _WIDEST_WINDOW:
+        windows.append(windows[-1] * 4)
+    return windows
+
+
 def _ranked(
     *, rater: Rater, campaign: Campaign, now: datetime, tried: set[int], pair: tuple[int, int] | None = None
 ) -> list[int]:
     """The unseen comparisons under k, fewest votes plus live leases first, ties at random (ids); only those of
     ``pair`` (model ids of responses A and B) when given (adaptive routing).
 
-    A window of CANDIDATE_WINDOW comparisons in the order of their votes is ranked first; a window four times
-    as wide (and, past _WIDEST_WINDOW, the whole campaign) only when that window is full and every comparison in
-    it carries more load than the votes of the last (so one outside it might carry less)."""
+    A window of CANDIDATE_WINDOW comparisons in the order of their votes is ranked first; the next of
+    `_windows()` (and, past the widest, the whole campaign) only when that window is not conclusive: full, and
+    every comparison in it carries more load than the most votes in it, so one outside it might carry less
+    (`rating_queries._CONCLUSIVE`)."""
     k = campaign.votes_per_comparison
     start = random.random()  # where ties among equal votes begin: a different point for every pick
-    window: int | None = CANDIDATE_WINDOW
-    while True:
+    for window in (*_windows(), None):
         ranked = rating_queries.rank_candidates(
             campaign_id=campaign.pk,
             rater_id=rater.pk,
@@ -126,12 +135,9 @@ def _ranked(
             tried=tried,
             pair=pair,
         )
-        under = [c.id for c in ranked if c.load < k]
-        if window is None or len(ranked) < window:
-            return under
-        if under and ranked[0].load <= max(c.votes_count for c in ranked):
-            return under
-        window = window * 4 if window < _WIDEST_WINDOW else None
+        if not ranked or ranked[0].conclusive:
+            break
+    return [c.id for c in ranked if c.load < k]
 
 
 def _pick_candidate(
@@ -201,16 +207,48 @@ def assignment_next(*, rater: Rater, campaign: Campaign) -> Assignment | None:
     have filled since it was ranked, the attempt rolls back (releasing that lock) before the next one may wait
     for another. Holding one comparison's lock while waiting for another's deadlocks with a rival doing the
     same. Every failed attempt rules its comparison out, so the attempts end."""
+    # An attention check is drawn once per request, before either way of picking.
+    gold = campaign.attention_check_rate > 0 and random.random() < campaign.attention_check_rate
+    if not gold and _plain_pick(campaign) and rating_queries.one_call_lease_enabled():
+        lease = _lease_in_one_call(rater=rater, campaign=campaign)
+        if lease is not None:
+            return lease
     tried: set[int] = set()
     while True:
         try:
             with transaction.atomic():
-                return _assignment_next_attempt(rater=rater, campaign=campaign, tried=tried)
+                return _assignment_next_attempt(rater=rater, campaign=campaign, tried=tried, gold=gold)
         except _PairFilled as filled:
             tried.add(filled.comparison_id)
 
 
-def _assignment_next_attempt(*, rater: Rater, campaign: Campaign, tried: set[int]) -> Assignment | None:
+def _plain_pick(campaign: Campaign) -> bool:
+    """Whether the campaign's next pair is the plain pick `rating_queries.next_lease_in_one_call` makes: open,
+    no vote budget to measure, uniform routing."""
+    return campaign.is_open and campaign.vote_budget is None and campaign.routing != Campaign.Routing.ADAPTIVE
+
+
+def _lease_in_one_call(*, rater: Rater, campaign: Campaign) -> Assignment | None:
+    """`_assignment_next_attempt` in one round trip for a plain pick (its current lease, or a new one from the
+    first window), or None for the caller to take the long way, which then decides."""
+    now = timezone.now()
+    lease = rating_queries.next_lease_in_one_call(
+        rater_id=rater.pk, campaign_id=campaign.pk, limit=campaign.comparisons_per_rater,
+        k=campaign.votes_per_comparison, now=now, leased_until=now + timedelta(seconds=campaign.lease_seconds),
+        start=random.random(), windows=_windows(), to_lock=_CANDIDATES_TO_LOCK, token=new_token(),
+        coin=random.random() < 0.5,
+    )  # fmt: skip
+    return None if lease is None else _from_lease(lease, rater=rater)
+
+
+def _from_lease(lease: rating_queries.Lease, *, rater: Rater) -> Assignment:
+    return _assignment(
+        pk=lease.id, token=lease.token, comparison_id=lease.comparison_id, rater=rater, left_is_a=lease.left_is_a,
+        status=_LEASED, created_at=lease.created_at, leased_until=lease.leased_until, view_row=lease.view,
+    )  # fmt: skip
+
+
+def _assignment_next_attempt(*, rater: Rater, campaign: Campaign, tried: set[int], gold: bool) -> Assignment | None:
     # Serialize one rater's concurrent requests (double clicks, two tabs): one lease at a time.
     rating_queries.lock_rater(rater.pk, leasing=True)
     # A rater at the campaign's per-rater cap gets nothing, not even a pair leased before they reached it
@@ -221,27 +259,24 @@ def _assignment_next_attempt(*, rater: Rater, campaign: Campaign, tried: set[int
     now = timezone.now()
     lease = rating_queries.current_lease(rater_id=rater.pk, campaign_id=campaign.pk, now=now)
     if lease is not None:
-        return _assignment(
-            pk=lease.id, token=lease.token, comparison_id=lease.comparison_id, rater=rater, left_is_a=lease.left_is_a,
-            status=_LEASED, created_at=lease.created_at, leased_until=lease.leased_until, view_row=lease.view,
-        )  # fmt: skip
+        return _from_lease(lease, rater=rater)
     if not campaign.is_open:
         return None
     if campaign.vote_budget is not None and _campaign_load(campaign, now) >= campaign.vote_budget:
         return None  # the budget is spent, or will be by the pairs raters hold now
 
-    if not tried and campaign.attention_check_rate > 0 and random.random() < campaign.attention_check_rate:
+    if gold and not tried:
         unseen = ~Exists(Assignment.objects.filter(comparison=OuterRef("pk"), rater=rater))
-        gold = (
+        check = (
             Comparison.objects.filter(campaign=campaign, is_attention_check=True)
             .filter(unseen)
             .order_by("?")
             .values_list("pk", flat=True)
             .first()
         )
-        if gold is not None:
+        if check is not None:
             return _lease_gold(
-                rater=rater, comparison_id=gold, campaign=campaign, now=now, left_is_a=random.random() < 0.5
+                rater=rater, comparison_id=check, campaign=campaign, now=now, left_is_a=random.random() < 0.5
             )
 
     probability: float | None = None

@@ -199,7 +199,10 @@ def test_raters_voting_at_once_through_the_http_api():
 def test_a_candidate_that_filled_after_ranking_is_unlocked_before_the_next_is_tried(monkeypatch):
     # The deadlock this guards against: attempt 1 locks a pair that turns out full, then waits for another pair
     # while still holding the first; a rival doing the same in the other order waits forever. Here the pick
-    # hands out a full pair first; when the second pick runs, another connection must be able to lock it.
+    # hands out a full pair first; when the second pick runs, another connection must be able to lock it. (The
+    # one-call lease never waits for a pair's lock: a pair it finds full ends its call, and the long way, tested
+    # here, takes over.)
+    monkeypatch.setattr(rating_queries, "_connections_kept", lambda: False)
     campaign = build_campaign(n_prompts=2, k=1)
     full, free = Comparison.objects.filter(campaign=campaign).order_by("pk")
     Comparison.objects.filter(pk=full.pk).update(votes_count=1)  # at k: the lease INSERT refuses it

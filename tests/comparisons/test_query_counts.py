@@ -12,38 +12,58 @@ from django.conf import settings
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
+from comparisons import rating_queries
 from comparisons.models import Vote
 from tests.comparisons.factories import build_campaign
 
-pytestmark = pytest.mark.django_db
+# Transactional: the rater loop runs outside a transaction, as in a deployment (inside one, the one-call lease
+# makes its function again for every pair, since a rollback would take it away).
+pytestmark = pytest.mark.django_db(transaction=True)
 
 POSTGRES = connection.vendor == "postgresql"
 # With Redis the session is read from the cache (evalsite.sessions), else from the database.
 SESSION = 0 if settings.SESSION_ENGINE == "evalsite.sessions" else 1
-# The transaction that hands out a pair: BEGIN, [rater lock], current lease, candidates, [lock of the first free
-# one], lease INSERT, COMMIT; SQLite needs no locks: its transactions take the database's write lock at BEGIN.
-# The pair the rater is shown comes with the INSERT on PostgreSQL; SQLite reads it after the INSERT (SQLite has no
-# INSERT in a WITH clause).
-LEASE_NEW = 7 if POSTGRES else 6
+# The transaction that hands out a pair, the long way: BEGIN, [rater lock], current lease, candidates, [lock of
+# the first free one], lease INSERT, COMMIT; SQLite needs no locks: its transactions take the database's write lock
+# at BEGIN. The pair the rater is shown comes with the INSERT on PostgreSQL; SQLite reads it after the INSERT
+# (SQLite has no INSERT in a WITH clause).
+LONG_LEASE_NEW = 7 if POSTGRES else 6
 # The same pair asked for again (the page reloaded, or a vote repeated): no candidate, no INSERT; the pair comes
 # with the current lease.
-LEASE_SAME = 4 if POSTGRES else 3
-# next: [session], user+rater, campaign; the lease's transaction.
-NEXT_NEW_LEASE = SESSION + 2 + LEASE_NEW
-NEXT_SAME_LEASE = SESSION + 2 + LEASE_SAME
+LONG_LEASE_SAME = 4 if POSTGRES else 3
+# PostgreSQL with connections kept (as deployed): either one in one statement, the call of the function the
+# connection's first pair made (rating_queries.next_lease_in_one_call).
+ONE_CALL = 1
+
+
+def lease_statements(*, new: bool, kept: bool) -> int:
+    if POSTGRES and kept:
+        return ONE_CALL
+    return LONG_LEASE_NEW if new else LONG_LEASE_SAME
+
+
+# next: [session], user+rater, campaign; the lease.
+def next_statements(*, new: bool, kept: bool = True) -> int:
+    return SESSION + 2 + lease_statements(new=new, kept=kept)
+
+
 # vote: [session], user+rater; BEGIN, assignment+comparison+campaign (locked), the writes, COMMIT. PostgreSQL
 # makes the vote INSERT and the two UPDATEs in one statement; SQLite in three. Then the next pair, which the
-# answer carries: the lease's transaction (the campaign came with the assignment).
-VOTE_NEW = SESSION + (5 if POSTGRES else 7) + LEASE_NEW
-# The same vote again (a retried request): the stored vote instead of the writes, and the pair already leased.
-VOTE_REPEAT = SESSION + 5 + LEASE_SAME
+# answer carries: the lease (the campaign came with the assignment). The same vote again (a retried request):
+# the stored vote instead of the writes, and the pair already leased.
+def vote_statements(*, repeat: bool = False, kept: bool = True) -> int:
+    if repeat:
+        return SESSION + 5 + lease_statements(new=False, kept=kept)
+    return SESSION + (5 if POSTGRES else 7) + lease_statements(new=True, kept=kept)
 
 
 def statements(captured: CaptureQueriesContext) -> list[str]:
     return [q["sql"] for q in captured.captured_queries]
 
 
-def test_next_and_vote_use_a_fixed_number_of_queries(rater_client):
+@pytest.mark.parametrize("kept", [True, False], ids=["connections-kept", "connections-closed"])
+def test_next_and_vote_use_a_fixed_number_of_queries(rater_client, monkeypatch, kept):
+    monkeypatch.setattr(rating_queries, "_connections_kept", lambda: kept)
     campaign = build_campaign(n_prompts=6, k=3)
     client = rater_client(campaign)
     # Warm up: one full loop (and the CSRF cookie) outside the counted requests.
@@ -55,7 +75,7 @@ def test_next_and_vote_use_a_fixed_number_of_queries(rater_client):
     with CaptureQueriesContext(connection) as served:
         response = client.next(campaign.slug)
     assert response.status_code == 200
-    assert len(served) == NEXT_SAME_LEASE, statements(served)
+    assert len(served) == next_statements(new=False, kept=kept), statements(served)
     token = response.json()["assignment"]
     assert token == voted.json()["next"]["assignment"]
     assert response.json()["progress"] == {"done": 1, "total": 6}
@@ -63,14 +83,14 @@ def test_next_and_vote_use_a_fixed_number_of_queries(rater_client):
     with CaptureQueriesContext(connection) as voted:
         response = client.vote(token, "B")
     assert response.status_code == 201
-    assert len(voted) == VOTE_NEW, statements(voted)
+    assert len(voted) == vote_statements(kept=kept), statements(voted)
     following = response.json()["next"]
     assert following["assignment"] != token and following["progress"] == {"done": 2, "total": 6}
 
     with CaptureQueriesContext(connection) as repeated:
         response = client.vote(token, "B")
     assert response.status_code == 200
-    assert len(repeated) == VOTE_REPEAT, statements(repeated)
+    assert len(repeated) == vote_statements(repeat=True, kept=kept), statements(repeated)
     assert response.json()["next"] == following
     assert Vote.objects.filter(assignment__token=token).count() == 1
 
@@ -78,7 +98,7 @@ def test_next_and_vote_use_a_fixed_number_of_queries(rater_client):
     with CaptureQueriesContext(connection) as served:
         response = client.next(campaign.slug)
     assert response.status_code == 200
-    assert len(served) == NEXT_NEW_LEASE, statements(served)
+    assert len(served) == next_statements(new=True, kept=kept), statements(served)
 
 
 def test_the_query_count_of_a_vote_with_its_next_pair_does_not_grow_with_the_campaign_or_the_raters_history(
@@ -86,7 +106,9 @@ def test_the_query_count_of_a_vote_with_its_next_pair_does_not_grow_with_the_cam
 ):
     campaign = build_campaign(n_prompts=30, k=2)
     client = rater_client(campaign)
-    token = client.next(campaign.slug).json()["assignment"]
+    first = client.next(campaign.slug).json()["assignment"]
+    # Warm up: the first vote looks up whether the campaign has a stopping rule (once per process and delay).
+    token = client.vote(first, "tie").json()["next"]["assignment"]
     counts = []
     for _ in range(12):
         with CaptureQueriesContext(connection) as voted:
@@ -94,4 +116,4 @@ def test_the_query_count_of_a_vote_with_its_next_pair_does_not_grow_with_the_cam
         assert response.status_code == 201
         counts.append(len(voted))
         token = response.json()["next"]["assignment"]
-    assert counts == [VOTE_NEW] * 12
+    assert counts == [vote_statements()] * 12

@@ -152,9 +152,12 @@ def test_only_the_lease_transaction_commits_asynchronously_and_votes_still_wait_
 
 @postgres_only
 @pytest.mark.django_db(transaction=True)
-def test_the_next_pair_statements_are_planned_once_per_connection():
+def test_the_next_pair_statements_are_planned_once_per_connection(monkeypatch):
     """PostgreSQL planned the rater's current-lease read afresh on every request: its generic plan is costed
-    above the custom ones. Every statement of the lease transaction now runs on its prepared plan."""
+    above the custom ones. Every statement of the lease transaction now runs on its prepared plan. (The long
+    way, whose statements psycopg prepares; the one-call lease's function runs the same statements under the
+    same settings, planned once per connection by PL/pgSQL.)"""
+    monkeypatch.setattr(rating_queries, "_connections_kept", lambda: False)
     campaign = build_campaign(n_prompts=30, k=1)
     raters = [invite_rater(campaign) for _ in range(12)]
     for rater in raters:  # more than psycopg's prepare threshold (5): the statements get prepared
