@@ -335,9 +335,12 @@ def _rank_sql(n_tried: int, windowed: bool, one_pair: bool = False) -> str:
             f"%(window)s - {first} - {second}",
         ),
     )  # fmt: skip
+    # The window's rows with their load are a CTE of their own (MATERIALIZED): as a subquery, PostgreSQL pulled
+    # it up and counted each row's live leases twice, once for the row and once for `_CONCLUSIVE`.
     return (
-        f"WITH {_SPAN}, {', '.join(parts)} SELECT x.*, {_CONCLUSIVE} FROM ({ranked('w')} FROM "  # noqa: S608 - names from _meta
-        "(SELECT * FROM p0 UNION ALL SELECT * FROM p1 UNION ALL SELECT * FROM p2) w) x ORDER BY load, RANDOM()"
+        f"WITH {_SPAN}, {', '.join(parts)}, x AS MATERIALIZED ({ranked('w')} FROM "  # noqa: S608 - names from _meta
+        "(SELECT * FROM p0 UNION ALL SELECT * FROM p1 UNION ALL SELECT * FROM p2) w) "
+        f"SELECT x.*, {_CONCLUSIVE} FROM x ORDER BY load, RANDOM()"
     )
 
 
