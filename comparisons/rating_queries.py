@@ -19,7 +19,9 @@ Rules of this module:
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import logging
 import weakref
 from collections.abc import Collection, Sequence
 from datetime import datetime
@@ -27,7 +29,7 @@ from typing import Any, NamedTuple
 
 import psycopg
 from django.contrib.auth import get_user_model
-from django.db import ProgrammingError, connection, models
+from django.db import ProgrammingError, connection, models, transaction
 
 from comparisons import rows
 from comparisons.models import Assignment, Campaign, Comparison, Rater, Vote
@@ -560,13 +562,22 @@ _SQL_NEXT_LEASE = (
 )
 # The connections (psycopg's) on which the function exists.
 _HAS_NEXT_LEASE: weakref.WeakSet[Any] = weakref.WeakSet()
+# Set when the database refused to make the function (a role without the TEMPORARY privilege on the database):
+# the long way serves every pair from then on.
+_FUNCTION_REFUSED = False
+logger = logging.getLogger(__name__)
 
 
 def one_call_lease_enabled() -> bool:
     """Whether `next_lease_in_one_call` may be used: on PostgreSQL when connections keep their session from one
     request to the next (kept open, DATABASE_CONN_MAX_AGE, and not behind a transaction-mode pooler, which
     DATABASE_PREPARED_STATEMENTS=0 declares), since the function lives in the session."""
-    return _postgres() and _connections_kept() and bool(connection.settings_dict["OPTIONS"].get("server_side_binding"))
+    return (
+        _postgres()
+        and not _FUNCTION_REFUSED
+        and _connections_kept()
+        and bool(connection.settings_dict["OPTIONS"].get("server_side_binding"))
+    )
 
 
 def _connections_kept() -> bool:
@@ -602,25 +613,44 @@ def next_lease_in_one_call(
     }  # fmt: skip
     params["now"], params["until"] = rows.db_time(now), rows.db_time(leased_until)
     connection.ensure_connection()
-    if connection.in_atomic_block or connection.connection not in _HAS_NEXT_LEASE:
-        # In a transaction the function may be rolled back with it: made again each time (tests, mostly).
-        _create_next_lease_function()
+    # In a transaction the function may be rolled back with it: made again each time (tests, mostly).
+    made_here = connection.in_atomic_block or connection.connection not in _HAS_NEXT_LEASE
+    if made_here and not _create_next_lease_function():
+        return None
     try:
         row = _fetchone(_SQL_NEXT_LEASE, params)
     except ProgrammingError as exc:
         lost = (psycopg.errors.UndefinedFunction, psycopg.errors.InvalidSchemaName)  # the function, or pg_temp
         if not isinstance(exc.__cause__, lost) or connection.in_atomic_block:
             raise
-        _create_next_lease_function()  # the session lost it (DISCARD TEMP, a server-side reset)
+        if not _create_next_lease_function():  # the session lost it (DISCARD TEMP, a server-side reset)
+            return None
         row = _fetchone(_SQL_NEXT_LEASE, params)
     return None if row is None else Lease._make([*row[:6], RaterViewRow(*row[6:])])
 
 
-def _create_next_lease_function() -> None:
-    with connection.cursor() as cursor:
-        cursor.execute(_next_lease_function_sql())
+def _create_next_lease_function() -> bool:
+    """Make the function in this session; False when the database refuses (logged once; every pair is then
+    served the long way). In a transaction, a savepoint keeps a refusal from aborting it."""
+    global _FUNCTION_REFUSED
+    try:
+        savepoint = transaction.atomic() if connection.in_atomic_block else contextlib.nullcontext()
+        with savepoint, connection.cursor() as cursor:
+            cursor.execute(_next_lease_function_sql())
+    except ProgrammingError as exc:
+        if not isinstance(exc.__cause__, psycopg.errors.InsufficientPrivilege):
+            raise
+        if not _FUNCTION_REFUSED:
+            logger.warning(
+                "The database refused a temporary function (%s); raters' pairs are served without it, in more "
+                "round trips. Grant the role TEMPORARY on the database to serve each pair in one.",
+                exc,
+            )
+        _FUNCTION_REFUSED = True
+        return False
     if not connection.in_atomic_block:  # committed: it lasts as long as the session
         _HAS_NEXT_LEASE.add(connection.connection)
+    return True
 
 
 # ORM: Comparison.objects.filter(pk=comparison_id).annotate(load=<_load, excluding assignment>)

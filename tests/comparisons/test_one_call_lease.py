@@ -135,3 +135,22 @@ def test_a_session_that_lost_the_function_makes_it_again():
     with connection.cursor() as cursor:
         cursor.execute("DISCARD TEMP")  # what a server-side reset does to temporary objects
     assert one_call(campaign, second) is not None
+
+
+@postgres_only
+def test_a_role_that_may_not_make_temporary_functions_is_served_the_long_way(monkeypatch, caplog):
+    # What PostgreSQL answers a role without the TEMPORARY privilege on the database.
+    refusal = (
+        "DO $$ BEGIN RAISE insufficient_privilege USING MESSAGE = "
+        "'permission denied to create temporary tables in database'; END $$"
+    )
+    monkeypatch.setattr(rating_queries, "_next_lease_function_sql", lambda: refusal)
+    monkeypatch.setattr(rating_queries, "_FUNCTION_REFUSED", False)
+    campaign = build_campaign(n_prompts=4, k=1)
+    first, second = invite_rater(campaign), invite_rater(campaign)
+    assignment = services.assignment_next(rater=first, campaign=campaign)
+    assert assignment is not None and Assignment.objects.get(token=assignment.token).rater_id == first.pk
+    assert not rating_queries.one_call_lease_enabled()
+    assert "Grant the role TEMPORARY" in caplog.text
+    assert services.assignment_next(rater=second, campaign=campaign) is not None  # the transaction is still usable
+    assert caplog.text.count("Grant the role TEMPORARY") == 1
