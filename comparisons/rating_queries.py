@@ -503,6 +503,7 @@ def _into(names: Sequence[str]) -> str:
     return f" INTO {', '.join(names)}"
 
 
+@functools.cache  # made on every new connection (in a transaction, for every pair): written out once
 def _next_lease_function_sql() -> str:
     v = _NEXT_LEASE_VARIABLES
     view_out = _NEXT_LEASE_OUT[6:]
@@ -607,15 +608,14 @@ def next_lease_in_one_call(
     None when that takes a decision the function leaves to the caller (see `_next_lease_function_sql`);
     nothing is written then."""
     params = {
-        "rater": rater_id, "campaign": campaign_id, "limit": limit, "k": k, "now": now, "until": leased_until,
-        "start": start, "windows": list(windows), "to_lock": to_lock, "token": token, "coin": coin, "leased": _LEASED,
-        "voted": _VOTED,
+        "rater": rater_id, "campaign": campaign_id, "limit": limit, "k": k, "now": rows.db_time(now),
+        "until": rows.db_time(leased_until), "start": start, "windows": list(windows), "to_lock": to_lock,
+        "token": token, "coin": coin, "leased": _LEASED, "voted": _VOTED,
     }  # fmt: skip
-    params["now"], params["until"] = rows.db_time(now), rows.db_time(leased_until)
     connection.ensure_connection()
     # In a transaction the function may be rolled back with it: made again each time (tests, mostly).
-    made_here = connection.in_atomic_block or connection.connection not in _HAS_NEXT_LEASE
-    if made_here and not _create_next_lease_function():
+    must_make = connection.in_atomic_block or connection.connection not in _HAS_NEXT_LEASE
+    if must_make and not _create_next_lease_function():
         return None
     try:
         row = _fetchone(_SQL_NEXT_LEASE, params)

@@ -230,7 +230,7 @@ def _plain_pick(campaign: Campaign) -> bool:
 
 def _lease_in_one_call(*, rater: Rater, campaign: Campaign) -> Assignment | None:
     """`_assignment_next_attempt` in one round trip for a plain pick (its current lease, or a new one from the
-    first window), or None for the caller to take the long way, which then decides."""
+    first conclusive window of `_windows()`), or None for the caller to take the long way, which then decides."""
     now = timezone.now()
     lease = rating_queries.next_lease_in_one_call(
         rater_id=rater.pk, campaign_id=campaign.pk, limit=campaign.comparisons_per_rater,
