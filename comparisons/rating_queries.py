@@ -729,11 +729,12 @@ class VoteTarget(NamedTuple):
     campaign: Campaign
 
 
-def vote_target(*, token: str, rater_id: int) -> VoteTarget | None:
-    """The rater's assignment with this token, its comparison and campaign; on PostgreSQL the assignment
-    and its comparison stay locked (one vote per assignment, the comparison's quota) until the end of the
-    transaction. None when the token is unknown or another rater's."""
-    sql = _SQL_VOTE_TARGET + (_LOCK_TARGET if _postgres() else "")
+def vote_target(*, token: str, rater_id: int, lock: bool = True) -> VoteTarget | None:
+    """The rater's assignment with this token, its comparison and campaign. None when the token is unknown or
+    another rater's. With `lock`, on PostgreSQL, the assignment and its comparison stay locked (one vote per
+    assignment, the comparison's quota) until the end of the transaction; without, it is a plain read, for a
+    vote then written by `write_vote` with `live_after`, which takes the locks itself."""
+    sql = _SQL_VOTE_TARGET + (_LOCK_TARGET if lock and _postgres() else "")
     row = _fetchone(sql, {"token": token, "rater": rater_id})
     if row is None:
         return None
@@ -756,27 +757,62 @@ _VOTE_VALUES = ("assignment", "choice", "winner_response", "winner_model", "rati
 # INSERT itself.
 _VOTE_COPIED = ("comparison", "rater", "left_is_a", "routing_probability")
 _VOTE_COPIED_ALL = (*_VOTE_COPIED, "campaign")
+
+
+# A vote's three writes, each with `guard` appended to its WHERE clause (see `_SQL_VOTE_WRITE_IF_HELD`).
 # ORM: assignment = Assignment.objects.select_related("comparison").get(pk=assignment_id)
 #      Vote.objects.create(assignment_id=…, choice=…, winner_response_id=…, winner_model_id=…, rationale=…,
 #                          seconds=…, submitted_at=now, attention_failed=…, identity_reported=…,
 #                          comparison_id=assignment.comparison_id, rater_id=assignment.rater_id,
 #                          left_is_a=assignment.left_is_a, routing_probability=assignment.routing_probability,
 #                          campaign_id=assignment.comparison.campaign_id)
-_SQL_VOTE_INSERT = (
-    f"INSERT INTO {V} ({', '.join(getattr(V, f) for f in _VOTE_VALUES + _VOTE_COPIED_ALL)}) "  # noqa: S608
-    f"SELECT {', '.join(f'%({f})s' for f in _VOTE_VALUES)}, {', '.join(f'a.{getattr(A, f)}' for f in _VOTE_COPIED)}, "
-    f"c.{C.campaign} FROM {A} a INNER JOIN {C} c ON c.{C.id} = a.{A.comparison} WHERE a.{A.id} = %(assignment)s "
-    f"RETURNING {V.id}, {', '.join(getattr(V, f) for f in _VOTE_COPIED_ALL)}"
+#      Assignment.objects.filter(pk=assignment_id).update(status=VOTED, closed_at=now)
+#      Comparison.objects.filter(pk=comparison_id).update(votes_count=F("votes_count") + counted)
+def _vote_writes(guard: str = "") -> tuple[str, str, str]:
+    insert = (
+        f"INSERT INTO {V} ({', '.join(getattr(V, f) for f in _VOTE_VALUES + _VOTE_COPIED_ALL)}) "  # noqa: S608
+        f"SELECT {', '.join(f'%({f})s' for f in _VOTE_VALUES)}, "
+        f"{', '.join(f'a.{getattr(A, f)}' for f in _VOTE_COPIED)}, c.{C.campaign} "
+        f"FROM {A} a INNER JOIN {C} c ON c.{C.id} = a.{A.comparison} WHERE a.{A.id} = %(assignment)s{guard} "
+        f"RETURNING {V.id}, {', '.join(getattr(V, f) for f in _VOTE_COPIED_ALL)}"
+    )
+    voted = (
+        f"UPDATE {A} SET {A.status} = %(voted)s, {A.closed_at} = %(submitted_at)s "  # noqa: S608
+        f"WHERE {A.id} = %(assignment)s{guard}"
+    )
+    counted = (
+        f"UPDATE {C} SET {C.votes_count} = {C.votes_count} + %(counted)s "  # noqa: S608
+        f"WHERE {C.id} = %(comparison)s{guard}"
+    )
+    return insert, voted, counted
+
+
+_SQL_VOTE_INSERT, _SQL_VOTED, _SQL_COUNT_VOTE = _vote_writes()
+
+
+def _in_one_statement(insert: str, voted: str, counted: str, *, first: str = "") -> str:
+    """PostgreSQL: the three writes in one statement (one round trip instead of three), after the CTEs `first`."""
+    return (
+        f"WITH {first}vote AS ({insert}), voted AS ({voted}), counted AS ({counted}) "  # noqa: S608
+        f"SELECT {V.id}, {', '.join(getattr(V, f) for f in _VOTE_COPIED_ALL)} FROM vote"
+    )
+
+
+_SQL_VOTE_WRITE = _in_one_statement(*_vote_writes())
+# The same writes outside a transaction, made only when the assignment is still LEASED past `live_after` and
+# neither it nor its comparison is held by another transaction, which they then wait for no longer than this
+# statement: nothing a vote's decision rested on can change under it, and a lease that was live with time to
+# spare when the caller read its clock cannot have expired and been counted out by a rival's lease since (that
+# rival would have had to read its clock after `live_after`). Otherwise nothing is written and no row comes back.
+# ORM: with transaction.atomic():
+#          if (Assignment.objects.filter(pk=assignment_id, status=LEASED, leased_until__gt=live_after)
+#              .select_for_update(skip_locked=True, of=("self", "comparison")).exists()): <the three writes>
+_HELD = (
+    f"held AS MATERIALIZED (SELECT a.{A.id} FROM {A} a INNER JOIN {C} c ON c.{C.id} = a.{A.comparison} "  # noqa: S608
+    f"WHERE a.{A.id} = %(assignment)s AND a.{A.status} = %(leased)s AND a.{A.leased_until} > %(live_after)s "
+    "FOR UPDATE OF a, c SKIP LOCKED), "
 )
-# ORM: Assignment.objects.filter(pk=assignment_id).update(status=VOTED, closed_at=now)
-_SQL_VOTED = f"UPDATE {A} SET {A.status} = %(voted)s, {A.closed_at} = %(submitted_at)s WHERE {A.id} = %(assignment)s"  # noqa: S608
-# ORM: Comparison.objects.filter(pk=comparison_id).update(votes_count=F("votes_count") + counted)
-_SQL_COUNT_VOTE = f"UPDATE {C} SET {C.votes_count} = {C.votes_count} + %(counted)s WHERE {C.id} = %(comparison)s"  # noqa: S608
-# PostgreSQL makes the three writes of a vote in one statement (one round trip instead of three).
-_SQL_VOTE_WRITE = (
-    f"WITH vote AS ({_SQL_VOTE_INSERT}), voted AS ({_SQL_VOTED}), counted AS ({_SQL_COUNT_VOTE}) "  # noqa: S608
-    f"SELECT {V.id}, {', '.join(getattr(V, f) for f in _VOTE_COPIED_ALL)} FROM vote"
-)
+_SQL_VOTE_WRITE_IF_HELD = _in_one_statement(*_vote_writes(" AND EXISTS (SELECT 1 FROM held)"), first=_HELD)
 
 
 def _attname(model: type[models.Model], name: str) -> str:
@@ -785,17 +821,30 @@ def _attname(model: type[models.Model], name: str) -> str:
     return field.attname
 
 
-def write_vote(*, values: dict[str, Any], comparison_id: int, counted: int) -> Vote:
+def write_vote(
+    *, values: dict[str, Any], comparison_id: int, counted: int, live_after: datetime | None = None
+) -> Vote | None:
     """Store a vote (`values`: {attname: value} of every Vote field but the id and those it copies from its
     assignment and comparison), mark its assignment VOTED at `submitted_at`, and add `counted` (0 for an
-    attention check, else 1) to its comparison's votes. The three writes belong in the caller's transaction."""
+    attention check, else 1) to its comparison's votes. The three writes belong in the caller's transaction.
+
+    With `live_after` (PostgreSQL, no locks taken before): the writes are made only while the assignment is
+    LEASED until after `live_after` and no other transaction holds it or its comparison
+    (`_SQL_VOTE_WRITE_IF_HELD`), else nothing is written and the answer is None."""
     params = {
         **{f: values[_attname(Vote, f)] for f in _VOTE_VALUES},
         "voted": _VOTED, "counted": counted, "comparison": comparison_id,
     }  # fmt: skip
     params["submitted_at"] = rows.db_time(values["submitted_at"])
     with connection.cursor() as cursor:
-        if _postgres():
+        if live_after is not None:
+            assert _postgres(), "SQLite has no row locks: a vote there is written under its transaction's lock"
+            guarded = {**params, "leased": _LEASED, "live_after": rows.db_time(live_after)}
+            cursor.execute(_SQL_VOTE_WRITE_IF_HELD, guarded)
+            written = cursor.fetchone()
+            if written is None:
+                return None
+        elif _postgres():
             cursor.execute(_SQL_VOTE_WRITE, params)
             written = cursor.fetchone()
         else:

@@ -1,17 +1,18 @@
 """The rater loop: hand a rater their next pair (`assignment_next`), release it (`assignment_skip`) and
 record exactly one vote (`vote_cast`).
 
-Both hot paths run in one transaction. On PostgreSQL candidate comparisons are locked with
+Both hot paths take their locks before they write. On PostgreSQL candidate comparisons are locked with
 `SELECT … FOR UPDATE SKIP LOCKED` and the load is re-counted under the lock, so a comparison never holds
-more than k votes plus live leases; on SQLite the settings open every transaction with BEGIN IMMEDIATE,
-which serializes writers."""
+more than k votes plus live leases; a vote on a lease with time to spare is written by one statement that takes
+its locks itself, anything else in a transaction that takes them first. On SQLite the settings open every
+transaction with BEGIN IMMEDIATE, which serializes writers."""
 
 from __future__ import annotations
 
 import random
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, NamedTuple
 
 from django.db import IntegrityError, connection, transaction
 from django.db.models import Exists, OuterRef, Sum
@@ -361,7 +362,26 @@ class VoteResult:
     campaign: Campaign  # the vote's campaign, as read with it (the caller serves the next pair from it)
 
 
-@transaction.atomic
+# A vote read without locks is written without a transaction (`rating_queries.write_vote` with `live_after`)
+# only while its lease has at least this long left: the time from reading the clock to the write's locks (no
+# lock is waited for on the way) must stay under it, or a rival could lease the pair's last place counting this
+# lease as expired. Closer to its end, the vote takes the locks first and reads the clock after them.
+UNLOCKED_VOTE_MARGIN = timedelta(seconds=30)
+
+
+@dataclass
+class _Ballot:
+    """A vote the service decided to write: its values, and what is done with it once written."""
+
+    target: rating_queries.VoteTarget
+    assignment: Assignment
+    values: dict[str, Any]
+    left_response_id: int
+    right_response_id: int
+    failed: bool  # an attention check failed: the rater is flagged
+    now: datetime
+
+
 def vote_cast(
     *,
     rater: Rater,
@@ -386,7 +406,38 @@ def vote_cast(
     under half of them (k odd: one more), otherwise Gone.
     Gone too: a closed campaign, a pair this rater skipped, and any vote past the campaign's per-rater
     cap. The vote's `seconds` run from the later of serving the pair and the rater's previous vote.
+
+    On PostgreSQL the assignment is read without locks first. When the decision needs none (a repeat, a refusal,
+    or a vote on a lease live for longer than `UNLOCKED_VOTE_MARGIN`, with no content report, on no attention
+    check, not the last the per-rater cap allows) the vote is written in one statement that takes the locks
+    itself (two round trips in all, no transaction to open and commit); anything else, or a write that finds
+    the pair held or changed, is decided again under the locks, in a transaction.
     """
+    given = _vote_input(choice, rationale, reveals_identity, content_reports)
+    if connection.vendor == "postgresql" and not given.reports:
+        decided = _vote_decide(rater=rater, token=token, given=given, locked=False)
+        if isinstance(decided, VoteResult):
+            return decided
+        if decided is not None:
+            vote = rating_queries.write_vote(
+                values=decided.values, comparison_id=decided.target.comparison_id, counted=1,
+                live_after=decided.now + UNLOCKED_VOTE_MARGIN,
+            )  # fmt: skip
+            if vote is not None:
+                return _vote_written(vote, decided, rater=rater)
+    with transaction.atomic():
+        return _vote_locked(rater=rater, token=token, given=given)
+
+
+class _VoteInput(NamedTuple):
+    screen_choice: str  # Vote.Choice: left, right, tie, both_bad
+    rationale: str
+    reveals_identity: bool
+    reports: Any  # parsed by services.reports
+
+
+def _vote_input(choice: Any, rationale: Any, reveals_identity: Any, content_reports: Any) -> _VoteInput:
+    """What the rater sent, checked, or InvalidChoice naming what is wrong."""
     if choice not in API_CHOICES:
         raise InvalidChoice(f"'choice' must be one of {', '.join(API_CHOICES)}; got {choice!r}.")
     if not isinstance(rationale, str):
@@ -408,10 +459,54 @@ def vote_cast(
             f"'rationale' contains a lone surrogate (\\u{ord(rationale[exc.start]):04x}) at character {exc.start}, "
             "which is not text; send the whole character (both halves of the pair) or leave it out."
         ) from None
-    screen_choice = API_CHOICES[choice].value
-    # Lock the assignment (one vote per assignment) and its comparison (the quota) in one query; the
-    # clock is read after the locks so a lease cannot expire between the check and a rival's lease.
-    target = rating_queries.vote_target(token=token, rater_id=rater.pk)
+    return _VoteInput(API_CHOICES[choice].value, rationale, reveals_identity, reports)
+
+
+def _vote_locked(*, rater: Rater, token: str, given: _VoteInput) -> VoteResult:
+    """`vote_cast` under the locks of the assignment and its comparison, in the caller's transaction."""
+    decided = _vote_decide(rater=rater, token=token, given=given, locked=True)
+    if isinstance(decided, VoteResult):
+        return decided
+    assert decided is not None  # under the locks every vote is decided
+    try:
+        # Attention checks do not count toward k.
+        vote = rating_queries.write_vote(
+            values=decided.values, comparison_id=decided.target.comparison_id,
+            counted=0 if decided.target.is_attention_check else 1,
+        )  # fmt: skip
+    except IntegrityError as exc:  # pragma: no cover - the row lock above makes this unreachable
+        raise Conflict("This pair was voted on concurrently.") from exc
+    assert vote is not None  # written unconditionally
+    content_reports_store(
+        vote_id=vote.pk, left_response_id=decided.left_response_id, right_response_id=decided.right_response_id,
+        reports=given.reports,
+    )  # fmt: skip
+    if decided.failed and not rater.flagged:
+        Rater.objects.filter(pk=rater.pk).update(
+            flagged=True,
+            flag_reason=f"Failed an attention check in campaign {decided.target.campaign.slug} "
+            f"at {decided.now:%Y-%m-%d %H:%M}.",
+        )
+        rater.flagged = True
+    return _vote_written(vote, decided, rater=rater)
+
+
+def _vote_written(vote: Vote, decided: _Ballot, *, rater: Rater) -> VoteResult:
+    assignment = decided.assignment
+    assignment.status, assignment.closed_at = Assignment.Status.VOTED, decided.now
+    Vote.assignment.field.set_cached_value(vote, assignment)
+    campaign = decided.target.campaign
+    if not decided.target.is_attention_check:  # the campaign may now have met its stopping rule or spent its budget
+        transaction.on_commit(lambda: campaign_stop_check_soon(campaign_id=campaign.pk))
+    return VoteResult(vote=vote, created=True, campaign=campaign)
+
+
+def _vote_decide(*, rater: Rater, token: str, given: _VoteInput, locked: bool) -> VoteResult | _Ballot | None:
+    """What to do with a vote on the rater's assignment `token`: the stored vote (a repeat), the vote to write, an
+    error raised, or, when it is read without locks (`locked` false), None for a decision that needs them."""
+    # Locked: the assignment (one vote per assignment) and its comparison (the quota), in one query; the clock is
+    # read after the locks so a lease cannot expire between the check and a rival's lease.
+    target = rating_queries.vote_target(token=token, rater_id=rater.pk, lock=locked)
     if target is None:
         raise NotFound("No such assignment for this rater.")
     campaign = target.campaign
@@ -425,7 +520,7 @@ def vote_cast(
         existing = Vote.objects.filter(assignment_id=target.id).first()
         if existing is not None:
             Vote.assignment.field.set_cached_value(existing, assignment)
-            if existing.choice == screen_choice:
+            if existing.choice == given.screen_choice:
                 return VoteResult(vote=existing, created=False, campaign=campaign)
             raise Conflict("This pair already has a different vote from you; a vote cannot be changed.")
 
@@ -438,6 +533,8 @@ def vote_cast(
         votes_done = target.votes_done
         assert votes_done is not None  # counted in the same row whenever its campaign has a cap
         if votes_done == per_rater - 1 and connection.vendor == "postgresql":
+            if not locked:
+                return None
             # The last vote the cap allows: serialize it with the rater's other votes (two tabs voting expired
             # pairs at once) and count again under the lock. This transaction already holds its comparison,
             # which no other assignment of this rater can be on, so the extra lock cannot deadlock.
@@ -449,6 +546,12 @@ def vote_cast(
                 "the vote was not recorded."
             )
     now = timezone.now()
+    if not locked and (
+        target.is_attention_check  # a failed one flags the rater, in the vote's transaction
+        or target.status != Assignment.Status.LEASED
+        or target.leased_until <= now + UNLOCKED_VOTE_MARGIN
+    ):
+        return None
     k = campaign.votes_per_comparison
     live = target.status == Assignment.Status.LEASED and target.leased_until > now
     if not live and not target.is_attention_check:
@@ -463,30 +566,17 @@ def vote_cast(
     left, right = ((target.response_a_id, target.model_a_id), (target.response_b_id, target.model_b_id))[
         :: 1 if target.left_is_a else -1
     ]
+    screen_choice = given.screen_choice
     winner_id, winner_model_id = {"left": left, "right": right}.get(screen_choice, (None, None))
     # On a gold pair the on-prompt answer (response_a) must win; "both bad" is tolerated (it may really be bad).
     failed = target.is_attention_check and screen_choice != "both_bad" and winner_id != target.response_a_id
     values = {
         "assignment_id": target.id, "choice": screen_choice, "winner_response_id": winner_id,
-        "winner_model_id": winner_model_id, "rationale": rationale.strip(),
+        "winner_model_id": winner_model_id, "rationale": given.rationale.strip(),
         "seconds": _vote_seconds(now, served=target.created_at, last_vote=target.last_vote_at),
-        "submitted_at": now, "attention_failed": failed, "identity_reported": reveals_identity,
+        "submitted_at": now, "attention_failed": failed, "identity_reported": given.reveals_identity,
     }  # fmt: skip
-    try:
-        # Attention checks do not count toward k.
-        vote = rating_queries.write_vote(
-            values=values, comparison_id=target.comparison_id, counted=0 if target.is_attention_check else 1
-        )
-    except IntegrityError as exc:  # pragma: no cover - the row lock above makes this unreachable
-        raise Conflict("This pair was voted on concurrently.") from exc
-    content_reports_store(vote_id=vote.pk, left_response_id=left[0], right_response_id=right[0], reports=reports)
-    assignment.status, assignment.closed_at = Assignment.Status.VOTED, now
-    Vote.assignment.field.set_cached_value(vote, assignment)
-    if failed and not rater.flagged:
-        Rater.objects.filter(pk=rater.pk).update(
-            flagged=True, flag_reason=f"Failed an attention check in campaign {campaign.slug} at {now:%Y-%m-%d %H:%M}."
-        )
-        rater.flagged = True
-    if not target.is_attention_check:  # the campaign may now have met its stopping rule or spent its budget
-        transaction.on_commit(lambda: campaign_stop_check_soon(campaign_id=campaign.pk))
-    return VoteResult(vote=vote, created=True, campaign=campaign)
+    return _Ballot(
+        target=target, assignment=assignment, values=values, left_response_id=left[0], right_response_id=right[0],
+        failed=failed, now=now,
+    )  # fmt: skip

@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
+import threading
+from collections.abc import Iterator, Sequence
+from typing import Any
+
 from django.contrib.auth import get_user_model
+from django.db import connections
 
 from comparisons import services
 from comparisons.models import Campaign, Rater
@@ -69,3 +75,30 @@ def responses_of(campaign: Campaign) -> list[Response]:
 
 def make_user(username: str, **extra):
     return get_user_model().objects.create_user(username=username, password="pw-123456789", **extra)
+
+
+@contextlib.contextmanager
+def rows_locked_elsewhere(sql: str, params: Sequence[Any] = ()) -> Iterator[threading.Event]:
+    """The rows `sql` (a SELECT … FOR UPDATE) locks, held by another connection (a thread's) until the block ends
+    or the event it yields is set."""
+    locked, release = threading.Event(), threading.Event()
+
+    def hold() -> None:
+        try:
+            with connections["default"].cursor() as other:
+                other.execute("BEGIN")
+                other.execute(sql, params)
+                locked.set()
+                release.wait(30)
+                other.execute("COMMIT")
+        finally:
+            connections.close_all()
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    try:
+        assert locked.wait(30), "the other connection could not lock the rows"
+        yield release
+    finally:
+        release.set()
+        holder.join(30)

@@ -4,17 +4,16 @@ to the long way, with nothing written."""
 
 from __future__ import annotations
 
-import threading
 from datetime import timedelta
 
 import pytest
-from django.db import connection, connections
+from django.db import connection
 from django.utils import timezone
 
 from comparisons import rating_queries, services
 from comparisons.models import Assignment, Comparison, new_token
 from comparisons.services import rating
-from tests.comparisons.factories import build_campaign, invite_rater
+from tests.comparisons.factories import build_campaign, invite_rater, rows_locked_elsewhere
 
 # The real check, taken before tests/conftest.py's autouse fixture replaces it for every test.
 CONNECTIONS_KEPT = rating_queries._connections_kept
@@ -101,28 +100,9 @@ def test_windows_are_widened_in_the_call_and_past_the_widest_the_long_way_decide
 def test_when_every_candidate_is_held_the_call_does_not_wait_and_the_long_way_does():
     campaign = build_campaign(n_prompts=3, k=1)
     rater = invite_rater(campaign)
-    locked, release = threading.Event(), threading.Event()
-
-    def hold_every_pair():
-        try:
-            with connections["default"].cursor() as other:
-                other.execute("BEGIN")
-                other.execute("SELECT id FROM comparisons_comparison FOR UPDATE")
-                locked.set()
-                release.wait(30)
-                other.execute("COMMIT")
-        finally:
-            connections.close_all()
-
-    holder = threading.Thread(target=hold_every_pair)
-    holder.start()
-    try:
-        assert locked.wait(30)
+    with rows_locked_elsewhere("SELECT id FROM comparisons_comparison FOR UPDATE"):
         assert one_call(campaign, rater) is None
         assert Assignment.objects.count() == 0
-    finally:
-        release.set()
-        holder.join(30)
     assert services.assignment_next(rater=rater, campaign=campaign) is not None
 
 

@@ -47,14 +47,17 @@ def next_statements(*, new: bool, kept: bool = True) -> int:
     return SESSION + 2 + lease_statements(new=new, kept=kept)
 
 
-# vote: [session], user+rater; BEGIN, assignment+comparison+campaign (locked), the writes, COMMIT. PostgreSQL
-# makes the vote INSERT and the two UPDATEs in one statement; SQLite in three. Then the next pair, which the
-# answer carries: the lease (the campaign came with the assignment). The same vote again (a retried request):
-# the stored vote instead of the writes, and the pair already leased.
+# vote on PostgreSQL: [session], user+rater, assignment+comparison+campaign read without locks, then the vote INSERT
+# and the two UPDATEs in one statement that takes the locks itself (no BEGIN, no COMMIT: the decision needed no
+# lock). SQLite: BEGIN, the same read, the three writes, COMMIT. Then the next pair, which the answer carries: the
+# lease (the campaign came with the assignment). The same vote again (a retried request): the stored vote
+# instead of the writes, and the pair already leased.
 def vote_statements(*, repeat: bool = False, kept: bool = True) -> int:
+    if POSTGRES:
+        return SESSION + 3 + lease_statements(new=not repeat, kept=kept)
     if repeat:
         return SESSION + 5 + lease_statements(new=False, kept=kept)
-    return SESSION + (5 if POSTGRES else 7) + lease_statements(new=True, kept=kept)
+    return SESSION + 7 + lease_statements(new=True, kept=kept)
 
 
 def statements(captured: CaptureQueriesContext) -> list[str]:
