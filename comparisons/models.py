@@ -13,6 +13,7 @@ import secrets
 from typing import Any
 
 from django.conf import settings
+from django.contrib.sessions.base_session import AbstractBaseSession
 from django.db import models
 from django.db.models import ManyToManyField, Q
 
@@ -254,6 +255,22 @@ class Rater(models.Model):
 
     def __str__(self) -> str:
         return str(self.user)
+
+
+class Session(AbstractBaseSession):
+    """A browser's session (Django's session row) with its signed-in user as a column of its own, kept with the
+    session data on every save (`comparisons.sessions`), so that a request reads its session, its user and the
+    user's Rater in one statement (`rating_queries.session_with_user`). Deleting a user ends their sessions."""
+
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, null=True, blank=True, related_name="+"
+    )
+
+    @classmethod
+    def get_session_store_class(cls) -> type[Any]:
+        from comparisons.sessions import SessionStore  # the store imports this model
+
+        return SessionStore
 
 
 class Assignment(models.Model):

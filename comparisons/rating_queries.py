@@ -32,7 +32,7 @@ from django.contrib.auth import get_user_model
 from django.db import ProgrammingError, connection, models, transaction
 
 from comparisons import rows
-from comparisons.models import Assignment, Campaign, Comparison, Rater, Vote
+from comparisons.models import Assignment, Campaign, Comparison, Rater, Session, Vote
 from generation.models import Prompt, Response
 
 
@@ -120,28 +120,65 @@ def _votes_done(rater: str, campaign: str) -> str:
 
 # ---------------------------------------------------------------- sign-in and campaign
 
-_SQL_USER_WITH_RATER: str | None = None
+
+class SignedIn(NamedTuple):
+    session_data: str
+    user: Any | None  # None when the session is nobody's (signed out, or an anonymous visitor's)
+    rater: Rater | None
 
 
-def user_with_rater(user_id: Any) -> tuple[Any, Rater | None] | None:
-    """The user with this id and their Rater (None when they are no rater) in one statement, or None.
-
-    ORM: User.objects.select_related("rater").filter(pk=user_id).first()"""
-    global _SQL_USER_WITH_RATER
+def _user_with_rater_sql(source: str, where: str, first: str = "") -> str:
+    """SELECT the columns `first`, then the user's and their Rater's (NULLs when they are no rater) from `source`
+    (joining the user as `u`) under `where`."""
     User = get_user_model()  # noqa: N806 - a model class
-    if _SQL_USER_WITH_RATER is None:  # built on first use: the user model is only known once apps are ready
-        pk = connection.ops.quote_name(User._meta.pk.column)
-        _SQL_USER_WITH_RATER = (
-            f"SELECT {rows.columns(User, 'u')}, {rows.columns(Rater, 'r')} "  # noqa: S608 - names from _meta
-            f"FROM {_Names(User)} u LEFT OUTER JOIN {R} r ON r.{R.user} = u.{pk} WHERE u.{pk} = %s"
-        )
-    row = _fetchone(_SQL_USER_WITH_RATER, [user_id])
-    if row is None:
-        return None
+    return (
+        f"SELECT {first}{rows.columns(User, 'u')}, {rows.columns(Rater, 'r')} FROM {source} "  # noqa: S608 - names from _meta
+        f"LEFT OUTER JOIN {R} r ON r.{R.user} = u.{_Names(User).id} WHERE {where}"
+    )
+
+
+# Both built on first use: the user model is only known once apps are ready.
+# ORM: User.objects.select_related("rater").filter(pk=user_id).first()
+@functools.cache
+def _sql_user_with_rater() -> str:
+    users = _Names(get_user_model())
+    return _user_with_rater_sql(f"{users} u", f"u.{users.id} = %s")
+
+
+# ORM: Session.objects.select_related("user__rater").filter(session_key=session_key, expire_date__gt=now).first()
+@functools.cache
+def _sql_session_with_user() -> str:
+    users, sessions = _Names(get_user_model()), _Names(Session)
+    return _user_with_rater_sql(
+        f"{sessions} s LEFT OUTER JOIN {users} u ON u.{users.id} = s.{sessions.user}",
+        f"s.{sessions.session_key} = %s AND s.{sessions.expire_date} > %s",
+        first=f"s.{sessions.session_data}, ",
+    )
+
+
+def _user_and_rater(row: tuple[Any, ...]) -> tuple[Any, Rater | None]:
+    User = get_user_model()  # noqa: N806 - a model class
     split = len(User._meta.concrete_fields)
     user = rows.instance_from_row(User, row[:split])
     rater = rows.instance_from_row(Rater, row[split:]) if row[split] is not None else None
     return user, rater
+
+
+def user_with_rater(user_id: Any) -> tuple[Any, Rater | None] | None:
+    """The user with this id and their Rater (None when they are no rater) in one statement, or None."""
+    row = _fetchone(_sql_user_with_rater(), [user_id])
+    return None if row is None else _user_and_rater(row)
+
+
+def session_with_user(session_key: str, now: datetime) -> SignedIn | None:
+    """The session with this key unless it has expired at `now`, with its signed-in user and their Rater, in one
+    statement; None when there is no such session."""
+    row = _fetchone(_sql_session_with_user(), [session_key, rows.db_time(now)])
+    if row is None:
+        return None
+    if row[1] is None:
+        return SignedIn(session_data=row[0], user=None, rater=None)
+    return SignedIn(row[0], *_user_and_rater(row[1:]))
 
 
 # The rater path never uses a campaign's identity-leak report, which can hold thousands of entries:

@@ -6,7 +6,7 @@ dispatcher), more than the round trip to Redis. Sessions and rate limits hit the
 every rater request, so the client is made once per pool here. A `redis.Redis` over a
 connection pool is safe to share between threads.
 
-`cache_call` is how sessions and cached analyses use a cache they can do without; `cached` is the
+`cache_call` is how cached analyses use a cache they can do without; `cached` is the
 look-up-else-compute-and-store that the cached analyses, figures, routing plans and audits share.
 """
 

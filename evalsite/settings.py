@@ -272,11 +272,8 @@ else:
             "LOCATION": str(VAR_DIR / "cache"),
         }
     }
-# With Redis, sessions are read from the cache and written through to the database (a rater request
-# then costs no session query); the file cache is slower than the database, so without Redis they stay there.
-SESSION_ENGINE = (
-    "evalsite.sessions" if CACHE_URL.startswith(("redis://", "rediss://")) else "django.contrib.sessions.backends.db"
-)
+# Sessions in the database, read with their user and rater in one statement (comparisons/sessions.py).
+SESSION_ENGINE = "comparisons.sessions"
 # "COUNT/SECONDS" for POSTs to these URL names, per client: joins per IP address (the joiner has no
 # account yet), votes per rater (a signed-in user). "0/1" switches a limit off.
 RATE_LIMITS = {

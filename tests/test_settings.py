@@ -122,12 +122,12 @@ def test_postgres_prepares_statements_unless_told_not_to(tmp_path: Path) -> None
     assert load_settings(tmp_path, DATABASE_URL=url, DATABASE_PREPARED_STATEMENTS="0")["db_options"] == {}
 
 
-def test_sessions_and_cache_use_redis_when_it_is_configured(tmp_path: Path) -> None:
+def test_the_cache_uses_redis_when_it_is_configured_and_sessions_stay_in_the_database(tmp_path: Path) -> None:
     embedded = load_settings(tmp_path)
-    assert embedded["session_engine"] == "django.contrib.sessions.backends.db"
+    assert embedded["session_engine"] == "comparisons.sessions"
     assert embedded["cache_backend"] == "django.core.cache.backends.filebased.FileBasedCache"
     served = load_settings(tmp_path, CACHE_URL="redis://cache.internal:6379/1")
-    assert served["session_engine"] == "evalsite.sessions"
+    assert served["session_engine"] == "comparisons.sessions"  # read with the user, in one statement
     assert served["cache_backend"] == "evalsite.cache.RedisCache"
 
 

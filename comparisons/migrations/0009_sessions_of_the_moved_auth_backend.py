@@ -3,9 +3,8 @@ backend is not in AUTHENTICATION_BACKENDS. The backend moved from `comparisons.a
 rewrite the path in live sessions, so raters who joined by an invite link (who have no password to sign in
 again) keep their rater, pairs and completion code across the upgrade."""
 
-from importlib import import_module
-
 from django.conf import settings
+from django.contrib.sessions.backends.db import SessionStore
 from django.db import migrations
 from django.utils import timezone
 
@@ -17,12 +16,11 @@ BACKEND_SESSION_KEY = "_auth_user_backend"  # django.contrib.auth.BACKEND_SESSIO
 def _move(apps, schema_editor, *, old: str, new: str) -> None:
     if "django.contrib.sessions" not in settings.INSTALLED_APPS:
         return
-    engine = import_module(settings.SESSION_ENGINE)
     Session = apps.get_model("sessions", "Session")
     live = Session.objects.filter(expire_date__gt=timezone.now()).values_list("session_key", flat=True)
     for key in live.iterator():
-        # The engine's own store, so a cached copy (evalsite.sessions) is rewritten with the database row.
-        store = engine.SessionStore(session_key=key)
+        # Django's store of this table (sessions moved to a table of their own later, in 0016, which copies them).
+        store = SessionStore(session_key=key)
         if store.get(BACKEND_SESSION_KEY) == old:
             store[BACKEND_SESSION_KEY] = new
             store.save()

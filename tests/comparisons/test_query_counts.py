@@ -1,6 +1,6 @@
 """The rater loop's database round trips, pinned: `next` and `vote` through the HTTP API as a browser calls them.
 
-Every statement counts (session, user with rater, campaign, the transaction's BEGIN/COMMIT,
+Every statement counts (the session with its user and rater, campaign, the transaction's BEGIN/COMMIT,
 locks, reads, writes). A change that adds one makes this test fail, so a slower hot path is a
 decision someone takes on purpose (and updates these numbers), not an accident.
 """
@@ -8,7 +8,6 @@ decision someone takes on purpose (and updates these numbers), not an accident.
 from __future__ import annotations
 
 import pytest
-from django.conf import settings
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
@@ -21,8 +20,6 @@ from tests.comparisons.factories import build_campaign
 pytestmark = pytest.mark.django_db(transaction=True)
 
 POSTGRES = connection.vendor == "postgresql"
-# With Redis the session is read from the cache (evalsite.sessions), else from the database.
-SESSION = 0 if settings.SESSION_ENGINE == "evalsite.sessions" else 1
 # The transaction that hands out a pair, the long way: BEGIN, [rater lock], current lease, candidates, [lock of
 # the first free one], lease INSERT, COMMIT; SQLite needs no locks: its transactions take the database's write lock
 # at BEGIN. The pair the rater is shown comes with the INSERT on PostgreSQL; SQLite reads it after the INSERT
@@ -42,22 +39,22 @@ def lease_statements(*, new: bool, kept: bool) -> int:
     return LONG_LEASE_NEW if new else LONG_LEASE_SAME
 
 
-# next: [session], user+rater, campaign; the lease.
+# next: the session with its user and rater (comparisons.sessions), the campaign; the lease.
 def next_statements(*, new: bool, kept: bool = True) -> int:
-    return SESSION + 2 + lease_statements(new=new, kept=kept)
+    return 2 + lease_statements(new=new, kept=kept)
 
 
-# vote on PostgreSQL: [session], user+rater, assignment+comparison+campaign read without locks, then the vote INSERT
-# and the two UPDATEs in one statement that takes the locks itself (no BEGIN, no COMMIT: the decision needed no
-# lock). SQLite: BEGIN, the same read, the three writes, COMMIT. Then the next pair, which the answer carries: the
-# lease (the campaign came with the assignment). The same vote again (a retried request): the stored vote
-# instead of the writes, and the pair already leased.
+# vote on PostgreSQL: the session with its user and rater, the assignment+comparison+campaign read without locks,
+# then the vote INSERT and the two UPDATEs in one statement that takes the locks itself (no BEGIN, no COMMIT: the
+# decision needed no lock). SQLite: BEGIN, the same read, the three writes, COMMIT. Then the next pair, which the
+# answer carries: the lease (the campaign came with the assignment). The same vote again (a retried request): the
+# stored vote instead of the writes, and the pair already leased.
 def vote_statements(*, repeat: bool = False, kept: bool = True) -> int:
     if POSTGRES:
-        return SESSION + 3 + lease_statements(new=not repeat, kept=kept)
+        return 3 + lease_statements(new=not repeat, kept=kept)
     if repeat:
-        return SESSION + 5 + lease_statements(new=False, kept=kept)
-    return SESSION + 7 + lease_statements(new=True, kept=kept)
+        return 5 + lease_statements(new=False, kept=kept)
+    return 7 + lease_statements(new=True, kept=kept)
 
 
 def statements(captured: CaptureQueriesContext) -> list[str]:

@@ -1,60 +1,106 @@
-"""Sessions from the shared cache, kept in the database (evalsite.sessions): fast reads, no outage when Redis is down.
-
-The rater loop reads the session on every request; with Redis configured it comes from the
-cache. These tests run the store with the suite's own cache (Redis on CI's server pass, the file
-cache on the embedded pass) and with a cache whose Redis server cannot be reached.
-"""
+"""Sessions in the database with their user as a column (comparisons.sessions): a request reads its session, user
+and rater in one statement; what it read serves that request only; no outage when Redis is down; sessions of
+Django's own table carry over."""
 
 from __future__ import annotations
 
-import pytest
-from django.contrib.sessions.models import Session
-from django.core.cache import caches
-from django.db import connection
-from django.test.utils import CaptureQueriesContext
+from importlib import import_module
 
-from evalsite.sessions import SessionStore
+import pytest
+from django.apps import apps
+from django.contrib.auth import BACKEND_SESSION_KEY, HASH_SESSION_KEY, SESSION_KEY, get_user
+from django.contrib.sessions.backends.db import SessionStore as DjangoSessionStore
+from django.contrib.sessions.models import Session as DjangoSession
+from django.core.signals import request_finished
+from django.db import connection
+from django.test import RequestFactory
+from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
+
+from comparisons.backends import RaterModelBackend, forget_signed_in
+from comparisons.models import Session
+from comparisons.sessions import SessionStore
 from tests.comparisons.conftest import UNREACHABLE_REDIS_CACHE
 from tests.comparisons.factories import build_campaign, invite_rater
 
 pytestmark = pytest.mark.django_db
 
 
-@pytest.fixture
-def cached_sessions(settings):
-    settings.SESSION_ENGINE = "evalsite.sessions"
-    return settings
-
-
-def test_a_saved_session_is_read_from_the_cache_without_a_query(cached_sessions):
-    store = SessionStore()
-    store["rater"] = 42
+def signed_in(store, user) -> None:
+    store[SESSION_KEY] = str(user.pk)
+    store[BACKEND_SESSION_KEY] = "comparisons.backends.RaterModelBackend"
+    store[HASH_SESSION_KEY] = user.get_session_auth_hash()
     store.save()
+
+
+def request_of(session_key: str):
+    request = RequestFactory().get("/")
+    request.session = SessionStore(session_key)
+    return request
+
+
+def test_a_request_reads_its_session_user_and_rater_in_one_statement():
+    rater = invite_rater(build_campaign())
+    store = SessionStore()
+    signed_in(store, rater.user)
+    assert Session.objects.get(pk=store.session_key).user_id == rater.user_id  # the row names its user
+    request = request_of(store.session_key)
     with CaptureQueriesContext(connection) as queries:
-        assert SessionStore(store.session_key)["rater"] == 42
-    assert len(queries) == 0
-    # The database holds the same session: it survives a cache that lost it.
-    assert Session.objects.filter(session_key=store.session_key).exists()
+        user = get_user(request)
+        assert user.pk == rater.user_id and user.rater.pk == rater.pk
+    assert len(queries) == 1
 
 
-def test_a_session_missing_from_the_cache_is_read_from_the_database_and_cached_again(cached_sessions):
+def test_the_user_read_with_a_session_serves_that_request_only():
+    campaign = build_campaign()
+    first, second = invite_rater(campaign), invite_rater(campaign)
     store = SessionStore()
-    store["rater"] = 7
+    signed_in(store, first.user)
+    SessionStore(store.session_key).load()
+    backend = RaterModelBackend()
+    with CaptureQueriesContext(connection) as queries:
+        assert backend.get_user(second.user_id).rater.pk == second.pk  # another id: read for itself
+    assert len(queries) == 1
+    SessionStore(store.session_key).load()
+    # The request ends before anything asked for its user (the signal's other receivers close the connection).
+    assert any(key[0] == "comparisons.forget_signed_in" for key, *_ in request_finished.receivers)
+    forget_signed_in()
+    with CaptureQueriesContext(connection) as queries:
+        assert backend.get_user(first.user_id).pk == first.user_id
+    assert len(queries) == 1
+
+
+def test_a_deactivated_user_or_an_expired_session_signs_nobody_in():
+    rater = invite_rater(build_campaign())
+    store = SessionStore()
+    signed_in(store, rater.user)
+    type(rater.user).objects.filter(pk=rater.user_id).update(is_active=False)
+    assert not get_user(request_of(store.session_key)).is_authenticated
+    type(rater.user).objects.filter(pk=rater.user_id).update(is_active=True)
+    assert get_user(request_of(store.session_key)).is_authenticated
+    Session.objects.filter(pk=store.session_key).update(expire_date=timezone.now())
+    assert not get_user(request_of(store.session_key)).is_authenticated
+
+
+def test_an_anonymous_session_names_no_user_and_a_signed_in_one_follows_its_logout(rater_client):
+    store = SessionStore()
+    store["seen"] = True
     store.save()
-    caches[cached_sessions.SESSION_CACHE_ALIAS].delete(store.cache_key)
-    with CaptureQueriesContext(connection) as first:
-        assert SessionStore(store.session_key)["rater"] == 7
-    assert len(first) == 1
-    with CaptureQueriesContext(connection) as second:
-        assert SessionStore(store.session_key)["rater"] == 7
-    assert len(second) == 0
+    assert Session.objects.get(pk=store.session_key).user_id is None
+    assert SessionStore(store.session_key)["seen"] is True
+    campaign = build_campaign()
+    client = rater_client(campaign)
+    key = client.cookies["sessionid"].value
+    assert Session.objects.get(pk=key).user_id == client.rater.user_id
+    assert client.post("/logout/", headers={"X-CSRFToken": client.csrf()}).status_code in (200, 302)
+    assert not Session.objects.filter(pk=key).exists()
 
 
-def test_raters_keep_joining_and_rating_while_redis_is_unreachable(cached_sessions, rater_client, caplog):
-    # Sessions and rate-limit counters both live in the cache: with it down, a new rater still joins (the
-    # session is written to the database), rates, and is not refused by a limit that cannot count.
-    cached_sessions.CACHES = {"default": UNREACHABLE_REDIS_CACHE}
-    cached_sessions.RATE_LIMITS = {"comparisons:api_vote": "1/60", "comparisons:join": "1/3600"}
+def test_raters_keep_joining_and_rating_while_redis_is_unreachable(settings, rater_client, caplog):
+    # Rate-limit counters live in the cache, sessions do not: with it down, a new rater still joins, rates, and
+    # is not refused by a limit that cannot count.
+    settings.CACHES = {"default": UNREACHABLE_REDIS_CACHE}
+    settings.RATE_LIMITS = {"comparisons:api_vote": "1/60", "comparisons:join": "1/3600"}
     campaign = build_campaign(n_prompts=4, k=2)
     client = rater_client(campaign)
     for _ in range(2):
@@ -62,26 +108,20 @@ def test_raters_keep_joining_and_rating_while_redis_is_unreachable(cached_sessio
         assert pair.status_code == 200, pair.content
         assert client.vote(pair.json()["assignment"], "A").status_code == 201
     assert Session.objects.count() == 1
-    assert "Session cache unavailable" in caplog.text
     assert "Rate-limit cache unavailable" in caplog.text
-    # Signing out works too, and ends the session in the database.
     assert client.post("/logout/", headers={"X-CSRFToken": client.csrf()}).status_code in (200, 302)
     assert Session.objects.count() == 0
 
 
 def test_raters_signed_in_before_the_auth_backend_moved_stay_signed_in(client, settings):
-    from importlib import import_module
-
-    from django.apps import apps
-    from django.contrib.auth import BACKEND_SESSION_KEY, HASH_SESSION_KEY, SESSION_KEY
-
+    # Migration 0009 ran on Django's own session table, before sessions moved (0016).
+    settings.SESSION_ENGINE = "django.contrib.sessions.backends.db"
     moved = import_module("comparisons.migrations.0009_sessions_of_the_moved_auth_backend")
     campaign = build_campaign(slug="long-running")
     rater = invite_rater(campaign)
-    store = import_module(settings.SESSION_ENGINE).SessionStore()
-    store[SESSION_KEY] = str(rater.user.pk)
+    store = DjangoSessionStore()
+    signed_in(store, rater.user)
     store[BACKEND_SESSION_KEY] = "comparisons.auth.RaterModelBackend"  # written before the upgrade
-    store[HASH_SESSION_KEY] = rater.user.get_session_auth_hash()
     store.save()
     client.cookies[settings.SESSION_COOKIE_NAME] = store.session_key
     rate_page = f"/rate/{campaign.slug}/"
@@ -91,3 +131,27 @@ def test_raters_signed_in_before_the_auth_backend_moved_stay_signed_in(client, s
     assert client.get(rate_page).status_code == 200  # the same browser is the same rater again
     moved.backwards(apps, None)
     assert client.get(rate_page).status_code == 302
+
+
+def test_sessions_of_djangos_table_carry_over_with_their_user(client, settings):
+    moved = import_module("comparisons.migrations.0016_sessions_with_their_user")
+    campaign = build_campaign(slug="ongoing")
+    rater = invite_rater(campaign)
+    before, anonymous, gone = DjangoSessionStore(), DjangoSessionStore(), DjangoSessionStore()
+    signed_in(before, rater.user)
+    anonymous["seen"] = True
+    anonymous.save()
+    signed_in(gone, invite_rater(campaign).user)
+    DjangoSession.objects.filter(pk=gone.session_key).update(expire_date=timezone.now())
+    assert SessionStore(before.session_key).load() == {}  # not in the new table yet
+
+    moved.forwards(apps, None)
+    client.cookies[settings.SESSION_COOKIE_NAME] = before.session_key
+    rate_page = f"/rate/{campaign.slug}/"
+    assert client.get(rate_page).status_code == 200  # the same browser is the same rater
+    assert dict(Session.objects.values_list("session_key", "user_id")) == {
+        before.session_key: rater.user_id,
+        anonymous.session_key: None,
+    }
+    moved.forwards(apps, None)  # run twice: nothing copied twice
+    assert Session.objects.count() == 2
