@@ -41,8 +41,9 @@ from run_load import free_port, manage  # noqa: E402
 
 SESSION_CODE = """
 from django.contrib.auth import BACKEND_SESSION_KEY, HASH_SESSION_KEY, SESSION_KEY, get_user_model
-from django.contrib.sessions.backends.db import SessionStore
+from importlib import import_module
 from django.conf import settings
+SessionStore = import_module(settings.SESSION_ENGINE).SessionStore
 user, _ = get_user_model().objects.get_or_create(username="bench-analyst", defaults={"is_superuser": True})
 session = SessionStore()
 session.update({SESSION_KEY: str(user.pk), BACKEND_SESSION_KEY: settings.AUTHENTICATION_BACKENDS[0],
