@@ -424,7 +424,7 @@ def vote_cast(
                 live_after=decided.now + UNLOCKED_VOTE_MARGIN,
             )  # fmt: skip
             if vote is not None:
-                return _vote_written(vote, decided, rater=rater)
+                return _vote_written(vote, decided)
     with transaction.atomic():
         return _vote_locked(rater=rater, token=token, given=given)
 
@@ -488,10 +488,10 @@ def _vote_locked(*, rater: Rater, token: str, given: _VoteInput) -> VoteResult:
             f"at {decided.now:%Y-%m-%d %H:%M}.",
         )
         rater.flagged = True
-    return _vote_written(vote, decided, rater=rater)
+    return _vote_written(vote, decided)
 
 
-def _vote_written(vote: Vote, decided: _Ballot, *, rater: Rater) -> VoteResult:
+def _vote_written(vote: Vote, decided: _Ballot) -> VoteResult:
     assignment = decided.assignment
     assignment.status, assignment.closed_at = Assignment.Status.VOTED, decided.now
     Vote.assignment.field.set_cached_value(vote, assignment)
