@@ -536,6 +536,26 @@ _NEXT_LEASE_VARIABLES = {
 }  # fmt: skip
 
 
+# The function's parameters (p_<name>) with their types, and what it returns.
+_LEASE_PARAMETERS = {
+    "rater": "bigint", "campaign": "bigint", "limit": "bigint", "k": "integer", "now": "timestamptz",
+    "until": "timestamptz", "start": "double precision", "windows": "integer[]", "to_lock": "integer",
+    "token": "text", "coin": "boolean", "leased": "text", "voted": "text",
+}  # fmt: skip
+_LEASE_RETURNS = """o_id bigint, o_token text, o_comparison bigint, o_left_is_a boolean, o_created_at timestamptz,
+    o_leased_until timestamptz, o_view_token text, o_view_left_is_a boolean, o_instruction text, o_input text,
+    o_text_a text, o_text_b text, o_votes_done bigint, o_quota bigint, o_render_mode text"""
+
+
+def _signature(parameters: dict[str, str]) -> str:
+    return ", ".join(f"p_{name} {kind}" for name, kind in parameters.items())
+
+
+def _arguments(parameters: dict[str, str]) -> str:
+    """The arguments of a call of a function with these parameters, bound by name (`%(name)s`)."""
+    return ", ".join(f"%({name})s::{kind}" for name, kind in parameters.items())
+
+
 def _into(names: Sequence[str]) -> str:
     return f" INTO {', '.join(names)}"
 
@@ -544,13 +564,8 @@ def _into(names: Sequence[str]) -> str:
 def _next_lease_function_sql() -> str:
     v = _NEXT_LEASE_VARIABLES
     view_out = _NEXT_LEASE_OUT[6:]
-    return f"""CREATE OR REPLACE FUNCTION {_NEXT_LEASE_FUNCTION}(
-    p_rater bigint, p_campaign bigint, p_limit bigint, p_k integer, p_now timestamptz, p_until timestamptz,
-    p_start double precision, p_windows integer[], p_to_lock integer, p_token text, p_coin boolean,
-    p_leased text, p_voted text)
-RETURNS TABLE(o_id bigint, o_token text, o_comparison bigint, o_left_is_a boolean, o_created_at timestamptz,
-    o_leased_until timestamptz, o_view_token text, o_view_left_is_a boolean, o_instruction text, o_input text,
-    o_text_a text, o_text_b text, o_votes_done bigint, o_quota bigint, o_render_mode text)
+    return f"""CREATE OR REPLACE FUNCTION {_NEXT_LEASE_FUNCTION}({_signature(_LEASE_PARAMETERS)})
+RETURNS TABLE({_LEASE_RETURNS})
 LANGUAGE plpgsql VOLATILE AS $lease$
 DECLARE
     v_settings record;
@@ -592,13 +607,8 @@ END
 $lease$"""
 
 
-_SQL_NEXT_LEASE = (
-    f"SELECT * FROM {_NEXT_LEASE_FUNCTION}(%(rater)s::bigint, %(campaign)s::bigint, %(limit)s::bigint, "  # noqa: S608
-    "%(k)s::integer, %(now)s::timestamptz, %(until)s::timestamptz, %(start)s::double precision, "
-    "%(windows)s::integer[], %(to_lock)s::integer, %(token)s::text, %(coin)s::boolean, %(leased)s::text, "
-    "%(voted)s::text)"
-)
-# The connections (psycopg's) on which the function exists.
+_SQL_NEXT_LEASE = f"SELECT * FROM {_NEXT_LEASE_FUNCTION}({_arguments(_LEASE_PARAMETERS)})"  # noqa: S608
+# The connections (psycopg's) on which the functions exist.
 _HAS_NEXT_LEASE: weakref.WeakSet[Any] = weakref.WeakSet()
 # Set when the database refused to make the function (a role without the TEMPORARY privilege on the database):
 # the long way serves every pair from then on.
@@ -624,56 +634,74 @@ def _connections_kept() -> bool:
     return connection.settings_dict["CONN_MAX_AGE"] != 0
 
 
-def next_lease_in_one_call(
-    *,
-    rater_id: int,
-    campaign_id: int,
-    limit: int | None,
-    k: int,
-    now: datetime,
-    leased_until: datetime,
-    start: float,
-    windows: Sequence[int],
-    to_lock: int,
-    token: str,
-    coin: bool,
-) -> Lease | None:
-    """PostgreSQL, outside a transaction: in one round trip, the rater's current lease in the campaign or, when
-    they hold none, a new lease on the first comparison of the first conclusive window of `windows`, ranked in
-    turn (`rank_candidates`), that no other transaction holds, among the first `to_lock`, made as
-    `insert_lease_under_quota` makes one (token `token`, counterbalanced with `coin`, until `leased_until`).
-    None when that takes a decision the function leaves to the caller (see `_next_lease_function_sql`);
-    nothing is written then."""
-    params = {
-        "rater": rater_id, "campaign": campaign_id, "limit": limit, "k": k, "now": rows.db_time(now),
-        "until": rows.db_time(leased_until), "start": start, "windows": list(windows), "to_lock": to_lock,
-        "token": token, "coin": coin, "leased": _LEASED, "voted": _VOTED,
+class LeaseRequest(NamedTuple):
+    """A plain pick for `next_lease_in_one_call`: the rater's current lease in the campaign or, when they hold
+    none, a new lease on the first comparison of the first conclusive window of `windows`, ranked in turn
+    (`rank_candidates`), that no other transaction holds, among the first `to_lock`, made as
+    `insert_lease_under_quota` makes one (token `token`, counterbalanced with `coin`, until `leased_until`),
+    unless the rater has cast `limit` votes in the campaign."""
+
+    rater_id: int
+    campaign_id: int
+    limit: int | None
+    k: int
+    now: datetime
+    leased_until: datetime
+    start: float
+    windows: Sequence[int]
+    to_lock: int
+    token: str
+    coin: bool
+
+
+def _lease_params(lease: LeaseRequest) -> dict[str, Any]:
+    return {
+        "rater": lease.rater_id, "campaign": lease.campaign_id, "limit": lease.limit, "k": lease.k,
+        "now": rows.db_time(lease.now), "until": rows.db_time(lease.leased_until), "start": lease.start,
+        "windows": list(lease.windows), "to_lock": lease.to_lock, "token": lease.token, "coin": lease.coin,
+        "leased": _LEASED, "voted": _VOTED,
     }  # fmt: skip
+
+
+def _lease_from(row: Sequence[Any]) -> Lease:
+    return Lease._make([*row[:6], RaterViewRow(*row[6:])])
+
+
+def next_lease_in_one_call(lease: LeaseRequest) -> Lease | None:
+    """PostgreSQL, outside a transaction: the pick `lease` asks for, in one round trip. None when that takes a
+    decision the function leaves to the caller (see `_next_lease_function_sql`); nothing is written then."""
+    row = _fetchone_from_session_functions(_SQL_NEXT_LEASE, _lease_params(lease))
+    return None if row is None else _lease_from(row)
+
+
+def _fetchone_from_session_functions(sql: str, params: dict[str, Any]) -> tuple[Any, ...] | None:
+    """Run `sql`, which calls this module's temporary functions, making them first where this session lacks
+    them; None when the database refuses to make them (the caller then takes the long way)."""
     connection.ensure_connection()
-    # In a transaction the function may be rolled back with it: made again each time (tests, mostly).
+    # In a transaction the functions may be rolled back with it: made again each time (tests, mostly).
     must_make = connection.in_atomic_block or connection.connection not in _HAS_NEXT_LEASE
     if must_make and not _create_next_lease_function():
         return None
     try:
-        row = _fetchone(_SQL_NEXT_LEASE, params)
+        return _fetchone(sql, params)
     except ProgrammingError as exc:
-        lost = (psycopg.errors.UndefinedFunction, psycopg.errors.InvalidSchemaName)  # the function, or pg_temp
+        lost = (psycopg.errors.UndefinedFunction, psycopg.errors.InvalidSchemaName)  # a function, or pg_temp
         if not isinstance(exc.__cause__, lost) or connection.in_atomic_block:
             raise
-        if not _create_next_lease_function():  # the session lost it (DISCARD TEMP, a server-side reset)
-            return None
-        row = _fetchone(_SQL_NEXT_LEASE, params)
-    return None if row is None else Lease._make([*row[:6], RaterViewRow(*row[6:])])
+    if not _create_next_lease_function():  # the session lost them (DISCARD TEMP, a server-side reset)
+        return None
+    return _fetchone(sql, params)
 
 
 def _create_next_lease_function() -> bool:
-    """Make the function in this session; False when the database refuses (logged once; every pair is then
+    """Make the functions in this session; False when the database refuses (logged once; every pair is then
     served the long way). In a transaction, a savepoint keeps a refusal from aborting it."""
     global _FUNCTION_REFUSED
     try:
         savepoint = transaction.atomic() if connection.in_atomic_block else contextlib.nullcontext()
         with savepoint, connection.cursor() as cursor:
             cursor.execute(_next_lease_function_sql())
+            cursor.execute(_vote_then_lease_function_sql())
     except ProgrammingError as exc:
         if not isinstance(exc.__cause__, psycopg.errors.InsufficientPrivilege):
             raise
@@ -858,6 +886,21 @@ def _attname(model: type[models.Model], name: str) -> str:
     return field.attname
 
 
+def _vote_params(values: dict[str, Any], *, comparison_id: int, counted: int) -> dict[str, Any]:
+    params = {
+        **{f: values[_attname(Vote, f)] for f in _VOTE_VALUES},
+        "voted": _VOTED, "counted": counted, "comparison": comparison_id,
+    }  # fmt: skip
+    params["submitted_at"] = rows.db_time(values["submitted_at"])
+    return params
+
+
+def _vote_written(values: dict[str, Any], written: Sequence[Any]) -> Vote:
+    """The vote `values` as stored, from the row its INSERT returned (its id, then what it copied)."""
+    copied = {_attname(Vote, f): value for f, value in zip(_VOTE_COPIED_ALL, written[1:], strict=True)}
+    return rows.instance(Vote, {**values, "id": written[0], **copied})
+
+
 def write_vote(
     *, values: dict[str, Any], comparison_id: int, counted: int, live_after: datetime | None = None
 ) -> Vote | None:
@@ -868,11 +911,7 @@ def write_vote(
     With `live_after` (PostgreSQL, no locks taken before): the writes are made only while the assignment is
     LEASED until after `live_after` and no other transaction holds it or its comparison
     (`_SQL_VOTE_WRITE_IF_HELD`), else nothing is written and the answer is None."""
-    params = {
-        **{f: values[_attname(Vote, f)] for f in _VOTE_VALUES},
-        "voted": _VOTED, "counted": counted, "comparison": comparison_id,
-    }  # fmt: skip
-    params["submitted_at"] = rows.db_time(values["submitted_at"])
+    params = _vote_params(values, comparison_id=comparison_id, counted=counted)
     with connection.cursor() as cursor:
         if live_after is not None:
             assert _postgres(), "SQLite has no row locks: a vote there is written under its transaction's lock"
@@ -889,5 +928,67 @@ def write_vote(
             written = cursor.fetchone()
             cursor.execute(_SQL_VOTED, params)
             cursor.execute(_SQL_COUNT_VOTE, params)
-    copied = {_attname(Vote, f): value for f, value in zip(_VOTE_COPIED_ALL, written[1:], strict=True)}
-    return rows.instance(Vote, {**values, "id": written[0], **copied})
+    return _vote_written(values, written)
+
+
+# ---------------------------------------------------------------- a vote and the next pair in one round trip
+
+# `write_vote` with `live_after` and then, when it wrote, the rater's next pair as `next_lease_in_one_call`
+# makes it: both in one statement, hence one transaction, so a rater's vote with their next pair costs one round
+# trip where it cost two. The lease's transaction settings (`LEASE_TRANSACTION_SETTINGS`) would make the
+# vote's commit stop waiting for the disk: the vote's durability is set back before the transaction ends, so a
+# vote the rater is told was stored survives a crash as before. An error in the lease rolls the vote back with
+# it, and the caller is answered with that error: nothing half-written, and the rater's retry is a new vote.
+_VOTE_THEN_LEASE_FUNCTION = "pg_temp.blindeval_vote_then_lease"
+_VOTE_PARAMETERS = {
+    "assignment": "bigint", "choice": "text", "winner_response": "bigint", "winner_model": "bigint",
+    "rationale": "text", "seconds": "double precision", "submitted_at": "timestamptz",
+    "attention_failed": "boolean", "identity_reported": "boolean", "counted": "integer", "comparison": "bigint",
+    "live_after": "timestamptz",
+}  # fmt: skip
+_VOTE_OUT = ("w_id", "w_comparison", "w_rater", "w_left_is_a", "w_routing_probability", "w_campaign")
+
+
+@functools.cache  # made on every new connection: written out once
+def _vote_then_lease_function_sql() -> str:
+    variables = {name: f"p_{name}" for name in (*_VOTE_PARAMETERS, *_LEASE_PARAMETERS)}
+    return f"""CREATE OR REPLACE FUNCTION {_VOTE_THEN_LEASE_FUNCTION}(
+    {_signature(_VOTE_PARAMETERS)}, {_signature(_LEASE_PARAMETERS)})
+RETURNS TABLE(w_id bigint, w_comparison bigint, w_rater bigint, w_left_is_a boolean,
+    w_routing_probability double precision, w_campaign bigint, {_LEASE_RETURNS})
+LANGUAGE plpgsql VOLATILE AS $vote$
+DECLARE
+    v_durability text;
+BEGIN
+    {_SQL_VOTE_WRITE_IF_HELD % variables}{_into(_VOTE_OUT)};
+    IF NOT FOUND THEN RETURN; END IF;
+    v_durability := current_setting('synchronous_commit');
+    SELECT *{_into(_NEXT_LEASE_OUT)} FROM {_NEXT_LEASE_FUNCTION}({_arguments(_LEASE_PARAMETERS) % variables});
+    PERFORM set_config('synchronous_commit', v_durability, true);
+    RETURN NEXT;
+END
+$vote$"""  # noqa: S608 - names from _meta
+
+
+_SQL_VOTE_THEN_LEASE = (
+    f"SELECT * FROM {_VOTE_THEN_LEASE_FUNCTION}({_arguments(_VOTE_PARAMETERS)}, {_arguments(_LEASE_PARAMETERS)})"  # noqa: S608
+)
+
+
+def write_vote_then_lease(
+    *, values: dict[str, Any], comparison_id: int, live_after: datetime, lease: LeaseRequest
+) -> tuple[Vote, Lease | None] | None:
+    """PostgreSQL, outside a transaction, in one round trip: `write_vote` with `live_after` (a counted vote)
+    and, when it wrote, `next_lease_in_one_call(lease)`. None when the vote was not written (nothing was); else
+    the vote and the lease, None where the function left the pick to the caller."""
+    params = {
+        **_vote_params(values, comparison_id=comparison_id, counted=1),
+        **_lease_params(lease),
+        "live_after": rows.db_time(live_after),
+    }
+    row = _fetchone_from_session_functions(_SQL_VOTE_THEN_LEASE, params)
+    if row is None:
+        return None
+    vote = _vote_written(values, row[: len(_VOTE_OUT)])
+    leased = row[len(_VOTE_OUT) :]
+    return vote, None if leased[0] is None else _lease_from(leased)

@@ -22,7 +22,7 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 from comparisons import services
 from comparisons.access import rater_can_rate, rater_for_user, rater_required, user_is_admin, user_is_analyst
 from comparisons.markdown import render_markdown
-from comparisons.models import Campaign, Rater
+from comparisons.models import Assignment, Campaign, Rater
 from comparisons.selectors import (
     campaign_by_slug,
     rater_progress,
@@ -206,7 +206,10 @@ def api_next(request: HttpRequest) -> HttpResponse:
 
 def _next_pair(request: HttpRequest, rater: Rater, campaign: Campaign) -> dict[str, Any] | None:
     """The rater's next pair as the API shows it (with HTML when the query asks `html=1`), or None."""
-    assignment = services.assignment_next(rater=rater, campaign=campaign)
+    return _pair_shown(request, services.assignment_next(rater=rater, campaign=campaign))
+
+
+def _pair_shown(request: HttpRequest, assignment: Assignment | None) -> dict[str, Any] | None:
     if assignment is None:
         return None
     include_html = request.GET.get("html") in {"1", "true"}
@@ -245,12 +248,12 @@ def api_vote(request: HttpRequest, token: str) -> HttpResponse:
         reveals_identity = body.get("reveals_identity", False)
         result = services.vote_cast(
             rater=rater, token=token, choice=choice, rationale=rationale, reveals_identity=reveals_identity,
-            content_reports=body.get("content_reports"),
+            content_reports=body.get("content_reports"), then_next=True,
         )  # fmt: skip
     except services.RatingError as exc:
         return _json_error(str(exc), exc.status)
     payload = vote_public(result.vote)
-    payload["next"] = _next_pair(request, rater, result.campaign)
+    payload["next"] = _pair_shown(request, result.next)
     return JsonResponse(payload, status=201 if result.created else 200)
 
 

@@ -208,12 +208,24 @@ def assignment_next(*, rater: Rater, campaign: Campaign) -> Assignment | None:
     have filled since it was ranked, the attempt rolls back (releasing that lock) before the next one may wait
     for another. Holding one comparison's lock while waiting for another's deadlocks with a rival doing the
     same. Every failed attempt rules its comparison out, so the attempts end."""
-    # An attention check is drawn once per request, before either way of picking.
-    gold = campaign.attention_check_rate > 0 and random.random() < campaign.attention_check_rate
-    if not gold and _plain_pick(campaign) and rating_queries.one_call_lease_enabled():
-        lease = _lease_in_one_call(rater=rater, campaign=campaign)
+    return _assignment_next(rater=rater, campaign=campaign, gold=_attention_check_drawn(campaign))
+
+
+def _attention_check_drawn(campaign: Campaign) -> bool:
+    """Whether this request's pair is to be an attention check: drawn once per request, before any way of
+    picking, so that each way serves them at the campaign's rate."""
+    return campaign.attention_check_rate > 0 and random.random() < campaign.attention_check_rate
+
+
+def _assignment_next(*, rater: Rater, campaign: Campaign, gold: bool) -> Assignment | None:
+    if _one_call_pick(campaign, gold=gold):
+        lease = rating_queries.next_lease_in_one_call(_lease_request(rater=rater, campaign=campaign))
         if lease is not None:
-            return lease
+            return _from_lease(lease, rater=rater)
+    return _assignment_next_long(rater=rater, campaign=campaign, gold=gold)
+
+
+def _assignment_next_long(*, rater: Rater, campaign: Campaign, gold: bool) -> Assignment | None:
     tried: set[int] = set()
     while True:
         try:
@@ -223,23 +235,28 @@ def assignment_next(*, rater: Rater, campaign: Campaign) -> Assignment | None:
             tried.add(filled.comparison_id)
 
 
-def _plain_pick(campaign: Campaign) -> bool:
-    """Whether the campaign's next pair is the plain pick `rating_queries.next_lease_in_one_call` makes: open,
-    no vote budget to measure, uniform routing."""
-    return campaign.is_open and campaign.vote_budget is None and campaign.routing != Campaign.Routing.ADAPTIVE
+def _one_call_pick(campaign: Campaign, *, gold: bool) -> bool:
+    """Whether the campaign's next pair is the plain pick `rating_queries.next_lease_in_one_call` makes, and this
+    database serves it in one call: no attention check drawn, open, no vote budget to measure, uniform routing."""
+    return (
+        not gold
+        and campaign.is_open
+        and campaign.vote_budget is None
+        and campaign.routing != Campaign.Routing.ADAPTIVE
+        and rating_queries.one_call_lease_enabled()
+    )
 
 
-def _lease_in_one_call(*, rater: Rater, campaign: Campaign) -> Assignment | None:
-    """`_assignment_next_attempt` in one round trip for a plain pick (its current lease, or a new one from the
-    first conclusive window of `_windows()`), or None for the caller to take the long way, which then decides."""
+def _lease_request(*, rater: Rater, campaign: Campaign) -> rating_queries.LeaseRequest:
+    """`_assignment_next_attempt` for a plain pick, as one call asks for it (its current lease, or a new one from
+    the first conclusive window of `_windows()`); the call leaves every other decision to the long way."""
     now = timezone.now()
-    lease = rating_queries.next_lease_in_one_call(
+    return rating_queries.LeaseRequest(
         rater_id=rater.pk, campaign_id=campaign.pk, limit=campaign.comparisons_per_rater,
         k=campaign.votes_per_comparison, now=now, leased_until=now + timedelta(seconds=campaign.lease_seconds),
         start=random.random(), windows=_windows(), to_lock=_CANDIDATES_TO_LOCK, token=new_token(),
         coin=random.random() < 0.5,
     )  # fmt: skip
-    return None if lease is None else _from_lease(lease, rater=rater)
 
 
 def _from_lease(lease: rating_queries.Lease, *, rater: Rater) -> Assignment:
@@ -359,7 +376,9 @@ def _vote_seconds(now: datetime, *, served: datetime, last_vote: Any) -> float:
 class VoteResult:
     vote: Vote
     created: bool
-    campaign: Campaign  # the vote's campaign, as read with it (the caller serves the next pair from it)
+    campaign: Campaign  # the vote's campaign, as read with it
+    # With `then_next`: the rater's next pair in that campaign (`assignment_next`), None when nothing is left.
+    next: Assignment | None = None
 
 
 # A vote read without locks is written without a transaction (`rating_queries.write_vote` with `live_after`)
@@ -390,6 +409,7 @@ def vote_cast(
     rationale: str = "",
     reveals_identity: bool = False,
     content_reports: Any = None,
+    then_next: bool = False,
 ) -> VoteResult:
     """Record the rater's vote on an assignment, exactly once.
 
@@ -407,26 +427,62 @@ def vote_cast(
     Gone too: a closed campaign, a pair this rater skipped, and any vote past the campaign's per-rater
     cap. The vote's `seconds` run from the later of serving the pair and the rater's previous vote.
 
+    With `then_next`, the result also carries the rater's next pair in the vote's campaign (`assignment_next`,
+    after the vote): what a rater's browser asks for with every vote.
+
     On PostgreSQL the assignment is read without locks first. When the decision needs none (a repeat, a refusal,
     or a vote on a lease live for longer than `UNLOCKED_VOTE_MARGIN`, with no content report, on no attention
     check, not the last the per-rater cap allows) the vote is written in one statement that takes the locks
-    itself (two round trips in all, no transaction to open and commit); anything else, or a write that finds
-    the pair held or changed, is decided again under the locks, in a transaction.
+    itself (two round trips in all, no transaction to open and commit), and with `then_next` the next pair
+    is leased in that same statement when it is a plain pick (`rating_queries.write_vote_then_lease`); anything
+    else, or a write that finds the pair held or changed, is decided again under the locks, in a transaction.
     """
     given = _vote_input(choice, rationale, reveals_identity, content_reports)
+    gold: bool | None = None  # the next pair's attention-check draw, once made: one per request
     if connection.vendor == "postgresql" and not given.reports:
         decided = _vote_decide(rater=rater, token=token, given=given, locked=False)
         if isinstance(decided, VoteResult):
-            return decided
+            return _with_next(decided, rater=rater, gold=None) if then_next else decided
         if decided is not None:
-            vote = rating_queries.write_vote(
-                values=decided.values, comparison_id=decided.target.comparison_id, counted=1,
-                live_after=decided.now + UNLOCKED_VOTE_MARGIN,
-            )  # fmt: skip
-            if vote is not None:
-                return _vote_written(vote, decided)
+            campaign = decided.target.campaign
+            live_after = decided.now + UNLOCKED_VOTE_MARGIN
+            if then_next:
+                gold = _attention_check_drawn(campaign)
+            if then_next and _one_call_pick(campaign, gold=bool(gold)):
+                written = rating_queries.write_vote_then_lease(
+                    values=decided.values, comparison_id=decided.target.comparison_id, live_after=live_after,
+                    lease=_lease_request(rater=rater, campaign=campaign),
+                )  # fmt: skip
+                if written is not None:
+                    vote, lease = written
+                    result = _vote_written(vote, decided)
+                    # No lease: the call left the pick to the long way, which decides.
+                    result.next = (
+                        _from_lease(lease, rater=rater) if lease is not None
+                        else _assignment_next_long(rater=rater, campaign=campaign, gold=False)
+                    )  # fmt: skip
+                    return result
+            else:
+                stored = rating_queries.write_vote(
+                    values=decided.values, comparison_id=decided.target.comparison_id, counted=1,
+                    live_after=live_after,
+                )  # fmt: skip
+                if stored is not None:
+                    result = _vote_written(stored, decided)
+                    return _with_next(result, rater=rater, gold=gold) if then_next else result
     with transaction.atomic():
-        return _vote_locked(rater=rater, token=token, given=given)
+        result = _vote_locked(rater=rater, token=token, given=given)
+    return _with_next(result, rater=rater, gold=gold) if then_next else result
+
+
+def _with_next(result: VoteResult, *, rater: Rater, gold: bool | None) -> VoteResult:
+    """`result` with the rater's next pair in its campaign; `gold` is the attention-check draw already made for
+    this request, if any."""
+    campaign = result.campaign
+    result.next = _assignment_next(
+        rater=rater, campaign=campaign, gold=_attention_check_drawn(campaign) if gold is None else gold
+    )
+    return result
 
 
 class _VoteInput(NamedTuple):

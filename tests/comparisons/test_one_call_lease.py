@@ -25,9 +25,11 @@ pytestmark = pytest.mark.django_db
 def one_call(campaign, rater, *, windows=(16,), start=0.5):
     now = timezone.now()
     return rating_queries.next_lease_in_one_call(
-        rater_id=rater.pk, campaign_id=campaign.pk, limit=campaign.comparisons_per_rater,
-        k=campaign.votes_per_comparison, now=now, leased_until=now + timedelta(seconds=campaign.lease_seconds),
-        start=start, windows=windows, to_lock=16, token=new_token(), coin=True,
+        rating_queries.LeaseRequest(
+            rater_id=rater.pk, campaign_id=campaign.pk, limit=campaign.comparisons_per_rater,
+            k=campaign.votes_per_comparison, now=now, leased_until=now + timedelta(seconds=campaign.lease_seconds),
+            start=start, windows=windows, to_lock=16, token=new_token(), coin=True,
+        )
     )  # fmt: skip
 
 

@@ -47,9 +47,12 @@ def next_statements(*, new: bool, kept: bool = True) -> int:
 # vote on PostgreSQL: the session with its user and rater, the assignment+comparison+campaign read without locks,
 # then the vote INSERT and the two UPDATEs in one statement that takes the locks itself (no BEGIN, no COMMIT: the
 # decision needed no lock). SQLite: BEGIN, the same read, the three writes, COMMIT. Then the next pair, which the
-# answer carries: the lease (the campaign came with the assignment). The same vote again (a retried request): the
-# stored vote instead of the writes, and the pair already leased.
+# answer carries: the lease (the campaign came with the assignment); with connections kept, leased in the vote's
+# own statement (rating_queries.write_vote_then_lease). The same vote again (a retried request): the stored vote
+# instead of the writes, and the pair already leased.
 def vote_statements(*, repeat: bool = False, kept: bool = True) -> int:
+    if POSTGRES and kept and not repeat:
+        return 3
     if POSTGRES:
         return 3 + lease_statements(new=not repeat, kept=kept)
     if repeat:
