@@ -24,6 +24,7 @@ import functools
 import logging
 import weakref
 from collections.abc import Collection, Sequence
+from contextvars import ContextVar
 from datetime import datetime
 from typing import Any, NamedTuple
 
@@ -127,13 +128,13 @@ class SignedIn(NamedTuple):
     rater: Rater | None
 
 
-def _user_with_rater_sql(source: str, where: str, first: str = "") -> str:
-    """SELECT the columns `first`, then the user's and their Rater's (NULLs when they are no rater) from `source`
-    (joining the user as `u`) under `where`."""
+def _user_with_rater_sql(source: str, where: str, first: str = "", last: str = "", joined: str = "") -> str:
+    """SELECT the columns `first`, then the user's and their Rater's (NULLs when they are no rater), then `last`
+    from `source` (joining the user as `u`, then the rater as `r`, then `joined`) under `where`."""
     User = get_user_model()  # noqa: N806 - a model class
     return (
-        f"SELECT {first}{rows.columns(User, 'u')}, {rows.columns(Rater, 'r')} FROM {source} "  # noqa: S608 - names from _meta
-        f"LEFT OUTER JOIN {R} r ON r.{R.user} = u.{_Names(User).id} WHERE {where}"
+        f"SELECT {first}{rows.columns(User, 'u')}, {rows.columns(Rater, 'r')}{last} FROM {source} "  # noqa: S608 - names from _meta
+        f"LEFT OUTER JOIN {R} r ON r.{R.user} = u.{_Names(User).id}{joined} WHERE {where}"
     )
 
 
@@ -146,14 +147,23 @@ def _sql_user_with_rater() -> str:
 
 
 # ORM: Session.objects.select_related("user__rater").filter(session_key=session_key, expire_date__gt=now).first()
+# With `vote_target`, the row goes on with `_SQL_VOTE_TARGET` for the token and the session's rater, NULLs when
+# that is no assignment of theirs: .annotate(<each column of the vote target, as a subquery>).
 @functools.cache
-def _sql_session_with_user() -> str:
+def _sql_session_with_user(vote_target: bool = False) -> str:
     users, sessions = _Names(get_user_model()), _Names(Session)
+    target = _SQL_VOTE_TARGET % {"token": "%(token)s", "rater": f"r.{R.id}"}
     return _user_with_rater_sql(
         f"{sessions} s LEFT OUTER JOIN {users} u ON u.{users.id} = s.{sessions.user}",
-        f"s.{sessions.session_key} = %s AND s.{sessions.expire_date} > %s",
+        f"s.{sessions.session_key} = %(session)s AND s.{sessions.expire_date} > %(now)s",
         first=f"s.{sessions.session_data}, ",
+        last=", t.*" if vote_target else "",
+        joined=f" LEFT OUTER JOIN LATERAL ({target}) t ON TRUE" if vote_target else "",
     )
+
+
+def _user_and_rater_width() -> int:
+    return len(get_user_model()._meta.concrete_fields) + len(Rater._meta.concrete_fields)
 
 
 def _user_and_rater(row: tuple[Any, ...]) -> tuple[Any, Rater | None]:
@@ -172,13 +182,22 @@ def user_with_rater(user_id: Any) -> tuple[Any, Rater | None] | None:
 
 def session_with_user(session_key: str, now: datetime) -> SignedIn | None:
     """The session with this key unless it has expired at `now`, with its signed-in user and their Rater, in one
-    statement; None when there is no such session."""
-    row = _fetchone(_sql_session_with_user(), [session_key, rows.db_time(now)])
+    statement; None when there is no such session.
+
+    Within `vote_target_with_session(token)`, the same statement also reads what `vote_target` reads without
+    locks for that token and the session's rater, and keeps it for that call."""
+    token = _vote_token_wanted.get() if _postgres() else None  # SQLite has no LATERAL join
+    params = {"session": session_key, "now": rows.db_time(now), "token": token}
+    row = _fetchone(_sql_session_with_user(vote_target=token is not None), params)
     if row is None:
         return None
     if row[1] is None:
         return SignedIn(session_data=row[0], user=None, rater=None)
-    return SignedIn(row[0], *_user_and_rater(row[1:]))
+    user, rater = _user_and_rater(row[1 : 1 + _user_and_rater_width()])
+    if token is not None and rater is not None:
+        target = row[1 + _user_and_rater_width() :]
+        _vote_target_read.set((token, rater.pk, None if target[0] is None else _vote_target_from(target)))
+    return SignedIn(row[0], user, rater)
 
 
 # The rater path never uses a campaign's identity-leak report, which can hold thousands of entries:
@@ -798,11 +817,19 @@ def vote_target(*, token: str, rater_id: int, lock: bool = True) -> VoteTarget |
     """The rater's assignment with this token, its comparison and campaign. None when the token is unknown or
     another rater's. With `lock`, on PostgreSQL, the assignment and its comparison stay locked (one vote per
     assignment, the comparison's quota) until the end of the transaction; without, it is a plain read, for a
-    vote then written by `write_vote` with `live_after`, which takes the locks itself."""
+    vote then written by `write_vote` with `live_after`, which takes the locks itself. A read without locks
+    takes what the request's session statement read for this token and rater, if it did (once)."""
+    read = _vote_target_read.get()
+    if read is not None:
+        _vote_target_read.set(None)
+        if not lock and read[:2] == (token, rater_id):
+            return read[2]
     sql = _SQL_VOTE_TARGET + (_LOCK_TARGET if lock and _postgres() else "")
     row = _fetchone(sql, {"token": token, "rater": rater_id})
-    if row is None:
-        return None
+    return None if row is None else _vote_target_from(row)
+
+
+def _vote_target_from(row: tuple[Any, ...]) -> VoteTarget:
     head = 14
     (pk, status, left_is_a, created_at, leased_until, comparison_id, is_check, response_a_id, response_b_id,
      model_a_id, model_b_id, done, last_vote_at, named_member) = row[:head]  # fmt: skip
@@ -814,6 +841,21 @@ def vote_target(*, token: str, rater_id: int, lock: bool = True) -> VoteTarget |
         last_vote_at=None if last_vote_at is None else rows.aware(last_vote_at),
         named_member=bool(named_member), campaign=rows.instance_from_row(Campaign, row[head:], omit=_CAMPAIGN_OMIT),
     )  # fmt: skip
+
+
+# A vote's request names its assignment: its session statement reads the assignment too (`session_with_user`),
+# one round trip fewer per vote. Context variables: one per thread, set and cleared around each request.
+_vote_token_wanted: ContextVar[str | None] = ContextVar("vote_token_wanted", default=None)
+_vote_target_read: ContextVar[tuple[str, int, VoteTarget | None] | None] = ContextVar("vote_target_read", default=None)
+
+
+def vote_target_with_session(token: str | None) -> None:
+    """From now on in this request (this thread), a session read (`session_with_user`) also reads the signed-in
+    rater's assignment `token` as `vote_target` reads it without locks, and the first such `vote_target` call
+    for that token and rater takes it instead of a round trip of its own. None ends it, and drops what was
+    read."""
+    _vote_token_wanted.set(token)
+    _vote_target_read.set(None)
 
 
 _VOTE_VALUES = ("assignment", "choice", "winner_response", "winner_model", "rationale", "seconds", "submitted_at",

@@ -14,10 +14,12 @@ copied from Django's own table (migration 0016) read the same here.
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from django.contrib.auth import SESSION_KEY, get_user_model
 from django.contrib.sessions.backends.db import SessionStore as DBStore
+from django.http import HttpRequest, HttpResponse
 from django.utils import timezone
 
 from comparisons import backends, rating_queries
@@ -51,4 +53,41 @@ def _signed_in_user_id(data: dict[str, Any]) -> Any:
     try:
         return get_user_model()._meta.pk.to_python(data[SESSION_KEY])
     except Exception:  # noqa: BLE001 - no user signed in, or an id that is none (auth.get_user then finds nobody)
+        return None
+
+
+View = TypeVar("View", bound=Callable[..., Any])
+
+
+def reads_vote_target(argument: str) -> Callable[[View], View]:
+    """Mark a view that votes on the assignment its URL names by `argument` (its token): its request's session
+    statement reads that assignment too (`VoteTargetWithSessionMiddleware`)."""
+
+    def mark(view: View) -> View:
+        view.vote_token_argument = argument  # type: ignore[attr-defined]
+        return view
+
+    return mark
+
+
+class VoteTargetWithSessionMiddleware:
+    """For a view marked with `reads_vote_target`, the session is read with the vote's assignment, in one round
+    trip (`rating_queries.vote_target_with_session`). The session is read when the user first is: this comes
+    before any middleware whose `process_view` may read the user (the rate limits count votes by user)."""
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        try:
+            return self.get_response(request)
+        finally:
+            rating_queries.vote_target_with_session(None)
+
+    def process_view(
+        self, request: HttpRequest, view: Callable[..., Any], args: Any, kwargs: dict[str, Any]
+    ) -> HttpResponse | None:
+        argument = getattr(view, "vote_token_argument", None)
+        if argument is not None and isinstance(kwargs.get(argument), str):
+            rating_queries.vote_target_with_session(kwargs[argument])
         return None

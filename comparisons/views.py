@@ -30,6 +30,7 @@ from comparisons.selectors import (
     rater_work_done,
     vote_public,
 )
+from comparisons.sessions import reads_vote_target
 
 PARTICIPANT_PARAMS = ("participant", "PROLIFIC_PID")
 
@@ -228,6 +229,7 @@ def _json_body(request: HttpRequest) -> dict[str, Any]:
     return body
 
 
+@reads_vote_target("token")
 @never_cache
 @require_POST
 @rater_required

@@ -84,6 +84,8 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    # Before any process_view that reads the user: a vote's session is read with its assignment.
+    "comparisons.sessions.VoteTargetWithSessionMiddleware",
     # Body caps need the user (only staff may upload checkpoints) and must run before anything reads a body:
     # middleware run before any process_view, where the CSRF check parses forms.
     "evalsite.middleware.BodySizeLimitMiddleware",

@@ -44,17 +44,17 @@ def next_statements(*, new: bool, kept: bool = True) -> int:
     return 2 + lease_statements(new=new, kept=kept)
 
 
-# vote on PostgreSQL: the session with its user and rater, the assignment+comparison+campaign read without locks,
-# then the vote INSERT and the two UPDATEs in one statement that takes the locks itself (no BEGIN, no COMMIT: the
-# decision needed no lock). SQLite: BEGIN, the same read, the three writes, COMMIT. Then the next pair, which the
-# answer carries: the lease (the campaign came with the assignment); with connections kept, leased in the vote's
-# own statement (rating_queries.write_vote_then_lease). The same vote again (a retried request): the stored vote
-# instead of the writes, and the pair already leased.
+# vote on PostgreSQL: the session with its user and rater and, read in the same statement, the assignment with its
+# comparison and campaign (no locks); then the vote INSERT and the two UPDATEs in one statement that takes the
+# locks itself (no BEGIN, no COMMIT: the decision needed no lock). SQLite: the session, BEGIN, the assignment, the
+# three writes, COMMIT. Then the next pair, which the answer carries: the lease (the campaign came with the
+# assignment); with connections kept, leased in the vote's own statement (rating_queries.write_vote_then_lease).
+# The same vote again (a retried request): the stored vote instead of the writes, and the pair already leased.
 def vote_statements(*, repeat: bool = False, kept: bool = True) -> int:
     if POSTGRES and kept and not repeat:
-        return 3
+        return 2
     if POSTGRES:
-        return 3 + lease_statements(new=not repeat, kept=kept)
+        return 2 + lease_statements(new=not repeat, kept=kept)
     if repeat:
         return 5 + lease_statements(new=False, kept=kept)
     return 7 + lease_statements(new=True, kept=kept)
