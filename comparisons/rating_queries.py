@@ -677,9 +677,15 @@ def _lease_params(lease: LeaseRequest) -> dict[str, Any]:
     return {
         "rater": lease.rater_id, "campaign": lease.campaign_id, "limit": lease.limit, "k": lease.k,
         "now": rows.db_time(lease.now), "until": rows.db_time(lease.leased_until), "start": lease.start,
-        "windows": list(lease.windows), "to_lock": lease.to_lock, "token": lease.token, "coin": lease.coin,
+        "windows": _int_array(lease.windows), "to_lock": lease.to_lock, "token": lease.token, "coin": lease.coin,
         "leased": _LEASED, "voted": _VOTED,
     }  # fmt: skip
+
+
+def _int_array(values: Sequence[int]) -> str:
+    """An integer array as PostgreSQL writes it (`{16,64}`), for a parameter cast to `integer[]`: psycopg looks
+    through a Python list to choose how to send it on every call, 2% of gunicorn's time per vote."""
+    return "{" + ",".join(str(int(value)) for value in values) + "}"
 
 
 def _lease_from(row: Sequence[Any]) -> Lease:

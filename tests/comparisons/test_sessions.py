@@ -155,3 +155,18 @@ def test_sessions_of_djangos_table_carry_over_with_their_user(client, settings):
     }
     moved.forwards(apps, None)  # run twice: nothing copied twice
     assert Session.objects.count() == 2
+
+
+def test_session_data_checked_once_is_read_again_as_a_new_dict_and_bad_data_is_refused_every_time(caplog):
+    store = SessionStore()
+    store["cart"] = {"pairs": [1, 2]}
+    store.save()
+    data = Session.objects.get(session_key=store.session_key).session_data
+    first = SessionStore().decode(data)
+    first["cart"]["pairs"].append(3)  # what one request changes in its session data stays its own
+    again = SessionStore().decode(data)
+    assert again == {"cart": {"pairs": [1, 2]}} and again is not first
+    tampered = data[:-3] + ("AAA" if not data.endswith("AAA") else "BBB")
+    for _ in range(2):
+        assert SessionStore().decode(tampered) == {}
+    assert caplog.text.count("Session data corrupted") == 2
