@@ -4,6 +4,7 @@ Django's own table carry over."""
 
 from __future__ import annotations
 
+from datetime import timedelta
 from importlib import import_module
 
 import pytest
@@ -11,6 +12,7 @@ from django.apps import apps
 from django.contrib.auth import BACKEND_SESSION_KEY, HASH_SESSION_KEY, SESSION_KEY, get_user
 from django.contrib.sessions.backends.db import SessionStore as DjangoSessionStore
 from django.contrib.sessions.models import Session as DjangoSession
+from django.core.management import call_command
 from django.core.signals import request_finished
 from django.db import connection
 from django.test import RequestFactory
@@ -170,3 +172,14 @@ def test_session_data_checked_once_is_read_again_as_a_new_dict_and_bad_data_is_r
     for _ in range(2):
         assert SessionStore().decode(tampered) == {}
     assert caplog.text.count("Session data corrupted") == 2
+
+
+def test_clearsessions_deletes_the_expired_sessions_of_this_table_and_keeps_live_ones():
+    live, expired = SessionStore(), SessionStore()
+    live["n"], expired["n"] = 1, 2
+    live.save()
+    expired.set_expiry(1)
+    expired.save()
+    Session.objects.filter(session_key=expired.session_key).update(expire_date=timezone.now() - timedelta(days=1))
+    call_command("clearsessions")
+    assert list(Session.objects.values_list("session_key", flat=True)) == [live.session_key]
