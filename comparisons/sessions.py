@@ -6,7 +6,9 @@ Read from Redis then PostgreSQL, that was two round trips and most of a request'
 the three in one (`rating_queries.session_with_user`) and hands the user and rater read with it to the
 authentication backend (`backends.RaterModelBackend.get_user`), which uses them only for the user id the
 session names, in the same request. Sessions live in the database alone, so a Redis outage signs nobody out and
-a logout ends the session everywhere at once.
+a logout ends the session everywhere at once. A vote's request (a view marked `reads_vote_target`) has the same
+statement read the assignment it votes on (`VoteTargetWithSessionMiddleware`). Expired sessions stay rows until
+`manage.py clearsessions` deletes them.
 
 The class keeps Django's name, SessionStore: the session data is signed with a salt made of it, so the rows
 copied from Django's own table (migration 0016) read the same here.
