@@ -193,9 +193,10 @@ def session_with_user(session_key: str, now: datetime) -> SignedIn | None:
         return None
     if row[1] is None:
         return SignedIn(session_data=row[0], user=None, rater=None)
-    user, rater = _user_and_rater(row[1 : 1 + _user_and_rater_width()])
+    end = 1 + _user_and_rater_width()
+    user, rater = _user_and_rater(row[1:end])
     if token is not None and rater is not None:
-        target = row[1 + _user_and_rater_width() :]
+        target = row[end:]
         _vote_target_read.set((token, rater.pk, None if target[0] is None else _vote_target_from(target)))
     return SignedIn(row[0], user, rater)
 
@@ -545,9 +546,14 @@ def insert_lease_under_quota(
 # It is a temporary function (pg_temp), created on a connection's first pick: no migration, and never older
 # than the code. Only for connections that keep their session (`one_call_lease_enabled`).
 _NEXT_LEASE_FUNCTION = "pg_temp.blindeval_next_lease"
-_NEXT_LEASE_OUT = ("o_id", "o_token", "o_comparison", "o_left_is_a", "o_created_at", "o_leased_until",
-                   "o_view_token", "o_view_left_is_a", "o_instruction", "o_input", "o_text_a", "o_text_b",
-                   "o_votes_done", "o_quota", "o_render_mode")  # fmt: skip
+# What the function returns (its output columns, with their types): the lease, then what the rater is shown of it.
+_NEXT_LEASE_RETURNS = {
+    "o_id": "bigint", "o_token": "text", "o_comparison": "bigint", "o_left_is_a": "boolean",
+    "o_created_at": "timestamptz", "o_leased_until": "timestamptz", "o_view_token": "text",
+    "o_view_left_is_a": "boolean", "o_instruction": "text", "o_input": "text", "o_text_a": "text",
+    "o_text_b": "text", "o_votes_done": "bigint", "o_quota": "bigint", "o_render_mode": "text",
+}  # fmt: skip
+_NEXT_LEASE_OUT = tuple(_NEXT_LEASE_RETURNS)
 _NEXT_LEASE_VARIABLES = {
     "rater": "p_rater", "campaign": "p_campaign", "k": "p_k", "now": "p_now", "until": "p_until",
     "leased": "p_leased", "voted": "p_voted", "status": "p_leased", "start": "p_start", "window": "v_window",
@@ -555,19 +561,17 @@ _NEXT_LEASE_VARIABLES = {
 }  # fmt: skip
 
 
-# The function's parameters (p_<name>) with their types, and what it returns.
+# The function's parameters (p_<name>) with their types.
 _LEASE_PARAMETERS = {
     "rater": "bigint", "campaign": "bigint", "limit": "bigint", "k": "integer", "now": "timestamptz",
     "until": "timestamptz", "start": "double precision", "windows": "integer[]", "to_lock": "integer",
     "token": "text", "coin": "boolean", "leased": "text", "voted": "text",
 }  # fmt: skip
-_LEASE_RETURNS = """o_id bigint, o_token text, o_comparison bigint, o_left_is_a boolean, o_created_at timestamptz,
-    o_leased_until timestamptz, o_view_token text, o_view_left_is_a boolean, o_instruction text, o_input text,
-    o_text_a text, o_text_b text, o_votes_done bigint, o_quota bigint, o_render_mode text"""
 
 
-def _signature(parameters: dict[str, str]) -> str:
-    return ", ".join(f"p_{name} {kind}" for name, kind in parameters.items())
+def _signature(columns: dict[str, str], prefix: str = "p_") -> str:
+    """Names with their types, as a function's parameters (`p_<name>`) or, without the prefix, what it returns."""
+    return ", ".join(f"{prefix}{name} {kind}" for name, kind in columns.items())
 
 
 def _arguments(parameters: dict[str, str]) -> str:
@@ -584,7 +588,7 @@ def _next_lease_function_sql() -> str:
     v = _NEXT_LEASE_VARIABLES
     view_out = _NEXT_LEASE_OUT[6:]
     return f"""CREATE OR REPLACE FUNCTION {_NEXT_LEASE_FUNCTION}({_signature(_LEASE_PARAMETERS)})
-RETURNS TABLE({_LEASE_RETURNS})
+RETURNS TABLE({_signature(_NEXT_LEASE_RETURNS, prefix="")})
 LANGUAGE plpgsql VOLATILE AS $lease$
 DECLARE
     v_settings record;
@@ -994,7 +998,12 @@ _VOTE_PARAMETERS = {
     "attention_failed": "boolean", "identity_reported": "boolean", "counted": "integer", "comparison": "bigint",
     "live_after": "timestamptz",
 }  # fmt: skip
-_VOTE_OUT = ("w_id", "w_comparison", "w_rater", "w_left_is_a", "w_routing_probability", "w_campaign")
+# What the vote function returns first: the vote's id, then what its INSERT copied (`_VOTE_COPIED_ALL`).
+_VOTE_RETURNS = {
+    "w_id": "bigint", "w_comparison": "bigint", "w_rater": "bigint", "w_left_is_a": "boolean",
+    "w_routing_probability": "double precision", "w_campaign": "bigint",
+}  # fmt: skip
+_VOTE_OUT = tuple(_VOTE_RETURNS)
 
 
 @functools.cache  # made on every new connection: written out once
@@ -1002,8 +1011,7 @@ def _vote_then_lease_function_sql() -> str:
     variables = {name: f"p_{name}" for name in (*_VOTE_PARAMETERS, *_LEASE_PARAMETERS)}
     return f"""CREATE OR REPLACE FUNCTION {_VOTE_THEN_LEASE_FUNCTION}(
     {_signature(_VOTE_PARAMETERS)}, {_signature(_LEASE_PARAMETERS)})
-RETURNS TABLE(w_id bigint, w_comparison bigint, w_rater bigint, w_left_is_a boolean,
-    w_routing_probability double precision, w_campaign bigint, {_LEASE_RETURNS})
+RETURNS TABLE({_signature(_VOTE_RETURNS, prefix="")}, {_signature(_NEXT_LEASE_RETURNS, prefix="")})
 LANGUAGE plpgsql VOLATILE AS $vote$
 DECLARE
     v_durability text;
